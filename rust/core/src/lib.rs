@@ -2,3 +2,9 @@
 //! consistency proofs, C2SP tlog-tiles math and entry bundles.
 //!
 //! Pure Rust, no Python: the PyO3 glue lives in `rust/py`.
+
+pub mod error;
+pub mod hash;
+
+pub use error::{Error, Result};
+pub use hash::{leaf_hash, node_hash, Hash, EMPTY_ROOT};
