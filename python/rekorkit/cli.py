@@ -22,7 +22,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None) -> argparse.ArgumentParser:
     from rekorkit import __version__
 
     parser = argparse.ArgumentParser(
@@ -30,22 +30,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rekorkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    argv = sys.argv[1:]
     for name, (module, help_text) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
         # Only the chosen subcommand's module is imported to add its arguments.
-        if name in argv:
+        if name == command:
             importlib.import_module(module).configure(p)
-            p.set_defaults(_module=module)
     return parser
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv``: the first word that is not an option."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in _COMMANDS else None
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit status (0 ok, 1 verification failed, 2 usage/network)."""
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]
-    parser = _parser()
-    args = parser.parse_args(sys.argv[1:])
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser(_command_in(args_in))
+    try:
+        args = parser.parse_args(args_in)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
     module = getattr(args, "_module", None)
     if module is None:
         parser.print_help()
