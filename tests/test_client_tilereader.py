@@ -12,6 +12,7 @@ from rekorkit.client import AsyncTileReader, RetryPolicy, TileReader
 from rekorkit.client.tilereader import bundle_path, tile_path
 from rekorkit.errors import MalformedError, NotFoundError, RetryExhaustedError
 
+GZIP = {"content-encoding": "gzip"}
 NO_WAIT = RetryPolicy(max_attempts=3, base_delay=0, sleep=lambda s: None)
 
 
