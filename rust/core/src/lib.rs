@@ -3,8 +3,13 @@
 //!
 //! Pure Rust, no Python: the PyO3 glue lives in `rust/py`.
 
+pub mod batch;
+pub mod compact;
 pub mod error;
 pub mod hash;
+pub mod proof;
+pub mod tree;
 
+pub use compact::CompactRange;
 pub use error::{Error, Result};
 pub use hash::{leaf_hash, node_hash, Hash, EMPTY_ROOT};
