@@ -1,0 +1,287 @@
+"""Log keys and Sigstore trusted roots.
+
+A :class:`LogInstance` is one transparency log (one Rekor v1 log or one v2
+shard): base URL, public key, log ID, key details and validity window. Log
+IDs are SHA-256 of the SPKI for Rekor v1 (REKOR_API.md §2.4) and the full
+C2SP key ID for Rekor v2 (§4.5). :func:`load_trusted_root` reads every
+``tlogs`` entry of a Sigstore ``trusted_root.json``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from rekorkit.dsse import PublicKey
+from rekorkit.errors import MalformedError
+from rekorkit.note import (
+    RSA_IDENTIFIER,
+    ECDSAVerifier,
+    Ed25519Verifier,
+    NoteVerifier,
+    RSAVerifier,
+)
+
+__all__ = [
+    "LogInstance",
+    "TransparencyLogKey",
+    "TrustedRoot",
+    "load_public_key",
+    "load_trusted_root",
+    "log_from_key",
+    "log_id_v1",
+    "log_id_v2",
+    "origin_from_url",
+]
+
+_TRUSTED_ROOT_MEDIA = re.compile(
+    r"application/vnd\.dev\.sigstore\.trustedroot(\+json;version=0\.\d+|\.v0\.\d+\+json)"
+)
+
+
+def _spki(public_key: PublicKey) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def load_public_key(data: bytes | str | PublicKey) -> PublicKey:
+    """Load a public key from PEM or DER (SPKI), or pass a key object through.
+
+    Raises:
+        MalformedError: not a supported EC, Ed25519 or RSA public key.
+    """
+    if isinstance(data, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
+        return data
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    try:
+        if raw.lstrip().startswith(b"-----BEGIN"):
+            key: Any = serialization.load_pem_public_key(raw)
+        else:
+            key = serialization.load_der_public_key(raw)
+    except (ValueError, TypeError) as exc:
+        raise MalformedError(f"not a PEM or DER public key: {exc}", what="public key") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
+        raise MalformedError(f"unsupported key type {type(key).__name__}", what="public key")
+    return key
+
+
+def log_id_v1(public_key: bytes | str | PublicKey) -> bytes:
+    """Rekor v1 log ID: SHA-256 of the key's DER SubjectPublicKeyInfo (REKOR_API.md §2.4)."""
+    return hashlib.sha256(_spki(load_public_key(public_key))).digest()
+
+
+def log_id_v2(name: str, public_key: bytes | str | PublicKey) -> bytes:
+    """Rekor v2 log ID: the full 32-byte C2SP key ID for ``name`` (REKOR_API.md §4.5)."""
+    key = load_public_key(public_key)
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return hashlib.sha256(name.encode() + b"\n\x01" + raw).digest()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return hashlib.sha256(_spki(key)).digest()
+    return hashlib.sha256(name.encode() + b"\n\xff" + RSA_IDENTIFIER + _spki(key)).digest()
+
+
+def origin_from_url(base_url: str) -> str:
+    """The checkpoint key name for a base URL: no scheme, no trailing slash (TLOG.md §10)."""
+    name = base_url.split("://", 1)[-1]
+    return name.rstrip("/")
+
+
+def _key_details(key: PublicKey) -> str:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "PKIX_ED25519"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return {256: "PKIX_ECDSA_P256_SHA_256", 384: "PKIX_ECDSA_P384_SHA_384"}.get(
+            key.curve.key_size, "PKIX_ECDSA_P521_SHA_512"
+        )
+    return f"PKIX_RSA_PKCS1V15_{key.key_size}_SHA256"
+
+
+@dataclass(frozen=True, slots=True)
+class LogInstance:
+    """One transparency log (a Rekor v1 log or a v2 shard) and its key.
+
+    Attributes:
+        base_url: e.g. ``https://rekor.sigstore.dev``.
+        public_key: the log's ``cryptography`` public key.
+        log_id: the 32-byte log ID (v1: SHA-256 of SPKI; v2: C2SP key ID).
+        key_details: the Sigstore ``PublicKeyDetails`` name.
+        valid_from: start of the validity window (inclusive), if known.
+        valid_to: end of the validity window (inclusive), or ``None`` if open.
+        api_version: 1 (Rekor v1) or 2 (Rekor v2 / tiles).
+    """
+
+    base_url: str
+    public_key: PublicKey
+    log_id: bytes
+    key_details: str
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    api_version: int = 1
+
+    @property
+    def origin(self) -> str:
+        """The checkpoint key name (and v2 origin): the base URL without scheme."""
+        return origin_from_url(self.base_url)
+
+    @property
+    def key_hint(self) -> int:
+        """The 4-byte key hint on checkpoint signature lines, as a uint32."""
+        return int.from_bytes(self.log_id[:4], "big")
+
+    def verifier(self) -> NoteVerifier:
+        """The note verifier for this log's checkpoints (TLOG.md §10)."""
+        key = self.public_key
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            return Ed25519Verifier(self.origin, key)
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            return ECDSAVerifier(self.origin, key)
+        return RSAVerifier(self.origin, key)
+
+    def valid_at(self, when: datetime | float | int | None) -> bool:
+        """Whether ``when`` (datetime or Unix seconds) is inside the closed validity window."""
+        if when is None:
+            return True
+        if not isinstance(when, datetime):
+            when = datetime.fromtimestamp(when, UTC)
+        if self.valid_from is not None and when < self.valid_from:
+            return False
+        return not (self.valid_to is not None and when > self.valid_to)
+
+
+TransparencyLogKey = LogInstance
+"""Alias: a log's key with its metadata."""
+
+
+def log_from_key(
+    base_url: str,
+    public_key: bytes | str | PublicKey,
+    *,
+    api_version: int = 1,
+    valid_from: datetime | None = None,
+    valid_to: datetime | None = None,
+) -> LogInstance:
+    """A :class:`LogInstance` from a PEM/DER key, computing the log ID for the API version."""
+    key = load_public_key(public_key)
+    log_id = log_id_v1(key) if api_version == 1 else log_id_v2(origin_from_url(base_url), key)
+    return LogInstance(base_url, key, log_id, _key_details(key), valid_from, valid_to, api_version)
+
+
+def _time(value: object, where: str) -> datetime:
+    if not isinstance(value, str):
+        raise MalformedError("expected an RFC 3339 time", what="trusted root", where=where)
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise MalformedError(f"bad time {value!r}", what="trusted root", where=where) from exc
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def _unb64(value: object, where: str) -> bytes:
+    if not isinstance(value, str):
+        raise MalformedError("expected base64", what="trusted root", where=where)
+    try:
+        return binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
+        raise MalformedError(f"invalid base64: {exc}", what="trusted root", where=where) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedRoot:
+    """The transparency logs of a Sigstore trusted root."""
+
+    logs: tuple[LogInstance, ...]
+
+    def find(
+        self, log_id: bytes | str, time: datetime | float | int | None = None
+    ) -> LogInstance | None:
+        """The log with this ID (bytes or hex), valid at ``time`` when given.
+
+        A 4-byte ``log_id`` matches the key hint.
+        """
+        if isinstance(log_id, str):
+            log_id = bytes.fromhex(log_id)
+        for log in self.logs:
+            match = log.log_id == log_id or (len(log_id) == 4 and log.log_id[:4] == log_id)
+            if match and log.valid_at(time):
+                return log
+        return None
+
+    def find_by_url(self, base_url: str) -> list[LogInstance]:
+        """Logs whose base URL names the same host as ``base_url``."""
+        origin = origin_from_url(base_url)
+        return [log for log in self.logs if log.origin == origin]
+
+
+def load_trusted_root(source: str | PathLike[str] | Mapping[str, Any]) -> TrustedRoot:
+    """Read the ``tlogs`` of a Sigstore trusted root (a path or a decoded dict).
+
+    The API version of each log is inferred from its log ID: SHA-256 of the SPKI
+    means v1, the C2SP key ID for the URL's host means v2.
+
+    Raises:
+        MalformedError: bad media type, base64, key, or time, naming the field.
+    """
+    if isinstance(source, Mapping):
+        obj: Any = source
+    else:
+        try:
+            obj = json.loads(Path(source).read_bytes())
+        except (ValueError, RecursionError) as exc:
+            raise MalformedError(f"trusted root is not JSON: {exc}", what="trusted root") from exc
+    if not isinstance(obj, Mapping):
+        raise MalformedError("trusted root must be a JSON object", what="trusted root")
+    media = obj.get("mediaType")
+    if not isinstance(media, str) or _TRUSTED_ROOT_MEDIA.fullmatch(media) is None:
+        raise MalformedError(
+            f"unsupported media type {media!r}", what="trusted root", where="mediaType"
+        )
+    tlogs = obj.get("tlogs", [])
+    if not isinstance(tlogs, list):
+        raise MalformedError("tlogs must be a list", what="trusted root", where="tlogs")
+    logs = []
+    for i, t in enumerate(tlogs):
+        w = f"tlogs[{i}]"
+        if not isinstance(t, Mapping) or not isinstance(t.get("publicKey"), Mapping):
+            raise MalformedError("entry needs a publicKey", what="trusted root", where=w)
+        base_url = t.get("baseUrl")
+        if not isinstance(base_url, str) or not base_url:
+            raise MalformedError("missing baseUrl", what="trusted root", where=f"{w}.baseUrl")
+        pk = t["publicKey"]
+        raw = _unb64(pk.get("rawBytes"), f"{w}.publicKey.rawBytes")
+        try:
+            key = load_public_key(raw)
+        except MalformedError as exc:
+            raise MalformedError(str(exc), what="trusted root", where=f"{w}.publicKey") from exc
+        log_id_obj = t.get("logId")
+        if not isinstance(log_id_obj, Mapping):
+            raise MalformedError("missing logId", what="trusted root", where=f"{w}.logId")
+        log_id = _unb64(log_id_obj.get("keyId"), f"{w}.logId.keyId")
+        valid = pk.get("validFor") or {}
+        if not isinstance(valid, Mapping):
+            raise MalformedError("bad validFor", what="trusted root", where=f"{w}.validFor")
+        start = _time(valid["start"], f"{w}.validFor.start") if "start" in valid else None
+        end = _time(valid["end"], f"{w}.validFor.end") if "end" in valid else None
+        details = pk.get("keyDetails")
+        if not isinstance(details, str):
+            details = _key_details(key)
+        if log_id == log_id_v1(key) and not isinstance(key, ed25519.Ed25519PublicKey):
+            version = 1
+        elif log_id == log_id_v2(origin_from_url(base_url), key):
+            version = 2
+        else:
+            version = 2 if isinstance(key, ed25519.Ed25519PublicKey) else 1
+        logs.append(LogInstance(base_url, key, log_id, details, start, end, version))
+    return TrustedRoot(tuple(logs))
