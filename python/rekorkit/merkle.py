@@ -1,0 +1,356 @@
+"""RFC 6962 / RFC 9162 Merkle hashing, tree roots and proofs over the Rust core.
+
+Single hashes are ``bytes`` of 32. Lists of hashes are numpy ``uint8`` arrays
+of shape ``(n, 32)``, C-contiguous, read without a copy; ``bytes`` of
+``32 * n`` and lists of 32-byte ``bytes`` are accepted too. Input that would
+need a silent copy (wrong dtype, shape or strides) raises
+:class:`~rekorkit.errors.MalformedError`. Batch calls release the GIL and
+spread the work over ``threads`` cores (default: all).
+
+Consistency policy (TLOG.md §3.4): a proof from old size 0 is rejected, as in
+transparency-dev/merkle. The empty tree is a prefix of every tree, so the
+witness protocol accepts an empty proof from size 0; do that at the protocol
+layer after checking that the old root is :data:`EMPTY_ROOT`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+from rekorkit import _native
+from rekorkit._native import CompactRange
+from rekorkit.errors import ConsistencyError, InclusionError, MalformedError
+
+__all__ = [
+    "EMPTY_ROOT",
+    "BatchResult",
+    "CompactRange",
+    "HashArray",
+    "consistency_proof",
+    "flatten_proofs",
+    "hash_leaves",
+    "hash_leaves_buffer",
+    "inclusion_proof",
+    "leaf_hash",
+    "node_hash",
+    "root",
+    "verify_consistency",
+    "verify_consistency_batch",
+    "verify_inclusion",
+    "verify_inclusion_batch",
+]
+
+HashArray: TypeAlias = npt.NDArray[np.uint8]
+"""A list of hashes: a C-contiguous uint8 array of shape ``(n, 32)``."""
+
+HashesLike: TypeAlias = HashArray | bytes | Sequence[bytes]
+IntsLike: TypeAlias = npt.ArrayLike
+
+#: The root of the empty tree, ``SHA-256("")`` (RFC 6962 §2.1).
+EMPTY_ROOT: bytes = _native.EMPTY_ROOT
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The outcome of a batch verification.
+
+    Attributes:
+        ok: one flag per item, ``True`` where the proof verified.
+        first_failure: index of the first failing item, or ``None``.
+        reason: why that item failed, or ``None``.
+    """
+
+    ok: npt.NDArray[np.bool_]
+    first_failure: int | None
+    reason: str | None
+
+    @property
+    def all_ok(self) -> bool:
+        """Whether every item verified."""
+        return self.first_failure is None
+
+
+def _bytes(value: object, what: str) -> bytes:
+    if type(value) is bytes:
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise MalformedError(f"{what}: expected bytes, got {type(value).__name__}", what=what)
+
+
+def _hashes(value: object, what: str) -> object:
+    """Passes bytes, arrays and lists to the core; views other buffers without a copy."""
+    if isinstance(value, bytes | np.ndarray | list):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        flat = np.frombuffer(value, dtype=np.uint8)
+        if flat.size % 32:
+            raise MalformedError(
+                f"{what}: length {flat.size} is not a multiple of 32", what=what, where="length"
+            )
+        return flat.reshape(-1, 32)
+    if isinstance(value, tuple):
+        return list(value)
+    raise MalformedError(
+        f"{what}: expected a (n, 32) uint8 array, bytes or a list of bytes, "
+        f"got {type(value).__name__}",
+        what=what,
+    )
+
+
+def _count(value: HashesLike) -> int:
+    if isinstance(value, np.ndarray):
+        return int(value.shape[0]) if value.ndim else 0
+    if isinstance(value, bytes | bytearray | memoryview):
+        return len(value) // 32
+    return len(value)
+
+
+def _u64(value: IntsLike, what: str) -> npt.NDArray[np.uint64]:
+    """A 1-D contiguous uint64 array; negative or non-integer values are malformed."""
+    if isinstance(value, int):
+        value = [value]
+    arr = np.asarray(value)
+    if arr.dtype == np.uint64 and arr.ndim == 1 and arr.flags.c_contiguous:
+        return arr
+    if arr.ndim != 1:
+        raise MalformedError(
+            f"{what}: expected a 1-D integer array, got shape {arr.shape}", what=what, where="shape"
+        )
+    if arr.dtype.kind == "O" or arr.size == 0:
+        try:
+            arr = np.array([int(v) for v in arr], dtype=np.uint64)
+        except (OverflowError, TypeError, ValueError) as exc:
+            raise MalformedError(
+                f"{what}: values must be integers in [0, 2^64)", what=what
+            ) from exc
+        return arr
+    if arr.dtype.kind not in "iu":
+        raise MalformedError(
+            f"{what}: expected integers, got dtype {arr.dtype}", what=what, where="dtype"
+        )
+    if arr.dtype.kind == "i":
+        negative = np.flatnonzero(arr < 0)
+        if negative.size:
+            i = int(negative[0])
+            raise MalformedError(
+                f"{what}: index {i} is negative ({int(arr[i])})", what=what, where=f"index {i}"
+            )
+    return np.ascontiguousarray(arr, dtype=np.uint64)
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """Leaf hash ``SHA-256(0x00 || data)`` (RFC 6962 §2.1)."""
+    return _native.leaf_hash(_bytes(data, "leaf data"))
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """Interior node hash ``SHA-256(0x01 || left || right)`` (RFC 6962 §2.1)."""
+    return _native.node_hash(_bytes(left, "left hash"), _bytes(right, "right hash"))
+
+
+def hash_leaves(entries: Sequence[bytes], *, threads: int | None = None) -> HashArray:
+    """Leaf hashes of ``entries`` as one ``(n, 32)`` array.
+
+    Args:
+        entries: the leaf data, each ``bytes``.
+        threads: cores to use (default all); small batches stay on one.
+    """
+    return _native.hash_leaves(entries, threads)
+
+
+def hash_leaves_buffer(
+    buf: bytes | HashArray | bytearray | memoryview,
+    offsets: IntsLike,
+    *,
+    threads: int | None = None,
+) -> HashArray:
+    """Leaf hashes of the entries ``buf[offsets[i]:offsets[i + 1]]``, as an ``(n, 32)`` array.
+
+    Args:
+        buf: all entries back to back (``bytes``, a 1-D uint8 array or any buffer).
+        offsets: ``n + 1`` non-decreasing byte offsets into ``buf``.
+        threads: cores to use (default all).
+    """
+    if isinstance(buf, bytearray | memoryview):
+        buf = np.frombuffer(buf, dtype=np.uint8)
+    return _native.hash_leaves_buffer(buf, _u64(offsets, "entry offsets"), threads)
+
+
+def root(leaf_hashes: HashesLike, *, threads: int | None = None) -> bytes:
+    """Merkle Tree Hash (RFC 6962 §2.1) of ``leaf_hashes``; :data:`EMPTY_ROOT` for none.
+
+    Extra memory is O(log n). Above 32768 leaves the work is split over ``threads`` cores.
+    """
+    return _native.root(_hashes(leaf_hashes, "leaf hashes"), threads)
+
+
+def verify_inclusion(
+    leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes] | HashArray, root: bytes
+) -> None:
+    """Checks that ``leaf_hash`` is leaf ``index`` of the tree of ``size`` leaves with ``root``.
+
+    Raises:
+        InclusionError: the proof does not verify (index >= size, wrong length, wrong root).
+        MalformedError: a hash is not 32 bytes.
+    """
+    try:
+        _native.verify_inclusion(
+            _bytes(leaf_hash, "leaf hash"),
+            index,
+            size,
+            _hashes(proof, "proof"),
+            _bytes(root, "root"),
+        )
+    except InclusionError as exc:
+        exc.evidence.update(leaf_hash=leaf_hash, root=root)
+        raise
+    except OverflowError as exc:
+        raise InclusionError(
+            f"index {index} or size {size} is not an unsigned 64-bit integer",
+            index=index,
+            size=size,
+            leaf_hash=leaf_hash,
+            root=root,
+        ) from exc
+
+
+def flatten_proofs(proofs: Sequence[Sequence[bytes]]) -> tuple[HashArray, npt.NDArray[np.uint64]]:
+    """Packs per-item proofs into the ``(hashes, offsets)`` layout the batch verifiers take."""
+    offsets = np.zeros(len(proofs) + 1, dtype=np.uint64)
+    np.cumsum([len(p) for p in proofs], out=offsets[1:])
+    joined = b"".join(b"".join(p) for p in proofs)
+    if len(joined) != 32 * int(offsets[-1]):
+        raise MalformedError("proofs: every proof hash must be 32 bytes", what="proofs")
+    return np.frombuffer(joined, dtype=np.uint8).reshape(-1, 32), offsets
+
+
+def verify_inclusion_batch(
+    leaf_hashes: HashesLike,
+    indices: IntsLike,
+    sizes: IntsLike,
+    proofs: HashesLike,
+    proof_offsets: IntsLike,
+    roots: HashesLike,
+    *,
+    threads: int | None = None,
+) -> BatchResult:
+    """Verifies many inclusion proofs in one call, with the GIL released.
+
+    Args:
+        leaf_hashes: ``(n, 32)`` leaf hashes.
+        indices: ``n`` leaf indices.
+        sizes: ``n`` tree sizes, or one size (an int) shared by all.
+        proofs: every proof's hashes back to back, ``(m, 32)``.
+        proof_offsets: ``n + 1`` offsets: proof ``i`` is ``proofs[off[i]:off[i + 1]]``.
+        roots: ``(n, 32)`` roots, or one root shared by all.
+        threads: cores to use (default all).
+
+    Returns:
+        A :class:`BatchResult`; nothing is raised for proofs that fail.
+
+    Raises:
+        MalformedError: arrays of the wrong type, shape or length.
+    """
+    if isinstance(roots, bytes | bytearray | memoryview) and len(roots) == 32:
+        roots = bytes(roots)
+    ok, first, reason = _native.verify_inclusion_batch(
+        _hashes(leaf_hashes, "leaf hashes"),
+        _u64(indices, "indices"),
+        _u64(sizes, "sizes"),
+        _hashes(proofs, "proofs"),
+        _u64(proof_offsets, "proof offsets"),
+        _hashes(roots, "roots"),
+        threads,
+    )
+    return BatchResult(ok, first, reason)
+
+
+def inclusion_proof(leaf_hashes: HashesLike, index: int, size: int | None = None) -> list[bytes]:
+    """Builds the inclusion proof (RFC 6962 §2.1.1 PATH) of leaf ``index``.
+
+    Args:
+        leaf_hashes: all leaf hashes of the tree (at least ``size``).
+        index: the leaf, ``0 <= index < size``.
+        size: the tree size (default: every leaf given).
+
+    Raises:
+        ValueError: ``index >= size`` or ``size`` beyond the leaves given.
+    """
+    if size is None:
+        size = _count(leaf_hashes)
+    return _native.inclusion_proof(_hashes(leaf_hashes, "leaf hashes"), index, size)
+
+
+def verify_consistency(
+    size1: int, size2: int, root1: bytes, root2: bytes, proof: Sequence[bytes] | HashArray
+) -> None:
+    """Checks that the tree ``(size2, root2)`` extends the tree ``(size1, root1)``.
+
+    Policy (TLOG.md §3.4): ``size1 == 0`` is an error (nothing to prove; accept
+    an empty proof from size 0 at the protocol layer, checking ``root1 ==
+    EMPTY_ROOT``); ``size1 > size2`` is an error; equal sizes need an empty
+    proof and equal roots.
+
+    Raises:
+        ConsistencyError: the proof does not verify.
+        MalformedError: a hash is not 32 bytes.
+    """
+    try:
+        _native.verify_consistency(
+            size1, size2, _bytes(root1, "root1"), _bytes(root2, "root2"), _hashes(proof, "proof")
+        )
+    except ConsistencyError as exc:
+        exc.evidence.update(root1=root1, root2=root2)
+        raise
+    except OverflowError as exc:
+        raise ConsistencyError(
+            f"size1 {size1} or size2 {size2} is not an unsigned 64-bit integer",
+            size1=size1,
+            size2=size2,
+            root1=root1,
+            root2=root2,
+        ) from exc
+
+
+def verify_consistency_batch(
+    sizes1: IntsLike,
+    sizes2: IntsLike,
+    roots1: HashesLike,
+    roots2: HashesLike,
+    proofs: HashesLike,
+    proof_offsets: IntsLike,
+    *,
+    threads: int | None = None,
+) -> BatchResult:
+    """Verifies many consistency proofs in one call, with the GIL released.
+
+    ``sizes2`` and ``roots2`` may be one value shared by all items (many old
+    checkpoints against one new one). Layout as in :func:`verify_inclusion_batch`.
+    """
+    if isinstance(roots2, bytes | bytearray | memoryview) and len(roots2) == 32:
+        roots2 = bytes(roots2)
+    ok, first, reason = _native.verify_consistency_batch(
+        _u64(sizes1, "sizes1"),
+        _u64(sizes2, "sizes2"),
+        _hashes(roots1, "roots1"),
+        _hashes(roots2, "roots2"),
+        _hashes(proofs, "proofs"),
+        _u64(proof_offsets, "proof offsets"),
+        threads,
+    )
+    return BatchResult(ok, first, reason)
+
+
+def consistency_proof(leaf_hashes: HashesLike, size1: int, size2: int) -> list[bytes]:
+    """Builds the consistency proof (RFC 6962 §2.1.2) from ``size1`` to ``size2``.
+
+    Raises:
+        ValueError: unless ``0 < size1 <= size2 <=`` the number of leaves given.
+    """
+    return _native.consistency_proof(_hashes(leaf_hashes, "leaf hashes"), size1, size2)
