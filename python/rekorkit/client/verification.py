@@ -1,0 +1,130 @@
+"""What a client checks before it hands anything back, and how to opt out by name.
+
+Checks on every entry (REKOR_API.md §2.6, TLOG.md §10):
+
+* ``entry_uuid``: the entry's UUID (v1) is the leaf hash of its body, and it
+  is the entry that was asked for;
+* ``checkpoint_signature``: the checkpoint in the proof is signed by the
+  configured log key;
+* ``inclusion``: the checkpoint's size and root equal the proof's, and the
+  proof includes the body's leaf hash at the proof's (shard-local) index;
+* ``signed_entry_timestamp``: the SET (v1) verifies under the log key;
+* ``body_matches_request``: on submission, the stored body is the canonical
+  form of what was sent;
+* ``consistency``: each checkpoint is consistent with the latest one already
+  trusted (see :mod:`rekorkit.client.tracking`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from rekorkit import merkle
+from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint, parse_checkpoint
+from rekorkit.errors import CheckpointError, InclusionError
+from rekorkit.note import NoteVerifier, parse_note
+
+__all__ = ["VerifyOptions", "check_inclusion", "read_checkpoint"]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyOptions:
+    """Which checks a client runs; all on by default. Turn one off by name.
+
+    Example: ``VerifyOptions().without("signed_entry_timestamp")``.
+
+    Attributes:
+        entry_uuid: UUID == leaf hash of the body, and the entry asked for.
+        checkpoint_signature: the proof's checkpoint is signed by the log key.
+        inclusion: the inclusion proof verifies against that checkpoint.
+        signed_entry_timestamp: the v1 SET verifies under the log key.
+        body_matches_request: a submitted entry's body is the canonical request.
+        consistency: checkpoints are consistent with the latest one trusted.
+        refuse_stale: a checkpoint older than one trusted before the request
+            was sent is a rollback (:class:`DivergenceError`).
+    """
+
+    entry_uuid: bool = True
+    checkpoint_signature: bool = True
+    inclusion: bool = True
+    signed_entry_timestamp: bool = True
+    body_matches_request: bool = True
+    consistency: bool = True
+    refuse_stale: bool = True
+
+    @classmethod
+    def none(cls) -> VerifyOptions:
+        """No checks at all: the caller takes the server's word."""
+        return cls(**{f.name: False for f in dataclasses.fields(cls)})
+
+    def without(self, *names: str) -> VerifyOptions:
+        """A copy with the named checks turned off (ValueError on unknown names)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(names) - known
+        if unknown:
+            raise ValueError(f"unknown checks {sorted(unknown)}; known: {sorted(known)}")
+        return dataclasses.replace(self, **dict.fromkeys(names, False))
+
+    @property
+    def needs_key(self) -> bool:
+        """Whether any enabled check needs the log's public key."""
+        return self.checkpoint_signature or self.signed_entry_timestamp
+
+
+def read_checkpoint(
+    data: bytes | str, verifier: NoteVerifier | None, options: VerifyOptions
+) -> SignedCheckpoint:
+    """Open a signed checkpoint, verifying its signature unless opted out.
+
+    Raises:
+        SignatureError: the log's signature is missing or invalid.
+        CheckpointError: wrong origin.
+        MalformedError: it does not parse.
+    """
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    if options.checkpoint_signature:
+        if verifier is None:
+            raise CheckpointError("no log key configured to verify the checkpoint", checkpoint=raw)
+        return open_checkpoint(raw, verifier)
+    note = parse_note(raw)
+    return SignedCheckpoint(parse_checkpoint(note.text, strict=False), note, raw)
+
+
+def check_inclusion(
+    leaf_hash: bytes,
+    index: int,
+    tree_size: int,
+    hashes: list[bytes],
+    root_hash: bytes,
+    checkpoint: SignedCheckpoint,
+    *,
+    where: str,
+) -> None:
+    """The proof's tree head must be the checkpoint's, and the proof must verify.
+
+    Raises:
+        CheckpointError: the checkpoint's size or root differs from the proof's.
+        InclusionError: the proof does not include ``leaf_hash`` at ``index``.
+    """
+    evidence: dict[str, Any] = {
+        "index": index,
+        "tree_size": tree_size,
+        "leaf_hash": leaf_hash.hex(),
+        "where": where,
+    }
+    if checkpoint.size != tree_size or checkpoint.root != root_hash:
+        raise CheckpointError(
+            f"{where}: proof is for size {tree_size} root {root_hash.hex()}, but the "
+            f"checkpoint says size {checkpoint.size} root {checkpoint.root.hex()}",
+            checkpoint=checkpoint.raw,
+            expected=checkpoint.root.hex(),
+            actual=root_hash.hex(),
+            **evidence,
+        )
+    try:
+        merkle.verify_inclusion(leaf_hash, index, tree_size, hashes, root_hash)
+    except InclusionError as exc:
+        exc.evidence.update(evidence, checkpoint=checkpoint.raw)
+        raise
