@@ -1,0 +1,272 @@
+"""On-disk tlog-tiles layout, written atomically.
+
+The directory under ``root`` is exactly what a static web server would publish
+for a C2SP tlog-tiles log (``checkpoint``, ``tile/<L>/<N>[.p/<W>]``,
+``tile/entries/<N>[.p/<W>]``), so it can be served as-is or copied to a bucket.
+
+Every file is written to a temporary name in its own directory, flushed with
+``fsync``, renamed into place and the directory fsynced: a reader never sees a
+half-written tile, and after a crash a file either exists whole or not at all.
+The checkpoint is written last, after everything it commits to is durable
+(DESIGN.md "Nothing lost"; TLOG.md §6.3: partial tiles exist for checkpointed sizes).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+
+from rekorkit.errors import StoreError
+
+__all__ = ["TileStore"]
+
+# TLOG.md §6.3: a full tile holds 256 hashes of 32 bytes.
+_TILE_WIDTH = 256
+_HASH_SIZE = 32
+
+
+def _index_path(index: int) -> str:
+    """TLOG.md §6.2: 3-digit groups, ``x`` before every group but the last."""
+    digits = f"{index:03d}"
+    pad = (-len(digits)) % 3
+    digits = "0" * pad + digits
+    groups = [digits[i : i + 3] for i in range(0, len(digits), 3)]
+    return "/".join([f"x{g}" for g in groups[:-1]] + [groups[-1]])
+
+
+def tile_path(level: int, index: int, width: int = _TILE_WIDTH) -> str:
+    """The relative path of hash tile ``(level, index)`` of ``width`` hashes (TLOG.md §6.2)."""
+    suffix = "" if width == _TILE_WIDTH else f".p/{width}"
+    return f"tile/{level}/{_index_path(index)}{suffix}"
+
+
+def bundle_path(index: int, width: int = _TILE_WIDTH) -> str:
+    """The relative path of entry bundle ``index`` holding ``width`` entries (TLOG.md §6.4)."""
+    suffix = "" if width == _TILE_WIDTH else f".p/{width}"
+    return f"tile/entries/{_index_path(index)}{suffix}"
+
+
+class TileStore:
+    """A directory holding one log's checkpoint, hash tiles and entry bundles.
+
+    Args:
+        root: the directory (created if missing).
+        fsync: flush files and directories to stable storage before renames
+            and before the checkpoint is published. Only benchmarks on
+            throwaway data turn this off.
+        cache_tiles: how many immutable full tiles/bundles to keep in memory.
+    """
+
+    def __init__(self, root: Path | str, *, fsync: bool = True, cache_tiles: int = 4096):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cache_max = cache_tiles
+        self._lock = threading.Lock()
+        self._tmp_seq = 0
+
+    # -- writing -----------------------------------------------------------
+    def write_files(self, files: Iterable[tuple[str, bytes]], *, durable: bool = True) -> None:
+        """Write each ``(relative path, content)`` atomically (and durably).
+
+        All temporary files are written and flushed first, then renamed, then
+        their directories flushed, so one batch costs one round of fsyncs.
+        ``durable=False`` skips the fsyncs; the caller must :meth:`sync`
+        before publishing a checkpoint that covers these files.
+        """
+        sync = self.fsync and durable
+        staged: list[tuple[Path, Path]] = []
+        dirs: set[Path] = set()
+        try:
+            for rel, data in files:
+                final = self.root / rel
+                final.parent.mkdir(parents=True, exist_ok=True)
+                tmp = final.parent / f".{final.name}.{os.getpid()}.{self._next_seq()}.tmp"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        n = os.write(fd, view)
+                        view = view[n:]
+                    if sync:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+                staged.append((tmp, final))
+                dirs.add(final.parent)
+            for tmp, final in staged:
+                os.replace(tmp, final)
+                rel = final.relative_to(self.root).as_posix()
+                with self._lock:
+                    self._cache.pop(rel, None)
+            staged.clear()
+            if sync:
+                for d in dirs:
+                    self._fsync_dir(d)
+        except OSError as exc:
+            raise StoreError(f"writing tiles under {self.root} failed: {exc}") from exc
+        finally:
+            for tmp, _ in staged:
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
+
+    def publish_checkpoint(self, data: bytes, name: str = "checkpoint") -> None:
+        """Atomically replace the checkpoint; call only once its tiles are durable."""
+        self.write_files([(name, data)])
+        if self.fsync:
+            self._fsync_dir(self.root)
+
+    def sync(self) -> None:
+        """Flush everything written without fsync (bulk loads) to stable storage."""
+        if self.fsync:
+            os.sync()
+
+    def _next_seq(self) -> int:
+        with self._lock:
+            self._tmp_seq += 1
+            return self._tmp_seq
+
+    @staticmethod
+    def _fsync_dir(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # -- reading -----------------------------------------------------------
+    def read(self, rel: str) -> bytes | None:
+        """The content of ``rel`` (a validated relative path), or None if absent.
+
+        Full tiles and bundles never change once written, so they are cached.
+        """
+        cacheable = not rel.endswith("checkpoint") and ".p/" not in rel
+        if cacheable:
+            with self._lock:
+                hit = self._cache.get(rel)
+                if hit is not None:
+                    self._cache.move_to_end(rel)
+                    return hit
+        try:
+            with open(self.root / rel, "rb") as f:
+                data = f.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        if cacheable:
+            with self._lock:
+                self._cache[rel] = data
+                if len(self._cache) > self._cache_max:
+                    self._cache.popitem(last=False)
+        return data
+
+    def read_checkpoint(self, name: str = "checkpoint") -> bytes | None:
+        """The published checkpoint, or None for a new log."""
+        return self.read(name)
+
+    def read_tile(self, level: int, index: int, width: int = _TILE_WIDTH) -> bytes:
+        """The first ``width`` hashes of tile ``(level, index)``.
+
+        Falls back from the exact partial tile to the full tile, then to any
+        wider partial tile (TLOG.md §6.3: hashes never change once written, so
+        a wider tile's prefix is the narrower tile).
+        """
+        return self._read_prefix(tile_path(level, index), width, _HASH_SIZE, level, index)
+
+    def read_bundle(self, index: int, width: int = _TILE_WIDTH) -> bytes:
+        """Entry bundle ``index`` with exactly ``width`` entries (exact file or full bundle prefix)."""
+        exact = self.read(bundle_path(index, width))
+        if exact is not None:
+            return exact
+        full = self.read(bundle_path(index))
+        if full is None:
+            full = self._widest_partial(bundle_path(index), width)
+        if full is None:
+            raise StoreError(f"entry bundle {index} (width {width}) is missing")
+        if width == _TILE_WIDTH:
+            return full
+        return _bundle_prefix(full, width, index)
+
+    def _read_prefix(self, base: str, width: int, item: int, level: int, index: int) -> bytes:
+        if width != _TILE_WIDTH:
+            exact = self.read(f"{base}.p/{width}")
+            if exact is not None:
+                return exact
+        data = self.read(base)
+        if data is None:
+            data = self._widest_partial(base, width)
+        if data is None or len(data) < width * item:
+            raise StoreError(f"tile level {level} index {index} width {width} is missing")
+        return data[: width * item]
+
+    def _widest_partial(self, base: str, width: int) -> bytes | None:
+        pdir = self.root / f"{base}.p"
+        try:
+            widths = sorted(int(n) for n in os.listdir(pdir) if n.isdigit())
+        except FileNotFoundError:
+            return None
+        for w in widths:
+            if w >= width:
+                return self.read(f"{base}.p/{w}")
+        return None
+
+    # -- recovery ----------------------------------------------------------
+    def remove_beyond(self, size: int) -> list[str]:
+        """Delete tiles and bundles that cover entries at or past ``size``.
+
+        After a crash between writing tiles and publishing the checkpoint those
+        files describe entries nobody was told about; they are removed so the
+        directory matches the checkpoint exactly. Returns the paths removed.
+        """
+        removed: list[str] = []
+        for level in range(8):  # 256**8 > 2**63: no tree has more levels
+            count = size // (_TILE_WIDTH**level)  # hashes that exist at this level
+            edge, width = divmod(count, _TILE_WIDTH)
+            n = edge
+            while True:
+                found = self._remove_tile_files(tile_path(level, n), n == edge, width, removed)
+                if level == 0:
+                    found |= self._remove_tile_files(bundle_path(n), n == edge, width, removed)
+                if not found and n > edge:
+                    break
+                n += 1
+        with self._lock:
+            for rel in removed:
+                self._cache.pop(rel, None)
+        return removed
+
+    def _remove_tile_files(self, base: str, is_edge: bool, width: int, out: list[str]) -> bool:
+        """Remove ``base`` (full) and its partials wider than ``width`` (all, past the edge)."""
+        found = False
+        full = self.root / base
+        if full.exists():
+            full.unlink()
+            out.append(base)
+            found = True
+        pdir = self.root / f"{base}.p"
+        if pdir.is_dir():
+            for name in os.listdir(pdir):
+                if not name.isdigit():  # a temporary file left by the crash
+                    (pdir / name).unlink()
+                elif not is_edge or int(name) > width:
+                    (pdir / name).unlink()
+                    out.append(f"{base}.p/{name}")
+                    found = True
+        return found
+
+
+def _bundle_prefix(data: bytes, width: int, index: int) -> bytes:
+    """The first ``width`` entries of an encoded bundle (TLOG.md §6.4 framing)."""
+    off = 0
+    for _ in range(width):
+        if off + 2 > len(data):
+            raise StoreError(f"entry bundle {index} holds fewer than {width} entries")
+        off += 2 + int.from_bytes(data[off : off + 2], "big")
+    if off > len(data):
+        raise StoreError(f"entry bundle {index} is truncated")
+    return data[:off]

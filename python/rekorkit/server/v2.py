@@ -1,0 +1,129 @@
+"""Rekor v2 routes: ``POST /api/v2/log/entries`` and the static tlog-tiles reads.
+
+Writes follow rekor-tiles (REKOR_API.md §4.1-4.2): strict ``hashedRekordRequestV002``
+parsing, 201 with a protobuf-JSON ``TransparencyLogEntry`` once a checkpoint that
+includes the entry is published, 409 with ``x-log-index`` for a duplicate, 405
+on a frozen (read-only) log. Reads are the C2SP tlog-tiles files (TLOG.md §6.1),
+served straight from the data directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from rekorkit.errors import MalformedError, RekorKitError
+from rekorkit.server.integrator import Receipt
+from rekorkit.server.responses import (
+    GRPC_ALREADY_EXISTS,
+    GRPC_INVALID_ARGUMENT,
+    GRPC_RESOURCE_EXHAUSTED,
+    GRPC_UNKNOWN,
+    BodyTooLarge,
+    json_response,
+    read_body,
+    v2_error,
+)
+
+if TYPE_CHECKING:
+    from rekorkit.server.app import LogService
+
+__all__ = ["create_entry_v2", "serve_static", "transparency_log_entry"]
+
+# REKOR_API.md §4.2 table: the body a frozen shard sends with its 405.
+FROZEN_MESSAGE = "This log has been frozen, please switch to the latest log."
+
+# TLOG.md §6.1: tiles are immutable; the checkpoint may be cached a few seconds at most.
+TILE_HEADERS = {"cache-control": "public, max-age=31536000, immutable"}
+CHECKPOINT_HEADERS = {"cache-control": "no-cache"}
+CHECKPOINT_TYPE = "text/plain; charset=utf-8"
+TILE_TYPE = "application/octet-stream"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def transparency_log_entry(service: LogService, leaf: bytes, receipt: Receipt) -> dict[str, object]:
+    """REKOR_API.md §4.2: the protobuf-JSON ``TransparencyLogEntry`` for a new entry."""
+    state = receipt.state
+    return {
+        "logIndex": str(receipt.index),
+        "logId": {"keyId": _b64(service.log.identity.v2_log_id)},
+        "kindVersion": {"kind": "hashedrekord", "version": "0.0.2"},
+        "integratedTime": "0",
+        "inclusionPromise": None,
+        "inclusionProof": {
+            "logIndex": str(receipt.index),
+            "rootHash": _b64(state.root),
+            "treeSize": str(state.size),
+            "hashes": [_b64(h) for h in receipt.proof],
+            "checkpoint": {"envelope": state.checkpoint.decode()},
+        },
+        "canonicalizedBody": _b64(leaf),
+    }
+
+
+async def create_entry_v2(request: Request) -> Response:
+    """``POST /api/v2/log/entries``."""
+    service: LogService = request.app.state.service
+    if service.read_only:
+        return PlainTextResponse(FROZEN_MESSAGE, status_code=405)
+    try:
+        raw = await read_body(request, service.max_body)
+    except BodyTooLarge as exc:
+        return v2_error(413, GRPC_RESOURCE_EXHAUSTED, str(exc))
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return v2_error(400, GRPC_INVALID_ARGUMENT, f"proto: syntax error: {exc}")
+    try:
+        leaf = service.canonicalize_v2(obj)
+    except (MalformedError, RekorKitError, ValueError, TypeError) as exc:
+        return v2_error(400, GRPC_INVALID_ARGUMENT, f"invalid hashedrekord request: {exc}")
+    try:
+        receipt = await service.integrator.submit(leaf)
+    except ValueError as exc:
+        return v2_error(400, GRPC_INVALID_ARGUMENT, f"invalid hashedrekord request: {exc}")
+    except Exception:
+        return v2_error(500, GRPC_UNKNOWN, "failed to integrate entry")
+    if receipt.duplicate:
+        return v2_error(
+            409,
+            GRPC_ALREADY_EXISTS,
+            "an equivalent entry already exists in the transparency log with index "
+            f"{receipt.index}",
+            headers={"x-log-index": str(receipt.index)},
+        )
+    return json_response(transparency_log_entry(service, leaf, receipt), 201)
+
+
+async def serve_static(
+    service: LogService, path: str, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Serve ``/checkpoint``, ``/tile/…`` and ``/tile/entries/…`` (TLOG.md §6.1).
+
+    ``path`` is the request path without the leading slash. Anything that is
+    not a well-formed tile path (TLOG.md §6.2) is a 404, as from a bucket.
+    """
+    store = service.store_for(scope)
+    response: Response
+    if path == "checkpoint":
+        data = store.read_checkpoint()
+        if data is None:
+            response = PlainTextResponse("not found", status_code=404)
+        else:
+            response = Response(data, media_type=CHECKPOINT_TYPE, headers=CHECKPOINT_HEADERS)
+    else:
+        rel = service.tile_file(path)
+        data = store.read(rel) if rel is not None else None
+        if data is None:
+            response = PlainTextResponse("not found", status_code=404)
+        else:
+            response = Response(data, media_type=TILE_TYPE, headers=TILE_HEADERS)
+    await response(scope, receive, send)
