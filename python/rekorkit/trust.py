@@ -271,9 +271,11 @@ def load_trusted_root(source: str | PathLike[str] | Mapping[str, Any]) -> Truste
         log_id = _unb64(log_id_obj.get("keyId"), f"{w}.logId.keyId")
         valid = pk.get("validFor") or {}
         if not isinstance(valid, Mapping):
-            raise MalformedError("bad validFor", what="trusted root", where=f"{w}.validFor")
-        start = _time(valid["start"], f"{w}.validFor.start") if "start" in valid else None
-        end = _time(valid["end"], f"{w}.validFor.end") if "end" in valid else None
+            raise MalformedError(
+                "bad validFor", what="trusted root", where=f"{w}.publicKey.validFor"
+            )
+        start = _time(valid["start"], f"{w}.publicKey.validFor.start") if "start" in valid else None
+        end = _time(valid["end"], f"{w}.publicKey.validFor.end") if "end" in valid else None
         details = pk.get("keyDetails")
         if not isinstance(details, str):
             details = _key_details(key)

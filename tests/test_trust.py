@@ -1,0 +1,193 @@
+"""Log keys, log IDs and Sigstore trusted roots."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import UTC, datetime
+
+import pytest
+from conftest import require_vectors
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from rekorkit.errors import MalformedError
+from rekorkit.note import ECDSAVerifier, Ed25519Verifier, RSAVerifier, parse_verifier_key
+from rekorkit.trust import (
+    LogInstance,
+    load_public_key,
+    load_trusted_root,
+    log_from_key,
+    log_id_v1,
+    log_id_v2,
+    origin_from_url,
+)
+
+
+def _asset(*parts: str):
+    return require_vectors("sigstore-python", *parts)
+
+
+def test_rekor_tiles_keyhash_vector() -> None:
+    vec = json.loads(require_vectors("rekor-tiles", "keyhash_vectors.json").read_text())
+    pem = require_vectors("rekor-tiles", "ed25519-pub-key.pem").read_bytes()
+    case = vec["cases"][0]
+    log_id = log_id_v2(vec["origin"], pem)
+    assert log_id.hex() == case["expectedLogID_hex"]
+    assert int.from_bytes(log_id[:4], "big") == case["expectedKeyID_uint32"]
+    log = log_from_key("http://testkey", pem, api_version=2)
+    assert log.log_id == log_id and log.origin == "testkey"
+    assert log.verifier().key_id == case["expectedKeyID_uint32"]
+
+
+def test_embedded_roots_load_with_expected_log_ids() -> None:
+    prod = load_trusted_root(_asset("embedded-trust", "prod.trusted_root.json"))
+    staging = load_trusted_root(_asset("embedded-trust", "staging.trusted_root.json"))
+    assert [(log.origin, log.api_version) for log in prod.logs] == [
+        ("rekor.sigstore.dev", 1),
+        ("log2025-1.rekor.sigstore.dev", 2),
+    ]
+    assert len(staging.logs) == 4
+    v1 = prod.logs[0]
+    assert v1.log_id.hex().startswith("c0d23d6a") and v1.log_id == log_id_v1(v1.public_key)
+    assert isinstance(v1.verifier(), ECDSAVerifier)
+    v2 = prod.logs[1]
+    assert v2.log_id == log_id_v2("log2025-1.rekor.sigstore.dev", v2.public_key)
+    assert v2.verifier().vkey == (
+        "log2025-1.rekor.sigstore.dev+cf119915+AbfK5adZJxsI323FwGD2AJJ9F4i89cfDuLdGJBIYntuO"
+    )
+    assert staging.logs[0].log_id.hex().startswith("d32f30a3")
+
+
+def test_vkeys_match_the_bundle_index() -> None:
+    index = json.loads(require_vectors("sigstore-bundle-index.json").read_text())
+    roots = [
+        load_trusted_root(_asset("embedded-trust", f"{n}.trusted_root.json"))
+        for n in ("prod", "staging")
+    ]
+    by_url = {(log.base_url, log.key_details): log for r in roots for log in r.logs}
+    seen = 0
+    for entries in index["sigstore-python"].values():
+        for facts in entries:
+            if "checkpoint_vkey_used" not in facts:
+                continue
+            url, details = facts["logKey"].split()
+            log = by_url[(url, details)]
+            assert log.verifier().vkey == facts["checkpoint_vkey_used"]
+            assert parse_verifier_key(facts["checkpoint_vkey_used"]).key_id == log.key_hint
+            seen += 1
+    assert seen >= 10
+
+
+def test_every_test_asset_trusted_root() -> None:
+    for path in sorted(_asset("test-assets").rglob("*.json")):
+        obj = json.loads(path.read_text())
+        if "tlogs" not in obj:
+            continue
+        if obj.get("mediaType") == "bad-media-type":
+            with pytest.raises(MalformedError) as info:
+                load_trusted_root(path)
+            assert info.value.where == "mediaType"
+            continue
+        root = load_trusted_root(path)
+        assert len(root.logs) == len(obj["tlogs"])
+        for log, raw in zip(root.logs, obj["tlogs"], strict=True):
+            assert log.log_id == base64.b64decode(raw["logId"]["keyId"])
+            assert log.base_url == raw["baseUrl"]
+
+
+def test_find_by_log_id_and_time() -> None:
+    staging = load_trusted_root(_asset("embedded-trust", "staging.trusted_root.json"))
+    alpha1 = staging.logs[1]
+    assert alpha1.valid_to == datetime(2025, 9, 4, tzinfo=UTC)
+    assert staging.find(alpha1.log_id) is alpha1
+    assert staging.find(alpha1.log_id.hex()) is alpha1
+    assert staging.find(alpha1.log_id[:4]) is alpha1
+    assert staging.find(alpha1.log_id, datetime(2025, 9, 4, tzinfo=UTC)) is alpha1  # closed end
+    assert staging.find(alpha1.log_id, datetime(2025, 9, 4, 0, 0, 1, tzinfo=UTC)) is None
+    assert staging.find(alpha1.log_id, datetime(2025, 4, 15, tzinfo=UTC).timestamp()) is None
+    assert staging.find(b"\x00" * 32) is None
+    assert [log.origin for log in staging.find_by_url("https://rekor.sigstage.dev/")] == [
+        "rekor.sigstage.dev"
+    ]
+
+
+def test_load_public_key_pem_and_der() -> None:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert log_id_v1(pem) == log_id_v1(der) == hashlib.sha256(der).digest()
+    assert log_id_v1(pem.decode()) == log_id_v1(key)
+    assert load_public_key(key) is key
+    with pytest.raises(MalformedError):
+        load_public_key(b"not a key")
+
+
+def test_log_ids_per_key_type() -> None:
+    ed = ed25519.Ed25519PrivateKey.generate().public_key()
+    raw = ed.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    assert log_id_v2("rekor-local", ed) == hashlib.sha256(b"rekor-local\n\x01" + raw).digest()
+    ecdsa = ec.generate_private_key(ec.SECP256R1()).public_key()
+    assert log_id_v2("x", ecdsa) == log_id_v1(ecdsa)
+    r = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    spki = r.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    want = hashlib.sha256(b"x\n\xffPKIX-RSA-PKCS#1v1.5" + spki).digest()
+    assert log_id_v2("x", r) == want
+    log = log_from_key("https://x/", r, api_version=2)
+    assert isinstance(log.verifier(), RSAVerifier) and log.key_hint == int.from_bytes(
+        want[:4], "big"
+    )
+    assert log.key_details == "PKIX_RSA_PKCS1V15_2048_SHA256"
+    local = log_from_key("http://rekor-local", ed, api_version=2)
+    assert isinstance(local.verifier(), Ed25519Verifier)
+    assert local.verifier().key_id == local.key_hint
+
+
+def test_origin_from_url() -> None:
+    assert origin_from_url("https://rekor.sigstore.dev") == "rekor.sigstore.dev"
+    assert origin_from_url("http://rekor-local/") == "rekor-local"
+    assert origin_from_url("log2025-1.rekor.sigstore.dev") == "log2025-1.rekor.sigstore.dev"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "where"),
+    [
+        (
+            lambda t: t["tlogs"][0]["publicKey"].__setitem__("rawBytes", "!!"),
+            "tlogs[0].publicKey.rawBytes",
+        ),
+        (
+            lambda t: t["tlogs"][0]["publicKey"].__setitem__("rawBytes", "AAAA"),
+            "tlogs[0].publicKey",
+        ),
+        (lambda t: t["tlogs"][0]["logId"].__setitem__("keyId", 5), "tlogs[0].logId.keyId"),
+        (lambda t: t["tlogs"][0].pop("baseUrl"), "tlogs[0].baseUrl"),
+        (
+            lambda t: t["tlogs"][0]["publicKey"]["validFor"].__setitem__("start", "yesterday"),
+            "tlogs[0].publicKey.validFor.start",
+        ),
+        (lambda t: t.__setitem__("tlogs", {}), "tlogs"),
+    ],
+)
+def test_malformed_trusted_root_names_the_field(mutate, where: str) -> None:
+    obj = json.loads(_asset("embedded-trust", "prod.trusted_root.json").read_text())
+    mutate(obj)
+    with pytest.raises(MalformedError) as info:
+        load_trusted_root(obj)
+    assert info.value.where == where
+
+
+def test_log_instance_validity_from_unix_time() -> None:
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    log = LogInstance(
+        "https://l", key, b"\x00" * 32, "PKIX_ED25519", datetime(2025, 1, 1, tzinfo=UTC)
+    )
+    assert not log.valid_at(datetime(2024, 12, 31, tzinfo=UTC).timestamp())
+    assert log.valid_at(datetime(2030, 1, 1, tzinfo=UTC).timestamp())
+    assert log.valid_at(None)
