@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::hash::{leaf_hash, Hash};
+use crate::hash::{leaf_hash, leaf_hash_x2, Hash};
 use crate::tree::with_threads;
 
 /// Below this many bytes a batch is hashed on the calling thread.
@@ -15,6 +15,24 @@ const PARALLEL_MIN_BYTES: usize = 1 << 20;
 
 /// Entries per rayon task.
 const GRAIN: usize = 256;
+
+/// Hashes entries `lo..lo + out.len()` into `out`, two at a time.
+fn hash_range<'a, F>(entry: &F, lo: usize, out: &mut [Hash])
+where
+    F: Fn(usize) -> &'a [u8],
+{
+    let mut pairs = out.chunks_exact_mut(2);
+    let mut i = lo;
+    for dst in &mut pairs {
+        let [a, b] = leaf_hash_x2(entry(i), entry(i + 1));
+        dst[0] = a;
+        dst[1] = b;
+        i += 2;
+    }
+    if let [last] = pairs.into_remainder() {
+        *last = leaf_hash(entry(i));
+    }
+}
 
 fn hash_all<'a, F>(
     n: usize,
@@ -25,19 +43,20 @@ fn hash_all<'a, F>(
 where
     F: Fn(usize) -> &'a [u8] + Sync,
 {
+    if threads == Some(0) {
+        return Err(Error::InvalidArgument("threads must be at least 1".into()));
+    }
+    let mut out = vec![[0u8; 32]; n];
     if total_bytes < PARALLEL_MIN_BYTES || n < 2 * GRAIN || threads == Some(1) {
-        if threads == Some(0) {
-            return Err(Error::InvalidArgument("threads must be at least 1".into()));
-        }
-        return Ok((0..n).map(|i| leaf_hash(entry(i))).collect());
+        hash_range(&entry, 0, &mut out);
+        return Ok(out);
     }
     with_threads(threads, || {
-        (0..n)
-            .into_par_iter()
-            .with_min_len(GRAIN)
-            .map(|i| leaf_hash(entry(i)))
-            .collect()
-    })
+        out.par_chunks_mut(GRAIN)
+            .enumerate()
+            .for_each(|(c, chunk)| hash_range(&entry, c * GRAIN, chunk));
+    })?;
+    Ok(out)
 }
 
 /// Leaf hashes of `entries`, in order.

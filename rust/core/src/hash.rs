@@ -8,6 +8,8 @@
 use sha2::block_api::compress256;
 use sha2::{Digest, Sha256};
 
+use crate::sha_ni;
+
 /// A SHA-256 output.
 pub type Hash = [u8; 32];
 
@@ -76,6 +78,82 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     state_bytes(&state)
 }
 
+/// Two independent node hashes at once, interleaved where the CPU allows.
+#[inline]
+pub fn node_hash_x2(l0: &Hash, r0: &Hash, l1: &Hash, r1: &Hash) -> [Hash; 2] {
+    let (mut s0, mut s1) = (SHA256_IV, SHA256_IV);
+    let (b0, b1) = (node_blocks(l0, r0), node_blocks(l1, r1));
+    if sha_ni::compress_x2(&mut s0, &mut s1, &b0, &b1) {
+        [state_bytes(&s0), state_bytes(&s1)]
+    } else {
+        [node_hash(l0, r0), node_hash(l1, r1)]
+    }
+}
+
+/// Padded SHA-256 block `k` of the leaf message `0x00 || data` (FIPS 180-4 §5.1.1).
+#[inline(always)]
+fn leaf_block(data: &[u8], k: usize, blocks: usize) -> [u8; 64] {
+    let mut block = [0u8; 64];
+    let msg_len = data.len() + 1;
+    let start = 64 * k;
+    // Message bytes [start, start + 64) intersected with [0, msg_len).
+    if start == 0 {
+        block[0] = LEAF_PREFIX;
+        let n = data.len().min(63);
+        block[1..1 + n].copy_from_slice(&data[..n]);
+    } else if start < msg_len {
+        let from = start - 1;
+        let n = (data.len() - from).min(64);
+        block[..n].copy_from_slice(&data[from..from + n]);
+    }
+    if (start..start + 64).contains(&msg_len) {
+        block[msg_len - start] = 0x80;
+    }
+    if k + 1 == blocks {
+        let bits = (msg_len as u64).wrapping_mul(8);
+        block[56..].copy_from_slice(&bits.to_be_bytes());
+    }
+    block
+}
+
+/// Number of padded SHA-256 blocks for a leaf of `len` data bytes.
+#[inline(always)]
+fn leaf_blocks(len: usize) -> usize {
+    // prefix + data + 0x80 + 64-bit length, rounded up to whole blocks.
+    (len + 1 + 1 + 8).div_ceil(64)
+}
+
+/// Two leaf hashes at once, interleaved over their common block count.
+pub fn leaf_hash_x2(a: &[u8], b: &[u8]) -> [Hash; 2] {
+    if !sha_ni::available() {
+        return [leaf_hash(a), leaf_hash(b)];
+    }
+    let (na, nb) = (leaf_blocks(a.len()), leaf_blocks(b.len()));
+    let common = na.min(nb);
+    let (mut sa, mut sb) = (SHA256_IV, SHA256_IV);
+    // Groups of blocks per call amortise the state shuffles.
+    const GROUP: usize = 4;
+    let mut k = 0;
+    while k < common {
+        let g = GROUP.min(common - k);
+        let mut ba = [[0u8; 64]; GROUP];
+        let mut bb = [[0u8; 64]; GROUP];
+        for j in 0..g {
+            ba[j] = leaf_block(a, k + j, na);
+            bb[j] = leaf_block(b, k + j, nb);
+        }
+        sha_ni::compress_x2(&mut sa, &mut sb, &ba[..g], &bb[..g]);
+        k += g;
+    }
+    for j in common..na {
+        compress256(&mut sa, &[leaf_block(a, j, na)]);
+    }
+    for j in common..nb {
+        compress256(&mut sb, &[leaf_block(b, j, nb)]);
+    }
+    [state_bytes(&sa), state_bytes(&sb)]
+}
+
 /// Hashes adjacent pairs: `out[i] = node_hash(input[2i], input[2i+1])`.
 ///
 /// This is the level-by-level kernel of root computation; the nodes are
@@ -84,8 +162,15 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 /// Only `min(input.len() / 2, out.len())` pairs are written.
 #[inline]
 pub fn hash_pairs(input: &[Hash], out: &mut [Hash]) {
-    for (pair, dst) in input.chunks_exact(2).zip(out.iter_mut()) {
-        *dst = node_hash(&pair[0], &pair[1]);
+    let n = (input.len() / 2).min(out.len());
+    let (quads, rest) = input[..2 * n].split_at(2 * n - 2 * (n % 2));
+    for (q, dst) in quads.chunks_exact(4).zip(out.chunks_exact_mut(2)) {
+        let [a, b] = node_hash_x2(&q[0], &q[1], &q[2], &q[3]);
+        dst[0] = a;
+        dst[1] = b;
+    }
+    if let [l, r] = rest {
+        out[n - 1] = node_hash(l, r);
     }
 }
 
@@ -101,7 +186,21 @@ pub(crate) fn reduce_in_place(buf: &mut [Hash]) -> Hash {
     }
     while len > 1 {
         let half = len / 2;
-        for i in 0..half {
+        let mut i = 0;
+        // Both inputs of a pair are read before either output slot is written,
+        // and outputs (i, i + 1) never lie after the inputs (2i .. 2i + 3).
+        while i + 1 < half {
+            let [a, b] = node_hash_x2(
+                &buf[2 * i],
+                &buf[2 * i + 1],
+                &buf[2 * i + 2],
+                &buf[2 * i + 3],
+            );
+            buf[i] = a;
+            buf[i + 1] = b;
+            i += 2;
+        }
+        if i < half {
             buf[i] = node_hash(&buf[2 * i], &buf[2 * i + 1]);
         }
         len = half;
@@ -152,6 +251,39 @@ mod tests {
         let mut out = [[0u8; 32]; 3];
         hash_pairs(&input, &mut out);
         for i in 0..3 {
+            assert_eq!(out[i], node_hash(&input[2 * i], &input[2 * i + 1]));
+        }
+    }
+
+    #[test]
+    fn interleaved_hashes_match_single_ones() {
+        let a = leaf_hash(b"a");
+        let b = leaf_hash(b"b");
+        assert_eq!(
+            node_hash_x2(&a, &b, &b, &a),
+            [node_hash(&a, &b), node_hash(&b, &a)]
+        );
+        let data: Vec<u8> = (0..2000u32).map(|i| (i * 7 % 256) as u8).collect();
+        for la in [
+            0usize, 1, 54, 55, 56, 62, 63, 64, 65, 118, 119, 120, 127, 128, 700, 1999,
+        ] {
+            for lb in [0usize, 55, 63, 64, 700, 1500] {
+                let got = leaf_hash_x2(&data[..la], &data[1..=lb]);
+                assert_eq!(
+                    got,
+                    [leaf_hash(&data[..la]), leaf_hash(&data[1..=lb])],
+                    "{la} {lb}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn hash_pairs_odd_count() {
+        let input: Vec<Hash> = (0..10u8).map(|i| leaf_hash(&[i])).collect();
+        let mut out = [[0u8; 32]; 5];
+        hash_pairs(&input, &mut out);
+        for i in 0..5 {
             assert_eq!(out[i], node_hash(&input[2 * i], &input[2 * i + 1]));
         }
     }

@@ -8,6 +8,7 @@ pub mod compact;
 pub mod error;
 pub mod hash;
 pub mod proof;
+mod sha_ni;
 pub mod tree;
 
 pub use compact::CompactRange;

@@ -15,7 +15,7 @@ use std::fmt;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::hash::{node_hash, Hash};
+use crate::hash::{node_hash, node_hash_x2, Hash};
 use crate::tree::{self, with_threads};
 
 /// Why a proof failed, without allocating: batches format only the first.
@@ -73,6 +73,73 @@ fn inclusion_shape(index: u64, size: u64) -> (usize, usize) {
     let inner = bit_len(index ^ (size - 1));
     let border = index.checked_shr(inner).unwrap_or(0).count_ones();
     (inner as usize, border as usize)
+}
+
+/// A validated inclusion proof, ready to chain from its leaf to the root.
+#[derive(Clone, Copy)]
+struct Chain<'a> {
+    hash: Hash,
+    index: u64,
+    inner: usize,
+    proof: &'a [Hash],
+}
+
+impl<'a> Chain<'a> {
+    fn new(
+        leaf: &Hash,
+        index: u64,
+        size: u64,
+        proof: &'a [Hash],
+    ) -> std::result::Result<Self, Failure> {
+        if index >= size {
+            return Err(Failure::IndexBeyondSize);
+        }
+        let (inner, border) = inclusion_shape(index, size);
+        if proof.len() != inner + border {
+            return Err(Failure::ProofLength {
+                want: inner + border,
+                got: proof.len(),
+            });
+        }
+        Ok(Chain {
+            hash: *leaf,
+            index,
+            inner,
+            proof,
+        })
+    }
+
+    /// The children of step `j`: the sibling goes left on odd inner bits and on the border.
+    #[inline(always)]
+    fn children(&self, j: usize) -> (Hash, Hash) {
+        let p = self.proof[j];
+        if j < self.inner && (self.index >> j) & 1 == 0 {
+            (self.hash, p)
+        } else {
+            (p, self.hash)
+        }
+    }
+
+    fn finish(mut self, from: usize) -> Hash {
+        for j in from..self.proof.len() {
+            let (l, r) = self.children(j);
+            self.hash = node_hash(&l, &r);
+        }
+        self.hash
+    }
+}
+
+/// Roots implied by two proofs, their common steps hashed interleaved.
+fn chain_x2(mut a: Chain<'_>, mut b: Chain<'_>) -> (Hash, Hash) {
+    let common = a.proof.len().min(b.proof.len());
+    for j in 0..common {
+        let (la, ra) = a.children(j);
+        let (lb, rb) = b.children(j);
+        let [ha, hb] = node_hash_x2(&la, &ra, &lb, &rb);
+        a.hash = ha;
+        b.hash = hb;
+    }
+    (a.finish(common), b.finish(common))
 }
 
 /// The root that `proof` implies for `leaf` at `index` in a tree of `size`.
@@ -182,17 +249,16 @@ fn check_consistency(
 
     let mut h1 = seed;
     let mut h2 = seed;
+    // The old and new roots chain independently: hash their steps interleaved.
     for (i, sib) in inner_part.iter().enumerate() {
         if (mask >> i) & 1 == 1 {
-            h1 = node_hash(sib, &h1);
-            h2 = node_hash(sib, &h2);
+            [h1, h2] = node_hash_x2(sib, &h1, sib, &h2);
         } else {
             h2 = node_hash(&h2, sib);
         }
     }
     for sib in border_part {
-        h1 = node_hash(sib, &h1);
-        h2 = node_hash(sib, &h2);
+        [h1, h2] = node_hash_x2(sib, &h1, sib, &h2);
     }
     if h1 != *root1 {
         return Err(Failure::OldRootMismatch);
@@ -287,24 +353,40 @@ fn check_offsets(offsets: &[u64], n: usize, proof_count: usize) -> Result<Vec<us
 /// Items per rayon task in batch verification; a proof costs well under 10 µs.
 const BATCH_GRAIN: usize = 1024;
 
-fn run_batch<F>(n: usize, threads: Option<usize>, check: F) -> Result<BatchOutcome>
+/// Runs a batch: `pair(i, j)` verifies items `i` and `j` together (interleaved
+/// hashing), `single(i)` verifies one and says why it failed.
+fn run_batch<P, S>(n: usize, threads: Option<usize>, pair: P, single: S) -> Result<BatchOutcome>
 where
-    F: Fn(usize) -> std::result::Result<(), Failure> + Sync,
+    P: Fn(usize, usize) -> (bool, bool) + Sync,
+    S: Fn(usize) -> std::result::Result<(), Failure> + Sync,
 {
-    let ok: Vec<bool> = if n < 2 * BATCH_GRAIN || threads == Some(1) {
-        (0..n).map(|i| check(i).is_ok()).collect()
+    let fill = |lo: usize, out: &mut [bool]| {
+        let mut pairs = out.chunks_exact_mut(2);
+        let mut i = lo;
+        for dst in &mut pairs {
+            (dst[0], dst[1]) = pair(i, i + 1);
+            i += 2;
+        }
+        if let [last] = pairs.into_remainder() {
+            *last = single(i).is_ok();
+        }
+    };
+    let mut ok = vec![false; n];
+    if n < 2 * BATCH_GRAIN || threads == Some(1) {
+        if threads == Some(0) {
+            return Err(Error::InvalidArgument("threads must be at least 1".into()));
+        }
+        fill(0, &mut ok);
     } else {
         with_threads(threads, || {
-            (0..n)
-                .into_par_iter()
-                .with_min_len(BATCH_GRAIN)
-                .map(|i| check(i).is_ok())
-                .collect()
-        })?
-    };
+            ok.par_chunks_mut(BATCH_GRAIN)
+                .enumerate()
+                .for_each(|(c, chunk)| fill(c * BATCH_GRAIN, chunk));
+        })?;
+    }
     // Only the first failure is explained: re-check it for its reason.
     let first_failure = ok.iter().position(|v| !v).map(|i| {
-        let reason = check(i)
+        let reason = single(i)
             .err()
             .map_or_else(|| "failed".to_string(), |f| f.to_string());
         (i, reason)
@@ -331,7 +413,20 @@ pub fn verify_inclusion_batch(
     check_len("sizes", sizes.len(), n, true)?;
     check_len("roots", roots.len(), n, true)?;
     let offs = check_offsets(offsets, n, proofs.len())?;
-    run_batch(n, threads, |i| {
+    let chain = |i: usize| {
+        let proof = &proofs[offs[i]..offs[i + 1]];
+        Chain::new(&leaves[i], indices[i], *pick(sizes, i), proof)
+    };
+    let pair = |i: usize, j: usize| match (chain(i), chain(j)) {
+        (Ok(a), Ok(b)) => {
+            let (ra, rb) = chain_x2(a, b);
+            (ra == *pick(roots, i), rb == *pick(roots, j))
+        }
+        (Ok(a), Err(_)) => (a.finish(0) == *pick(roots, i), false),
+        (Err(_), Ok(b)) => (false, b.finish(0) == *pick(roots, j)),
+        (Err(_), Err(_)) => (false, false),
+    };
+    let single = |i: usize| {
         let proof = &proofs[offs[i]..offs[i + 1]];
         check_inclusion(
             &leaves[i],
@@ -340,7 +435,8 @@ pub fn verify_inclusion_batch(
             proof,
             pick(roots, i),
         )
-    })
+    };
+    run_batch(n, threads, pair, single)
 }
 
 /// Verifies many consistency proofs; layout as in [`verify_inclusion_batch`].
@@ -359,7 +455,7 @@ pub fn verify_consistency_batch(
     check_len("roots1", roots1.len(), n, false)?;
     check_len("roots2", roots2.len(), n, true)?;
     let offs = check_offsets(offsets, n, proofs.len())?;
-    run_batch(n, threads, |i| {
+    let single = |i: usize| {
         let proof = &proofs[offs[i]..offs[i + 1]];
         check_consistency(
             sizes1[i],
@@ -368,7 +464,10 @@ pub fn verify_consistency_batch(
             pick(roots2, i),
             proof,
         )
-    })
+    };
+    // Each consistency check already interleaves its two chains.
+    let pair = |i: usize, j: usize| (single(i).is_ok(), single(j).is_ok());
+    run_batch(n, threads, pair, single)
 }
 
 /// Largest power of two strictly below `n`, for `n >= 2`.
