@@ -9,6 +9,7 @@ note/entry code, so a client that accepts their output accepts real data.
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import re
@@ -20,7 +21,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from rekorkit import merkle
-from rekorkit.canonical import canonicalize_v1, hashedrekord_v001_request
+from rekorkit.canonical import (
+    canonicalize_v1,
+    canonicalize_v2,
+    hashedrekord_v001_request,
+    hashedrekord_v002_request,
+)
 from rekorkit.checkpoint import Checkpoint, sign_checkpoint
 from rekorkit.entries import set_payload, sign_set
 from rekorkit.note import ECDSASigner, Ed25519Signer
@@ -229,3 +235,134 @@ def other_ecdsa_signer(name: str) -> ECDSASigner:
 def other_ed25519_signer(name: str) -> Ed25519Signer:
     return Ed25519Signer.generate(name)
 
+
+def v2_request(n: int) -> dict[str, Any]:
+    """A valid hashedRekordRequestV002 for artifact number ``n``."""
+    digest, sig = artifact_signature(n)
+    return hashedrekord_v002_request(digest, sig, _ARTIFACT_KEY.public_key())
+
+
+_TILE_RE = re.compile(r"/tile/(entries|\d+)/((?:x\d{3}/)*\d{3})(?:\.p/(\d+))?")
+
+
+class FakeV2Log:
+    """A Rekor v2 log: POST entries, plus static checkpoint / tiles / bundles."""
+
+    def __init__(self, origin: str = "rekor-v2.test") -> None:
+        self.origin = origin
+        self.signer = Ed25519Signer.generate(origin)
+        self.public_key = self.signer.private_key.public_key()
+        self.bodies: list[bytes] = []
+        self.requests: list[httpx.Request] = []
+        self.frozen_size: int | None = None
+        self.drop_partials = False
+        self.gzip_bundles = False
+        self.tamper: Callable[[dict[str, Any]], None] | None = None
+        self.override: Callable[[httpx.Request], httpx.Response | None] | None = None
+        self.checkpoint_signer: Any = None
+
+    @property
+    def log(self) -> LogInstance:
+        return log_from_key(f"http://{self.origin}", spki(self.public_key), api_version=2)
+
+    def size(self) -> int:
+        return self.frozen_size if self.frozen_size is not None else len(self.bodies)
+
+    def leaves(self, size: int) -> Any:
+        return merkle.hash_leaves(self.bodies[:size])
+
+    def root(self, size: int) -> bytes:
+        return merkle.root(self.leaves(size)) if size else merkle.EMPTY_ROOT
+
+    def checkpoint(self, size: int | None = None) -> str:
+        size = self.size() if size is None else size
+        cp = Checkpoint(self.origin, size, self.root(size))
+        return sign_checkpoint(cp, self.checkpoint_signer or self.signer).decode()
+
+    def tile(self, level: int, index: int, width: int) -> bytes:
+        span = 256**level
+        leaves = self.leaves(self.size())
+        out = []
+        for j in range(width):
+            lo = (index * 256 + j) * span
+            out.append(merkle.root(leaves[lo : lo + span]))
+        return b"".join(out)
+
+    def entry_json(self, index: int) -> dict[str, Any]:
+        size = self.size()
+        proof = merkle.inclusion_proof(self.leaves(size), index, size)
+        obj = {
+            "logIndex": str(index),
+            "logId": {"keyId": b64(self.log.log_id)},
+            "kindVersion": {"kind": "hashedrekord", "version": "0.0.2"},
+            "integratedTime": "0",
+            "inclusionPromise": None,
+            "inclusionProof": {
+                "logIndex": str(index),
+                "rootHash": b64(self.root(size)),
+                "treeSize": str(size),
+                "hashes": [b64(h) for h in proof],
+                "checkpoint": {"envelope": self.checkpoint(size)},
+            },
+            "canonicalizedBody": b64(self.bodies[index]),
+        }
+        if self.tamper is not None:
+            self.tamper(obj)
+        return obj
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.override is not None:
+            forced = self.override(request)
+            if forced is not None:
+                return forced
+        path = request.url.path
+        if request.method == "POST" and path == "/api/v2/log/entries":
+            body = canonicalize_v2(json.loads(request.content))
+            if body in self.bodies:
+                i = self.bodies.index(body)
+                return httpx.Response(
+                    409,
+                    json={
+                        "code": 6,
+                        "message": f"an equivalent entry exists with index {i}",
+                        "details": [],
+                    },
+                    headers={"x-log-index": str(i)},
+                )
+            self.bodies.append(body)
+            return httpx.Response(201, json=self.entry_json(len(self.bodies) - 1))
+        if path == "/checkpoint":
+            return httpx.Response(200, text=self.checkpoint())
+        m = _TILE_RE.fullmatch(path)
+        if m:
+            kind, idx, w = m.groups()
+            index = int(idx.replace("x", "").replace("/", ""))
+            width = int(w) if w else 256
+            size = self.size()
+            level = 0 if kind == "entries" else int(kind)
+            avail = size // 256**level - index * 256  # hashes this tile has now
+            if avail < width or (w and avail >= 256 and self.drop_partials):
+                return httpx.Response(404)  # not there yet, or partial deleted once full
+            if kind == "entries":
+                data = b"".join(
+                    len(b).to_bytes(2, "big") + b
+                    for b in self.bodies[index * 256 : index * 256 + width]
+                )
+                if self.gzip_bundles:
+                    return httpx.Response(
+                        200, content=gzip.compress(data), headers={"content-encoding": "gzip"}
+                    )
+                return httpx.Response(200, content=data)
+            return httpx.Response(200, content=self.tile(level, index, width))
+        return httpx.Response(404)
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handler)
+
+    def async_transport(self) -> httpx.MockTransport:
+        async def ahandler(request: httpx.Request) -> httpx.Response:
+            await request.aread()
+            return self.handler(request)
+
+        return httpx.MockTransport(ahandler)

@@ -12,11 +12,13 @@ from rekorkit.client.resilience import CircuitBreaker, Failover, RetryPolicy, Ti
 from rekorkit.client.tilereader import AsyncTileReader, TileReader
 from rekorkit.client.tracking import CheckpointTracker
 from rekorkit.client.v1 import AsyncRekorV1Client, LogInfo, RekorV1Client, ShardInfo
+from rekorkit.client.v2 import AsyncRekorV2Client, RekorV2Client
 from rekorkit.client.verification import VerifyOptions
 
 __all__ = [
     "PRESETS",
     "AsyncRekorV1Client",
+    "AsyncRekorV2Client",
     "AsyncTileReader",
     "Backend",
     "CheckpointTracker",
@@ -24,6 +26,7 @@ __all__ = [
     "Failover",
     "LogInfo",
     "RekorV1Client",
+    "RekorV2Client",
     "RetryPolicy",
     "ShardInfo",
     "TileReader",

@@ -145,6 +145,33 @@ def _first_entries(data: bytes, width: int, index: int, url: str) -> bytes:
     return data[:offset]
 
 
+def bundle_entry(data: bytes, position: int) -> bytes:
+    """Entry ``position`` of an entry bundle (TLOG.md §6.4), walking the length prefixes.
+
+    Raises:
+        MalformedError: the bundle ends before that entry does.
+    """
+    offset = 0
+    for i in range(position + 1):
+        if offset + 2 > len(data):
+            raise MalformedError(
+                f"entry bundle has {i} entries, need {position + 1}",
+                what="entry bundle",
+                where=f"byte {offset}",
+            )
+        n = int.from_bytes(data[offset : offset + 2], "big")
+        if offset + 2 + n > len(data):
+            raise MalformedError(
+                f"entry {i} runs past the end of the bundle",
+                what="entry bundle",
+                where=f"byte {offset}",
+            )
+        if i == position:
+            return data[offset + 2 : offset + 2 + n]
+        offset += 2 + n
+    raise AssertionError("unreachable")
+
+
 def _key(tile: TileKey) -> tuple[int, int, int]:
     if isinstance(tile, tuple):
         return tile
