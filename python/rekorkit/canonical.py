@@ -330,7 +330,11 @@ def canonicalize_v1(proposed: Mapping[str, Any]) -> bytes:
     """
     p = _obj(proposed, "", ("apiVersion", "kind", "spec"))
     kind, version = p.get("kind"), p.get("apiVersion")
-    handler = _V1_KINDS.get((kind, version))  # type: ignore[arg-type]
+    handler = (
+        _V1_KINDS.get((kind, version))
+        if isinstance(kind, str) and isinstance(version, str)
+        else None
+    )
     if handler is None:
         raise MalformedError(f"unsupported entry kind {kind!r} version {version!r}", where="kind")
     return rfc8785.dumps(handler(p.get("spec")))

@@ -68,6 +68,8 @@ __all__ = [
 
 _B64_CHARS = re.compile(r"[A-Za-z0-9+/=]*")
 _HEX_CHARS = re.compile(r"[0-9a-fA-F]*")
+# RFC 8785 §3.2.2.3: integers are serialized as IEEE 754 doubles, exact up to 2^53 - 1.
+_JCS_MAX_INT = 2**53 - 1
 _ENTRY_ID = re.compile(r"[0-9a-fA-F]{64}|[0-9a-fA-F]{80}")
 
 
@@ -95,7 +97,7 @@ def _unhex(value: object, where: str, what: str) -> bytes:
 
 def _int(value: object, where: str, what: str, *, as_string: bool = False) -> int:
     # protojson writes int64 as strings; Rekor v1 writes JSON numbers.
-    if isinstance(value, str) and (as_string or value.isdecimal()):
+    if isinstance(value, str) and as_string:
         if not value.isdecimal() or len(value) > 20:
             raise MalformedError(f"bad integer {value!r}", what=what, where=where)
         value = int(value)
@@ -416,7 +418,14 @@ class TransparencyLogEntry:
 
 
 def set_payload(body_b64: str, integrated_time: int, log_id_hex: str, log_index: int) -> bytes:
-    """The bytes a SET signs: JCS of ``body, integratedTime, logID, logIndex`` (§2.5)."""
+    """The bytes a SET signs: JCS of ``body, integratedTime, logID, logIndex`` (§2.5).
+
+    Raises:
+        MalformedError: an integer outside the range JCS can represent exactly (2^53).
+    """
+    for name, value in (("integratedTime", integrated_time), ("logIndex", log_index)):
+        if not -_JCS_MAX_INT <= int(value) <= _JCS_MAX_INT:
+            raise MalformedError(f"{name} {value} is outside the JCS integer range", where=name)
     if _B64_CHARS.fullmatch(body_b64) and _HEX_CHARS.fullmatch(log_id_hex):
         # Base64 and hex need no JSON escaping, and JCS orders these keys this way,
         # so the formatted string is exactly RFC 8785 output (checked in the tests).
