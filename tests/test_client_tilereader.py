@@ -8,8 +8,10 @@ import hashlib
 import anyio
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rekorkit.client import AsyncTileReader, RetryPolicy, TileReader
-from rekorkit.client.tilereader import bundle_path, tile_path
+from rekorkit.client.tilereader import bundle_entry, bundle_path, tile_path
 from rekorkit.errors import MalformedError, NotFoundError, RetryExhaustedError
 
 GZIP = {"content-encoding": "gzip"}
@@ -215,3 +217,25 @@ def test_async_partial_fallback_and_bundles() -> None:
     assert b == [data]
     assert cp == b"cp"
     assert full == fake_tile(0, 0, 256)
+
+
+@given(st.integers(0, 10**15), st.integers(1, 256))
+def test_tile_path_groups(index: int, width: int) -> None:
+    path = tile_path(3, index, width)
+    body, _, suffix = path.partition(".p/")
+    groups = body.split("/")[2:]
+    assert all(len(g) == 4 and g[0] == "x" for g in groups[:-1])
+    assert len(groups[-1]) == 3 and groups[-1].isdigit()
+    assert int("".join(g.lstrip("x") for g in groups)) == index
+    assert suffix == ("" if width == 256 else str(width))
+
+
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=20), st.data())
+def test_bundle_entry_roundtrip(entries: list[bytes], data: st.DataObject) -> None:
+    raw = bundle(entries)
+    i = data.draw(st.integers(0, len(entries) - 1))
+    assert bundle_entry(raw, i) == entries[i]
+    with pytest.raises(MalformedError):
+        bundle_entry(raw, len(entries))
+    with pytest.raises(MalformedError):
+        bundle_entry(raw[:-1], len(entries) - 1)  # the last entry is cut short

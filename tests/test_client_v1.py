@@ -371,3 +371,20 @@ def test_async_twin(log: FakeV1Log) -> None:
                 await c.get_entry(0)
 
     anyio.run(main)
+
+
+def test_conflict_location_on_another_host_is_not_followed(log: FakeV1Log) -> None:
+    c = make(log)
+    entry = c.submit(proposed_hashedrekord(3))
+
+    def elsewhere(req: httpx.Request) -> httpx.Response | None:
+        if req.method == "POST":
+            loc = f"https://evil.example/api/v1/log/entries/{entry.entry_id}"
+            return httpx.Response(
+                409, json={"code": 409, "message": "dup"}, headers={"location": loc}
+            )
+        return None
+
+    log.override = elsewhere
+    assert c.submit(proposed_hashedrekord(3)).uuid == entry.uuid
+    assert all(r.url.host == log.host for r in log.requests)
