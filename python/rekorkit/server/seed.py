@@ -94,6 +94,8 @@ class SyntheticEntries:
         )
         self.public_pem = pem
         self.verifier_b64 = b64encode(pem).decode()
+        # ECDSA signatures are randomized: keep each group's signature once made.
+        self._parts: dict[int, tuple[str, str, str, str]] = {}
 
     # -- DSSE ------------------------------------------------------------------
     def payload(self, group: int) -> bytes:
@@ -107,6 +109,16 @@ class SyntheticEntries:
 
     def envelope_parts(self, group: int) -> tuple[str, str, str, str]:
         """``(prefix, suffix, signature b64, payload hash)``: envelope = prefix + keyid + suffix."""
+        cached = self._parts.get(group)
+        if cached is not None:
+            return cached
+        if len(self._parts) > 64:
+            self._parts.clear()
+        parts = self._envelope_parts(group)
+        self._parts[group] = parts
+        return parts
+
+    def _envelope_parts(self, group: int) -> tuple[str, str, str, str]:
         from rekorkit.dsse import pae
 
         payload = self.payload(group)
@@ -128,21 +140,22 @@ class SyntheticEntries:
     def dsse_bodies(self, start: int, count: int) -> list[bytes]:
         """Canonical bodies of DSSE seed entries ``start .. start+count``."""
         out: list[bytes] = []
+        append = out.append
         i = start
         end = start + count
-        sha = hashlib.sha256
+        tag = self.tag.encode()
         while i < end:
             group = i // _VARIANTS
             stop = min(end, (group + 1) * _VARIANTS)
             prefix, suffix, sig_b64, payload_hash = self.envelope_parts(group)
-            # Per-entry work is one SHA-256 and two string formats.
-            tmpl = _DSSE_BODY % ("%s", payload_hash, sig_b64, self.verifier_b64)
-            pre, post = prefix.encode(), suffix.encode()
-            tag = self.tag
-            out.extend(
-                (tmpl % sha(pre + f"{tag}-{j}".encode() + post).hexdigest()).encode()
-                for j in range(i, stop)
-            )
+            tmpl = (_DSSE_BODY % ("%s", payload_hash, sig_b64, self.verifier_b64)).encode()
+            post = suffix.encode()
+            # Per entry: one SHA-256 continued from the shared envelope prefix, one format.
+            copy = hashlib.sha256(prefix.encode()).copy
+            for j in range(i, stop):
+                h = copy()
+                h.update(b"%s-%d%s" % (tag, j, post))
+                append(tmpl % h.hexdigest().encode())
             i = stop
         return out
 
