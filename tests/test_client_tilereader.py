@@ -239,3 +239,23 @@ def test_bundle_entry_roundtrip(entries: list[bytes], data: st.DataObject) -> No
         bundle_entry(raw, len(entries))
     with pytest.raises(MalformedError):
         bundle_entry(raw[:-1], len(entries) - 1)  # the last entry is cut short
+
+
+def test_tile_cache_serves_repeats_without_requests() -> None:
+    calls: list[str] = []
+
+    def handler(r: httpx.Request) -> httpx.Response:
+        calls.append(r.url.path)
+        return httpx.Response(200, content=fake_tile(0, 0, 256))
+
+    rd = TileReader("http://t.test", transport=httpx.MockTransport(handler), cache_tiles=2)
+    for _ in range(3):
+        assert rd.tile(0, 0) == fake_tile(0, 0, 256)
+    rd.tile(0, 1)
+    rd.tile(0, 2)  # evicts 0/000
+    rd.tile(0, 0)
+    assert calls == ["/tile/0/000", "/tile/0/001", "/tile/0/002", "/tile/0/000"]
+    plain = TileReader("http://t.test", transport=httpx.MockTransport(handler))
+    plain.tile(0, 0)
+    plain.tile(0, 0)
+    assert calls[-2:] == ["/tile/0/000", "/tile/0/000"]

@@ -10,7 +10,9 @@ gzipped with or without ``Content-Encoding`` (TLOG.md §6.1).
 
 from __future__ import annotations
 
+import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
@@ -172,6 +174,38 @@ def bundle_entry(data: bytes, position: int) -> bytes:
     raise AssertionError("unreachable")
 
 
+class _TileCache:
+    """A small LRU of tiles by (level, index, width).
+
+    A tile path names immutable content (TLOG.md §6.1: tiles and bundles are
+    immutable, only the checkpoint changes), so caching by path is safe; what
+    the bytes are worth is still decided by verification above the reader.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int, int]) -> bytes | None:
+        if not self.size:
+            return None
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[int, int, int], value: bytes) -> None:
+        if not self.size:
+            return
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+
 def _key(tile: TileKey) -> tuple[int, int, int]:
     if isinstance(tile, tuple):
         return tile
@@ -188,6 +222,8 @@ class TileReader:
         timeout: the timeouts (default :class:`Timeouts`).
         max_concurrency: the connection-pool size.
         http2: use HTTP/2 (needs the ``http2`` extra).
+        failover: a prepared :class:`Failover` (else one over ``base_url``).
+        cache_tiles: keep this many tiles in an LRU (tile paths are immutable).
     """
 
     def __init__(
@@ -200,7 +236,9 @@ class TileReader:
         max_concurrency: int = 16,
         http2: bool = False,
         failover: Failover | None = None,
+        cache_tiles: int = 0,
     ) -> None:
+        self._cache = _TileCache(cache_tiles)
         self._session = SyncSession(
             base_url,
             transport=transport,
@@ -228,13 +266,18 @@ class TileReader:
     def tile(self, level: int, index: int, width: int = TILE_WIDTH) -> bytes:
         """Hash tile ``level/index`` of ``width`` hashes (partial 404 -> full tile)."""
         _check_width(width)
+        cached = self._cache.get((level, index, width))
+        if cached is not None:
+            return cached
         try:
             raw = self._session.request(_tile_spec(level, index, width))
         except NotFoundError:
             if width == TILE_WIDTH:
                 raise
             raw = self._session.request(_tile_spec(level, index, TILE_WIDTH))
-        return _shape_tile(raw.body, level, index, width, raw.url)
+        data = _shape_tile(raw.body, level, index, width, raw.url)
+        self._cache.put((level, index, width), data)
+        return data
 
     def read_tile(self, level: int, index: int, width: int) -> bytes:
         """Alias of :meth:`tile` in the shape ``rekorkit.tiles.ProofBuilder`` calls."""
@@ -266,6 +309,8 @@ class AsyncTileReader:
         timeout: the timeouts.
         max_concurrency: the most requests in flight at once.
         http2: use HTTP/2 (needs the ``http2`` extra).
+        failover: a prepared :class:`Failover` (else one over ``base_url``).
+        cache_tiles: keep this many tiles in an LRU (tile paths are immutable).
     """
 
     def __init__(
@@ -278,7 +323,9 @@ class AsyncTileReader:
         max_concurrency: int = 16,
         http2: bool = False,
         failover: Failover | None = None,
+        cache_tiles: int = 0,
     ) -> None:
+        self._cache = _TileCache(cache_tiles)
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
         self.max_concurrency = max_concurrency
@@ -311,6 +358,9 @@ class AsyncTileReader:
     async def tile(self, level: int, index: int, width: int = TILE_WIDTH) -> bytes:
         """Hash tile ``level/index`` of ``width`` hashes (partial 404 -> full tile)."""
         _check_width(width)
+        cached = self._cache.get((level, index, width))
+        if cached is not None:
+            return cached
         async with self._limit:
             try:
                 raw = await self._session.request(_tile_spec(level, index, width))
@@ -318,7 +368,9 @@ class AsyncTileReader:
                 if width == TILE_WIDTH:
                     raise
                 raw = await self._session.request(_tile_spec(level, index, TILE_WIDTH))
-        return _shape_tile(raw.body, level, index, width, raw.url)
+        data = _shape_tile(raw.body, level, index, width, raw.url)
+        self._cache.put((level, index, width), data)
+        return data
 
     async def read_tile(self, level: int, index: int, width: int) -> bytes:
         """Alias of :meth:`tile` in the shape ``AsyncProofBuilder`` calls."""

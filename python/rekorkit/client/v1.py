@@ -11,7 +11,6 @@ idempotent (REKOR_API.md §6, scaffolding #900).
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,12 @@ from rekorkit.client._session import AsyncSession, SyncSession
 from rekorkit.client.backends import Backend
 from rekorkit.client.resilience import RetryPolicy, Timeouts
 from rekorkit.client.tracking import CheckpointTracker
-from rekorkit.client.verification import VerifyOptions, check_inclusion, read_checkpoint
+from rekorkit.client.verification import (
+    CheckpointCache,
+    VerifyOptions,
+    check_inclusion,
+    read_checkpoint,
+)
 from rekorkit.dsse import Envelope
 from rekorkit.entries import LogEntry, entry_set_payload, verify_set
 from rekorkit.errors import (
@@ -55,7 +59,6 @@ __all__ = ["AsyncRekorV1Client", "LogInfo", "RekorV1Client", "ShardInfo", "V1Flo
 MAX_SEARCH_ITEMS = 10
 _ENTRY_ID_RE = re.compile(r"^([0-9a-fA-F]{64}|[0-9a-fA-F]{80})$")
 _UUID_IN_MESSAGE = re.compile(r"\b([0-9a-fA-F]{80}|[0-9a-fA-F]{64})\b")
-_CHECKPOINT_CACHE = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,23 +167,14 @@ class V1Flows:
                 "'signed_entry_timestamp')"
             )
         self.tracker = tracker or CheckpointTracker()
-        self._verified: OrderedDict[bytes, SignedCheckpoint] = OrderedDict()
+        self._verified = CheckpointCache()
 
     # ---------------------------------------------------------------- checks
 
     def _checkpoint(self, text: Any, where: str) -> SignedCheckpoint:
         if not isinstance(text, str | bytes) or not text:
             raise MalformedError(f"{where}: no checkpoint", what="v1 response", where=where)
-        raw = text.encode() if isinstance(text, str) else text
-        cached = self._verified.get(raw)
-        if cached is not None:
-            self._verified.move_to_end(raw)
-            return cached
-        cp = read_checkpoint(raw, self.verifier, self.options)
-        self._verified[raw] = cp
-        if len(self._verified) > _CHECKPOINT_CACHE:
-            self._verified.popitem(last=False)
-        return cp
+        return read_checkpoint(text, self.verifier, self.options, self._verified)
 
     def verify_entry(
         self,

@@ -43,7 +43,12 @@ from rekorkit.client.tilereader import (
     bundle_entry,
 )
 from rekorkit.client.tracking import CheckpointTracker
-from rekorkit.client.verification import VerifyOptions, check_inclusion, read_checkpoint
+from rekorkit.client.verification import (
+    CheckpointCache,
+    VerifyOptions,
+    check_inclusion,
+    read_checkpoint,
+)
 from rekorkit.dsse import Envelope
 from rekorkit.entries import InclusionProof, TransparencyLogEntry
 from rekorkit.errors import (
@@ -64,6 +69,11 @@ __all__ = [
     "TileReader",
     "V2Flows",
 ]
+
+
+# Tiles a client keeps for building proofs: 1,024 x 8 KiB = 8 MiB at most.
+TILE_CACHE = 1024
+_PROOF_CACHE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +112,7 @@ class V2Flows:
                 "or opt out with VerifyOptions().without('checkpoint_signature')"
             )
         self.tracker = tracker or CheckpointTracker()
+        self._verified = CheckpointCache()
 
     def _proof(self, older: SignedCheckpoint, newer: SignedCheckpoint) -> Flow[list[bytes]]:
         if older.size == 0:
@@ -152,7 +163,7 @@ class V2Flows:
                 f"{where}: the response carries no inclusion proof with a checkpoint",
                 index=entry.log_index,
             )
-        cp = read_checkpoint(proof.checkpoint, self.verifier, opts)
+        cp = read_checkpoint(proof.checkpoint, self.verifier, opts, self._verified)
         if opts.inclusion:
             # v2: the top-level index is the proof's index (REKOR_API.md §4.2).
             if proof.log_index != entry.log_index:
@@ -176,7 +187,7 @@ class V2Flows:
         """The log's current checkpoint, verified and chained to the last one seen."""
         baseline = self.tracker.snapshot()
         raw: bytes = yield TileFetch("checkpoint")
-        cp = read_checkpoint(raw, self.verifier, self.options)
+        cp = read_checkpoint(raw, self.verifier, self.options, self._verified)
         yield from self._track(cp, baseline)
         return cp
 
@@ -327,6 +338,7 @@ class RekorV2Client:
             timeout=read_timeout,
             http2=http2,
             max_concurrency=max_concurrency,
+            cache_tiles=TILE_CACHE,
         )
 
     @property
@@ -425,6 +437,8 @@ class AsyncRekorV2Client:
             http2=http2,
             max_connections=max_concurrency,
         )
+        self._proofs: dict[TileProof, list[bytes]] = {}
+        self._pending: dict[TileProof, anyio.Event] = {}
         self.tiles = AsyncTileReader(
             reads,
             transport=transport,
@@ -432,6 +446,7 @@ class AsyncRekorV2Client:
             timeout=read_timeout,
             http2=http2,
             max_concurrency=max_concurrency,
+            cache_tiles=TILE_CACHE,
         )
 
     @property
@@ -458,13 +473,34 @@ class AsyncRekorV2Client:
                 return await self.tiles.checkpoint()
             return await self.tiles.entry_bundle(op.index, op.width)
         if isinstance(op, TileProof):
-            from rekorkit.tiles import AsyncProofBuilder
+            return await self._tile_proof(op)
+        raise TypeError(f"unknown flow operation {op!r}")
 
+    async def _tile_proof(self, op: TileProof) -> list[bytes]:
+        """Build a proof once even when many concurrent flows ask for the same one."""
+        from rekorkit.tiles import AsyncProofBuilder
+
+        while True:
+            if op in self._proofs:
+                return self._proofs[op]
+            pending = self._pending.get(op)
+            if pending is None:
+                break
+            await pending.wait()  # then take the cached result, or build it if that failed
+        event = self._pending[op] = anyio.Event()
+        try:
             builder = AsyncProofBuilder(op.size, self.tiles.read_tile)
             if op.kind == "inclusion":
-                return await builder.inclusion_proof(op.arg)
-            return await builder.consistency_proof(op.arg)
-        raise TypeError(f"unknown flow operation {op!r}")
+                proof = list(await builder.inclusion_proof(op.arg))
+            else:
+                proof = list(await builder.consistency_proof(op.arg))
+            self._proofs[op] = proof
+            while len(self._proofs) > _PROOF_CACHE:
+                self._proofs.pop(next(iter(self._proofs)))
+            return proof
+        finally:
+            del self._pending[op]
+            event.set()
 
     async def _run(self, flow: Flow[Any]) -> Any:
         async with self._limit:

@@ -18,6 +18,8 @@ Checks on every entry (REKOR_API.md §2.6, TLOG.md §10):
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +28,7 @@ from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint, parse_checkpo
 from rekorkit.errors import CheckpointError, InclusionError
 from rekorkit.note import NoteVerifier, parse_note
 
-__all__ = ["VerifyOptions", "check_inclusion", "read_checkpoint"]
+__all__ = ["CheckpointCache", "VerifyOptions", "check_inclusion", "read_checkpoint"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +75,39 @@ class VerifyOptions:
         return self.checkpoint_signature or self.signed_entry_timestamp
 
 
+class CheckpointCache:
+    """Checkpoints already opened, by their exact bytes (an LRU).
+
+    A log answers many requests with the same signed checkpoint; verifying
+    its signature once is enough, since the bytes are identical.
+    """
+
+    def __init__(self, size: int = 128) -> None:
+        self.size = size
+        self._data: OrderedDict[bytes, SignedCheckpoint] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, raw: bytes) -> SignedCheckpoint | None:
+        """The checkpoint opened from exactly ``raw``, if remembered."""
+        with self._lock:
+            cp = self._data.get(raw)
+            if cp is not None:
+                self._data.move_to_end(raw)
+            return cp
+
+    def put(self, cp: SignedCheckpoint) -> None:
+        """Remember an opened checkpoint."""
+        with self._lock:
+            self._data[cp.raw] = cp
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+
 def read_checkpoint(
-    data: bytes | str, verifier: NoteVerifier | None, options: VerifyOptions
+    data: bytes | str,
+    verifier: NoteVerifier | None,
+    options: VerifyOptions,
+    cache: CheckpointCache | None = None,
 ) -> SignedCheckpoint:
     """Open a signed checkpoint, verifying its signature unless opted out.
 
@@ -84,12 +117,20 @@ def read_checkpoint(
         MalformedError: it does not parse.
     """
     raw = data.encode() if isinstance(data, str) else bytes(data)
+    if cache is not None:
+        hit = cache.get(raw)
+        if hit is not None:
+            return hit
     if options.checkpoint_signature:
         if verifier is None:
             raise CheckpointError("no log key configured to verify the checkpoint", checkpoint=raw)
-        return open_checkpoint(raw, verifier)
-    note = parse_note(raw)
-    return SignedCheckpoint(parse_checkpoint(note.text, strict=False), note, raw)
+        cp = open_checkpoint(raw, verifier)
+    else:
+        note = parse_note(raw)
+        cp = SignedCheckpoint(parse_checkpoint(note.text, strict=False), note, raw)
+    if cache is not None:
+        cache.put(cp)
+    return cp
 
 
 def check_inclusion(
