@@ -29,7 +29,7 @@ EMPTY_ROOT: bytes
 
 _HashArray = npt.NDArray[np.uint8]
 _U64Array = npt.NDArray[np.uint64]
-_Hashes = _HashArray | bytes | list[bytes]
+_Hashes = _HashArray | bytes | list[bytes] | tuple[bytes, ...]
 
 def leaf_hash(data: bytes) -> bytes: ...
 def node_hash(left: bytes, right: bytes) -> bytes: ...

@@ -150,7 +150,10 @@ def leaf_hash(data: bytes) -> bytes:
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
-    """Interior node hash ``SHA-256(0x01 || left || right)`` (RFC 6962 §2.1)."""
+    """Interior node hash ``SHA-256(0x01 || left || right)`` (RFC 6962 §2.1).
+
+    Children are normally 32-byte hashes, but any byte strings are hashed as the RFC writes it.
+    """
     return _native.node_hash(_bytes(left, "left hash"), _bytes(right, "right hash"))
 
 
@@ -301,6 +304,26 @@ def verify_consistency(
         ConsistencyError: the proof does not verify.
         MalformedError: a hash is not 32 bytes.
     """
+    if size1 == size2 and size1 > 0:
+        # Equal sizes prove nothing by hashing: the heads must be the same bytes
+        # (TLOG.md §3.4, transparency-dev compares them as opaque bytes).
+        if _count(proof) != 0:
+            raise ConsistencyError(
+                f"consistency proof from size {size1} to {size2}: equal sizes need an empty proof",
+                size1=size1,
+                size2=size2,
+                root1=root1,
+                root2=root2,
+            )
+        if bytes(root1) != bytes(root2):
+            raise ConsistencyError(
+                f"consistency proof from size {size1} to {size2}: equal sizes with different roots",
+                size1=size1,
+                size2=size2,
+                root1=root1,
+                root2=root2,
+            )
+        return
     try:
         _native.verify_consistency(
             size1, size2, _bytes(root1, "root1"), _bytes(root2, "root2"), _hashes(proof, "proof")

@@ -78,6 +78,15 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     state_bytes(&state)
 }
 
+/// `H(0x01 || left || right)` over byte strings of any length (RFC 6962 §2.1 as written).
+pub fn node_hash_bytes(left: &[u8], right: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([NODE_PREFIX]);
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
 /// Two independent node hashes at once, interleaved where the CPU allows.
 #[inline]
 pub fn node_hash_x2(l0: &Hash, r0: &Hash, l1: &Hash, r1: &Hash) -> [Hash; 2] {

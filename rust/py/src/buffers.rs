@@ -8,7 +8,7 @@ use numpy::{
     PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::{PyBytes, PyList, PyTuple};
 use rekorkit_core::Hash;
 
 use crate::errors::malformed;
@@ -106,10 +106,10 @@ pub fn hash_list<'py>(obj: &Bound<'py, PyAny>, what: &'static str) -> PyResult<H
             .map_err(|e| malformed(py, what, "array", e.to_string()))?;
         return Ok(HashList::Array(ro));
     }
-    if let Ok(list) = obj.cast::<PyList>() {
-        let mut out = Vec::with_capacity(list.len());
-        for (i, item) in list.iter().enumerate() {
-            out.push(hash32(&item, what, Some(i))?);
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        let mut out = Vec::new();
+        for (i, item) in obj.try_iter()?.enumerate() {
+            out.push(hash32(&item?, what, Some(i))?);
         }
         return Ok(HashList::Owned(out));
     }
@@ -118,7 +118,7 @@ pub fn hash_list<'py>(obj: &Bound<'py, PyAny>, what: &'static str) -> PyResult<H
         what,
         "type",
         format!(
-            "expected bytes, a uint8 array of shape (n, 32) or a list of bytes, got {}",
+            "expected bytes, a uint8 array of shape (n, 32) or a list/tuple of bytes, got {}",
             obj.get_type()
                 .name()
                 .map(|n| n.to_string())

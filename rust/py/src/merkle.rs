@@ -23,15 +23,14 @@ pub fn leaf_hash<'py>(py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
     hash_bytes(py, &rekorkit_core::leaf_hash(data))
 }
 
+/// RFC 6962 §2.1 `HASH(0x01 || left || right)`: any byte strings, the fast
+/// fixed-padding path when both are 32 bytes (the RFC hasher vectors use others).
 #[pyfunction]
-pub fn node_hash<'py>(
-    py: Python<'py>,
-    left: &Bound<'py, PyAny>,
-    right: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyBytes>> {
-    let l = hash32(left, "left hash", None)?;
-    let r = hash32(right, "right hash", None)?;
-    Ok(hash_bytes(py, &rekorkit_core::node_hash(&l, &r)))
+pub fn node_hash<'py>(py: Python<'py>, left: &[u8], right: &[u8]) -> Bound<'py, PyBytes> {
+    match (<&Hash>::try_from(left), <&Hash>::try_from(right)) {
+        (Ok(l), Ok(r)) => hash_bytes(py, &rekorkit_core::node_hash(l, r)),
+        _ => hash_bytes(py, &rekorkit_core::hash::node_hash_bytes(left, right)),
+    }
 }
 
 #[pyfunction]
