@@ -14,6 +14,7 @@ signatures (0x05, verify only) and Rekor v2 RSA (0xFF, verify only).
 from __future__ import annotations
 
 import binascii
+import contextlib
 import hashlib
 import re
 import struct
@@ -44,6 +45,7 @@ __all__ = [
     "RFC6962Verifier",
     "RSAVerifier",
     "VerifiedNote",
+    "clear_signature_cache",
     "cosignature_message",
     "format_verifier_key",
     "parse_note",
@@ -69,6 +71,8 @@ RSA_IDENTIFIER = b"PKIX-RSA-PKCS#1v1.5"
 _EM_DASH_PREFIX = "\u2014 "
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _HEX8 = re.compile(r"[0-9a-f]{8}")
+# TLOG.md §8.1: no '+' and no Unicode whitespace (re's \s is str.isspace's set).
+_BAD_NAME_CHAR = re.compile(r"[\s+]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +111,7 @@ def check_key_name(name: str, *, where: str = "key name") -> None:
     """Raise MalformedError unless ``name`` is a valid note key name (TLOG.md §8.1)."""
     if not name:
         raise MalformedError("empty key name", what="signed note", where=where)
-    if "+" in name or any(c.isspace() for c in name):
+    if _BAD_NAME_CHAR.search(name) is not None:
         raise MalformedError(
             f"key name {name!r} contains '+' or whitespace", what="signed note", where=where
         )
@@ -231,7 +235,7 @@ class Ed25519Verifier:
     """Type 0x01: pure Ed25519 over the note text."""
 
     type_byte = TYPE_ED25519
-    __slots__ = ("_key", "key_id", "name", "public_bytes")
+    __slots__ = ("_key", "_vkey", "key_id", "name", "public_bytes")
     name: str
     key_id: int
     public_bytes: bytes
@@ -257,9 +261,13 @@ class Ed25519Verifier:
     @property
     def vkey(self) -> str:
         """The verifier key string."""
-        return format_verifier_key(
-            self.name, self.key_id, bytes([self.type_byte]) + self.public_bytes
-        )
+        try:
+            return self._vkey
+        except AttributeError:
+            self._vkey: str = format_verifier_key(
+                self.name, self.key_id, bytes([self.type_byte]) + self.public_bytes
+            )
+            return self._vkey
 
     def verify(self, message: bytes, sig: bytes) -> bool:
         """Whether ``sig`` is a valid Ed25519 signature of ``message``."""
@@ -319,7 +327,7 @@ class _SPKIVerifier:
     """Shared part of verifiers whose key material is an SPKI DER."""
 
     type_byte = 0
-    __slots__ = ("_key", "key_id", "name", "spki")
+    __slots__ = ("_key", "_vkey", "key_id", "name", "spki")
     name: str
     key_id: int
     spki: bytes
@@ -327,7 +335,11 @@ class _SPKIVerifier:
     @property
     def vkey(self) -> str:
         """The verifier key string."""
-        return format_verifier_key(self.name, self.key_id, self._material())
+        try:
+            return self._vkey
+        except AttributeError:
+            self._vkey: str = format_verifier_key(self.name, self.key_id, self._material())
+            return self._vkey
 
     def _material(self) -> bytes:
         return bytes([self.type_byte]) + self.spki
@@ -659,6 +671,32 @@ def sign_note(text: str | bytes, signers: Sequence[NoteSigner] | NoteSigner) -> 
     return (text + "\n" + "".join(lines)).encode()
 
 
+# Signature verification is a pure function of (key, message, signature), so a
+# positive result can be remembered: bulk verification re-opens the same
+# checkpoint for every entry under it. Failures are never cached.
+_CACHE_SIZE = 4096
+_verified_cache: dict[tuple[str, bytes, bytes], None] = {}
+
+
+def clear_signature_cache() -> None:
+    """Forget remembered positive signature checks (benchmarks, key rotation drills)."""
+    _verified_cache.clear()
+
+
+def _verify_cached(v: NoteVerifier, message: bytes, sig: bytes) -> bool:
+    key = (v.vkey, message, sig)
+    if key in _verified_cache:
+        return True
+    if not v.verify(message, sig):
+        return False
+    if len(_verified_cache) >= _CACHE_SIZE:
+        # Drop the oldest entry (dicts keep insertion order); another thread may race us.
+        with contextlib.suppress(KeyError, StopIteration, RuntimeError):
+            del _verified_cache[next(iter(_verified_cache))]
+    _verified_cache[key] = None
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedNote:
     """A note whose signatures were checked.
@@ -709,7 +747,7 @@ def verify_note(
         if marker in seen:  # TLOG.md §8.1: a duplicate identical signature is ignored.
             continue
         seen.add(marker)
-        if not v.verify(message, sig.signature):
+        if not _verify_cached(v, message, sig.signature):
             raise SignatureError(
                 f"invalid signature for known key {sig.name}",
                 name=sig.name,
