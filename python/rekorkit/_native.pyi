@@ -1,8 +1,8 @@
 # Hand-written stub for the PyO3 module rekorkit._native (checked by mypy.stubtest).
 # Public API and documentation live in rekorkit.merkle / rekorkit.tiles.
 
-from collections.abc import Iterable
-from typing import final
+from collections.abc import Iterable, Sequence
+from typing import TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
@@ -10,18 +10,38 @@ import numpy.typing as npt
 __all__ = [
     "EMPTY_ROOT",
     "CompactRange",
+    "TileAppender",
     "__version__",
     "consistency_proof",
+    "consistency_proof_from_tiles",
+    "consistency_tiles",
+    "edge_tiles_for_size",
+    "encode_entry_bundle",
+    "entries_path",
+    "hash_entry_bundle",
     "hash_leaves",
     "hash_leaves_buffer",
     "inclusion_proof",
+    "inclusion_proof_from_tiles",
+    "inclusion_tiles",
     "leaf_hash",
     "node_hash",
+    "parse_entry_bundle",
+    "parse_tile_path",
+    "partial_width",
     "root",
+    "root_from_edge_tiles",
+    "root_from_tiles",
+    "tile_path",
+    "tile_root",
+    "tiles_for_size",
+    "verify_bundle_against_tile",
+    "verify_bundles_against_tiles",
     "verify_consistency",
     "verify_consistency_batch",
     "verify_inclusion",
     "verify_inclusion_batch",
+    "verify_tile_against_parent",
 ]
 
 __version__: str
@@ -84,3 +104,46 @@ class CompactRange:
     def root(self) -> bytes: ...
     def copy(self) -> CompactRange: ...
     def __eq__(self, value: object, /) -> bool: ...
+
+_Bytes: TypeAlias = bytes | bytearray | memoryview
+_TileTriple: TypeAlias = tuple[int, int, int]
+
+# --- tiles (rust/py/src/tiles.rs) ---
+def tile_path(level: int, index: int, width: int) -> str: ...
+def entries_path(index: int, width: int) -> str: ...
+def parse_tile_path(path: str) -> tuple[int, int, int, bool]: ...
+def partial_width(level: int, size: int) -> int: ...
+def tiles_for_size(size: int) -> list[_TileTriple]: ...
+def edge_tiles_for_size(size: int) -> list[_TileTriple]: ...
+def tile_root(tile: _Bytes) -> bytes: ...
+def parse_entry_bundle(data: _Bytes) -> list[bytes]: ...
+def encode_entry_bundle(entries: Sequence[_Bytes]) -> bytes: ...
+def hash_entry_bundle(data: _Bytes) -> _HashArray: ...
+def verify_bundle_against_tile(bundle_data: _Bytes, tile: _Bytes, tile_index: int) -> None: ...
+def verify_bundles_against_tiles(
+    bundles: Sequence[_Bytes], tiles_data: Sequence[_Bytes], tile_indices: Sequence[int]
+) -> None: ...
+def verify_tile_against_parent(
+    tile: _Bytes, parent_hash: _Bytes, level: int, index: int
+) -> None: ...
+def inclusion_tiles(index: int, size: int) -> list[_TileTriple]: ...
+def consistency_tiles(old: int, size: int) -> list[_TileTriple]: ...
+def inclusion_proof_from_tiles(
+    index: int, size: int, tiles: Sequence[tuple[int, int, _Bytes]]
+) -> list[bytes]: ...
+def consistency_proof_from_tiles(
+    old: int, size: int, tiles: Sequence[tuple[int, int, _Bytes]]
+) -> list[bytes]: ...
+def root_from_tiles(size: int, tiles: Sequence[tuple[int, int, _Bytes]]) -> bytes: ...
+def root_from_edge_tiles(edge: Sequence[tuple[int, _Bytes]]) -> bytes: ...
+
+@final
+class TileAppender:
+    def __new__(
+        cls, size: int = 0, edge_tiles: Sequence[tuple[int, _Bytes]] | None = None
+    ) -> TileAppender: ...
+    @property
+    def size(self) -> int: ...
+    def root(self) -> bytes: ...
+    def edge_tiles(self) -> list[tuple[int, bytes]]: ...
+    def append(self, leaf_hashes: _HashArray) -> list[tuple[int, int, int, bytes]]: ...

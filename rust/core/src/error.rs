@@ -31,6 +31,15 @@ pub enum Error {
         position: Option<u64>,
         reason: String,
     },
+    /// A tile or entry bundle hash differs from the hash it must equal; carries both.
+    TileHash {
+        level: u64,
+        index: u64,
+        position: Option<u64>,
+        expected: [u8; 32],
+        actual: [u8; 32],
+        reason: String,
+    },
     /// Arguments that cannot describe a tree (e.g. index >= size when building a proof).
     InvalidArgument(String),
 }
@@ -66,6 +75,16 @@ impl fmt::Display for Error {
                 index,
                 position,
                 reason,
+            } => match position {
+                Some(p) => write!(f, "tile {level}/{index} position {p}: {reason}"),
+                None => write!(f, "tile {level}/{index}: {reason}"),
+            },
+            Error::TileHash {
+                level,
+                index,
+                position,
+                reason,
+                ..
             } => match position {
                 Some(p) => write!(f, "tile {level}/{index} position {p}: {reason}"),
                 None => write!(f, "tile {level}/{index}: {reason}"),

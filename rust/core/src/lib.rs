@@ -3,12 +3,16 @@
 //!
 //! Pure Rust, no Python: the PyO3 glue lives in `rust/py`.
 
+pub mod appender;
 pub mod batch;
+pub mod bundle;
 pub mod compact;
 pub mod error;
 pub mod hash;
 pub mod proof;
 mod sha_ni;
+pub mod tile_proof;
+pub mod tiles;
 pub mod tree;
 
 pub use compact::CompactRange;

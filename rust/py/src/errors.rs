@@ -3,7 +3,7 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyType};
+use pyo3::types::{PyBytes, PyDict, PyType};
 use rekorkit_core::Error;
 
 static MALFORMED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -72,6 +72,22 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
             kwargs.set_item("level", level)?;
             kwargs.set_item("index", index)?;
             kwargs.set_item("position", position)?;
+            kwargs.set_item("reason", reason)?;
+            Ok((&TILE, "TileError"))
+        }
+        Error::TileHash {
+            level,
+            index,
+            position,
+            expected,
+            actual,
+            reason,
+        } => {
+            kwargs.set_item("level", level)?;
+            kwargs.set_item("index", index)?;
+            kwargs.set_item("position", position)?;
+            kwargs.set_item("expected", PyBytes::new(py, expected))?;
+            kwargs.set_item("actual", PyBytes::new(py, actual))?;
             kwargs.set_item("reason", reason)?;
             Ok((&TILE, "TileError"))
         }

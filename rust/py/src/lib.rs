@@ -6,6 +6,7 @@ use pyo3::types::PyBytes;
 mod buffers;
 mod errors;
 mod merkle;
+mod tiles;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -24,5 +25,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(merkle::verify_consistency_batch, m)?)?;
     m.add_function(wrap_pyfunction!(merkle::consistency_proof, m)?)?;
     m.add_class::<merkle::CompactRange>()?;
+    tiles::register(m)?;
     Ok(())
 }

@@ -1,0 +1,468 @@
+"""C2SP tlog-tiles: tile coordinates and paths, hash tiles, entry bundles,
+roots and proofs built from tiles, and the right edge a log server appends to.
+
+The per-byte and per-hash work (path parsing, bundle parsing and hashing,
+tile hashing, node lookups) runs in the Rust core. Tiles are untrusted: a
+root or proof built here is only as good as its check against a signed
+checkpoint (see ``rekorkit.checkpoint``), and a monitor must also check
+bundles against level-0 tiles and full tiles against their parents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+from rekorkit import _native
+from rekorkit.errors import MalformedError
+
+__all__ = [
+    "HASH_SIZE",
+    "TILE_HEIGHT",
+    "TILE_WIDTH",
+    "AsyncProofBuilder",
+    "AsyncReadTile",
+    "ProofBuilder",
+    "ReadTile",
+    "TileAppender",
+    "TileID",
+    "edge_tiles_for_size",
+    "encode_entry_bundle",
+    "entries_path",
+    "hash_entry_bundle",
+    "level0_tiles",
+    "parse_entry_bundle",
+    "parse_hash_tile",
+    "parse_tile_path",
+    "partial_width",
+    "root_from_tiles",
+    "tile_root",
+    "tiles_for_size",
+    "verify_bundle_against_tile",
+    "verify_bundles_against_tiles",
+    "verify_tile_against_parent",
+]
+
+TILE_HEIGHT = 8
+"""Tree levels per tile (TLOG.md §6.3: fixed at 8)."""
+TILE_WIDTH = 256
+"""Hashes in a full tile (TLOG.md §6.3: 2^8)."""
+HASH_SIZE = 32
+"""Bytes per hash (SHA-256)."""
+
+_MAX_LEVEL = 63  # TLOG.md §6.2: <L> is 0..63
+_U64 = 1 << 64
+
+Bytes: TypeAlias = bytes | bytearray | memoryview
+HashArray: TypeAlias = npt.NDArray[np.uint8]
+ReadTile: TypeAlias = Callable[[int, int, int], Bytes]
+"""``read_tile(level, index, width) -> bytes``: the hash tile's bytes."""
+AsyncReadTile: TypeAlias = Callable[[int, int, int], Awaitable[Bytes]]
+"""Async twin of :data:`ReadTile`."""
+
+
+@dataclass(frozen=True, slots=True)
+class TileID:
+    """A hash tile: ``level``, ``index``, and ``width`` hashes (256 = full).
+
+    Entry bundle ``N`` belongs to level-0 tile ``N`` and shares its width.
+    """
+
+    level: int
+    index: int
+    width: int = TILE_WIDTH
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.level <= _MAX_LEVEL:
+            raise ValueError(f"tile level {self.level} is outside 0..{_MAX_LEVEL}")
+        if not 0 <= self.index < _U64:
+            raise ValueError(f"tile index {self.index} is outside uint64")
+        if not 1 <= self.width <= TILE_WIDTH:
+            raise ValueError(f"tile width {self.width} is outside 1..{TILE_WIDTH}")
+
+    @property
+    def path(self) -> str:
+        """The hash-tile path, e.g. ``tile/0/x001/234.p/5``."""
+        return _native.tile_path(self.level, self.index, self.width)
+
+    @property
+    def entries_path(self) -> str:
+        """The entry-bundle path of this level-0 tile."""
+        if self.level != 0:
+            raise ValueError(f"only level-0 tiles have entry bundles, not level {self.level}")
+        return _native.entries_path(self.index, self.width)
+
+    @property
+    def is_partial(self) -> bool:
+        """Whether this is a partial (``.p/W``) tile."""
+        return self.width < TILE_WIDTH
+
+
+def entries_path(index: int, width: int = TILE_WIDTH) -> str:
+    """Path of entry bundle ``index`` holding ``width`` entries."""
+    return TileID(0, index, width).entries_path
+
+
+def parse_tile_path(path: str) -> tuple[TileID, bool]:
+    """Strictly parses ``tile/<L>/<N>[.p/<W>]`` or ``tile/entries/<N>[.p/<W>]``.
+
+    Returns:
+        The tile and whether the path names an entry bundle (then level is 0).
+
+    Raises:
+        MalformedError: any non-canonical or out-of-range form (TLOG.md §6.2).
+    """
+    level, index, width, is_entries = _native.parse_tile_path(path)
+    return TileID(level, index, width), is_entries
+
+
+def partial_width(level: int, size: int) -> int:
+    """Width of the partial tile at ``level`` for tree ``size`` (0: there is none)."""
+    return _native.partial_width(level, size)
+
+
+def tiles_for_size(size: int) -> list[TileID]:
+    """The partial tiles of a tree of ``size``: exactly what its root is computed from."""
+    return [TileID(*t) for t in _native.tiles_for_size(size)]
+
+
+def edge_tiles_for_size(size: int) -> list[TileID]:
+    """Per level, the last full tile and the partial tile of a tree of ``size``."""
+    return [TileID(*t) for t in _native.edge_tiles_for_size(size)]
+
+
+def level0_tiles(start: int, end: int, size: int) -> list[TileID]:
+    """The level-0 tiles (and so entry bundles) covering leaves ``[start, end)``.
+
+    Widths are those of a tree of ``size``: the last tile is partial when
+    ``size`` is not a multiple of 256.
+    """
+    if not 0 <= start <= end <= size:
+        raise ValueError(f"need 0 <= start <= end <= size, got [{start}, {end}) of {size}")
+    if start == end:
+        return []
+    full = size // TILE_WIDTH
+    last_width = size % TILE_WIDTH
+    first, last = start // TILE_WIDTH, (end - 1) // TILE_WIDTH
+    return [TileID(0, n, TILE_WIDTH if n < full else last_width) for n in range(first, last + 1)]
+
+
+def parse_hash_tile(data: Bytes, width: int | None = None) -> HashArray:
+    """A zero-copy ``(w, 32)`` uint8 view of a hash tile's bytes.
+
+    Raises:
+        MalformedError: the length is not a multiple of 32, holds no hash or
+            more than 256, or differs from ``width`` hashes when given.
+    """
+    n = len(data) if not isinstance(data, memoryview) else data.nbytes
+    if n % HASH_SIZE:
+        raise MalformedError(
+            f"hash tile length {n} is not a multiple of {HASH_SIZE}",
+            what="hash tile",
+            where=f"byte {n - n % HASH_SIZE}",
+        )
+    count = n // HASH_SIZE
+    if not 1 <= count <= TILE_WIDTH:
+        raise MalformedError(
+            f"hash tile holds {count} hashes; a tile holds 1..{TILE_WIDTH}",
+            what="hash tile",
+            where="length",
+        )
+    if width is not None and count != width:
+        raise MalformedError(
+            f"hash tile holds {count} hashes, expected {width}", what="hash tile", where="length"
+        )
+    return np.frombuffer(data, dtype=np.uint8).reshape(count, HASH_SIZE)
+
+
+def tile_root(tile: Bytes) -> bytes:
+    """MTH of a tile's hashes; for a full tile, its hash in the parent tile."""
+    return _native.tile_root(tile)
+
+
+def parse_entry_bundle(data: Bytes) -> list[bytes]:
+    """Parses an entry bundle (TLOG.md §6.4) into its entries.
+
+    Raises:
+        MalformedError: a dangling or over-long length, naming the byte offset and entry.
+    """
+    return _native.parse_entry_bundle(data)
+
+
+def encode_entry_bundle(entries: Sequence[Bytes]) -> bytes:
+    """Encodes up to 256 entries of at most 65,535 bytes each as an entry bundle."""
+    return _native.encode_entry_bundle(list(entries))
+
+
+def hash_entry_bundle(data: Bytes) -> HashArray:
+    """Parses an entry bundle and leaf-hashes every entry: an ``(n, 32)`` uint8 array."""
+    return _native.hash_entry_bundle(data)
+
+
+def verify_bundle_against_tile(bundle: Bytes, tile: Bytes, *, tile_index: int) -> None:
+    """Checks that level-0 tile ``tile_index`` holds exactly the bundle's leaf hashes.
+
+    Raises:
+        TileError: the first mismatching position (``evidence``: level, index,
+            position, expected, actual), or a count mismatch.
+        MalformedError: the bundle or tile does not parse.
+    """
+    _native.verify_bundle_against_tile(bundle, tile, tile_index)
+
+
+def verify_bundles_against_tiles(
+    bundles: Sequence[Bytes], tiles: Sequence[Bytes], tile_indices: Sequence[int]
+) -> None:
+    """Batch form of :func:`verify_bundle_against_tile`, run in parallel without the GIL.
+
+    Raises:
+        TileError: for the first failing bundle in input order.
+    """
+    _native.verify_bundles_against_tiles(list(bundles), list(tiles), list(tile_indices))
+
+
+def verify_tile_against_parent(tile: Bytes, parent_hash: Bytes, *, level: int, index: int) -> None:
+    """Checks that full tile ``(level, index)`` hashes to its hash in the parent tile.
+
+    Raises:
+        TileError: the tile is not full or hashes to something else (evidence
+            holds expected and actual).
+    """
+    _native.verify_tile_against_parent(tile, parent_hash, level, index)
+
+
+def _check_fetched(tile: TileID, data: Bytes) -> Bytes:
+    """Accepts exactly ``width`` hashes, or a full tile standing in for a partial one."""
+    n = len(data) if not isinstance(data, memoryview) else data.nbytes
+    want = tile.width * HASH_SIZE
+    if n == want or (tile.is_partial and n == TILE_WIDTH * HASH_SIZE):
+        return data
+    raise MalformedError(
+        f"{tile.path}: read {n} bytes, expected {want}", what="hash tile", where=tile.path
+    )
+
+
+_TileKey: TypeAlias = tuple[int, int]
+_NativeTiles: TypeAlias = list[tuple[int, int, Bytes]]
+
+
+class _TileCache:
+    """Fetched tiles for one tree size, least recently used dropped first."""
+
+    def __init__(self, max_tiles: int) -> None:
+        if max_tiles < 1:
+            raise ValueError("max_cached_tiles must be at least 1")
+        self._max = max_tiles
+        self._tiles: OrderedDict[_TileKey, Bytes] = OrderedDict()
+        self.fetches = 0
+
+    def get(self, key: _TileKey) -> Bytes | None:
+        data = self._tiles.get(key)
+        if data is not None:
+            self._tiles.move_to_end(key)
+        return data
+
+    def put(self, key: _TileKey, data: Bytes) -> None:
+        self._tiles[key] = data
+        self._tiles.move_to_end(key)
+        while len(self._tiles) > self._max:
+            self._tiles.popitem(last=False)
+
+
+def _ids(raw: Iterable[tuple[int, int, int]]) -> list[TileID]:
+    return [TileID(*t) for t in raw]
+
+
+class ProofBuilder:
+    """Builds roots and proofs for one tree size from hash tiles (TLOG.md §6.5).
+
+    ``read_tile(level, index, width)`` returns a tile's bytes (a full tile in
+    place of a partial one is accepted; its first ``width`` hashes are used).
+    Each tile is fetched once while cached (``max_cached_tiles``, LRU).
+    Results are unverified until checked against a signed checkpoint.
+    """
+
+    def __init__(self, size: int, read_tile: ReadTile, *, max_cached_tiles: int = 4096) -> None:
+        if not 0 <= size < _U64:
+            raise ValueError(f"tree size {size} is outside uint64")
+        self.size = size
+        self._read = read_tile
+        self._cache = _TileCache(max_cached_tiles)
+
+    @property
+    def fetches(self) -> int:
+        """How many tiles were read so far."""
+        return self._cache.fetches
+
+    def _fetch(self, ids: list[TileID]) -> _NativeTiles:
+        out: _NativeTiles = []
+        for t in ids:
+            data = self._cache.get((t.level, t.index))
+            if data is None:
+                data = _check_fetched(t, self._read(t.level, t.index, t.width))
+                self._cache.fetches += 1
+                self._cache.put((t.level, t.index), data)
+            out.append((t.level, t.index, data))
+        return out
+
+    def root(self) -> bytes:
+        """The tree root computed from the rightmost tiles."""
+        return _native.root_from_tiles(self.size, self._fetch(tiles_for_size(self.size)))
+
+    def inclusion_proof(self, index: int) -> list[bytes]:
+        """The inclusion proof (leaf to root) of leaf ``index``."""
+        ids = _ids(_native.inclusion_tiles(index, self.size))
+        return _native.inclusion_proof_from_tiles(index, self.size, self._fetch(ids))
+
+    def consistency_proof(self, old_size: int) -> list[bytes]:
+        """The consistency proof from ``old_size`` (``0 < old_size <= size``) to this size.
+
+        ``old_size == size`` gives an empty proof; ``old_size == 0`` raises
+        ValueError (TLOG.md §3.4: nothing to prove; check the empty root instead).
+        """
+        ids = _ids(_native.consistency_tiles(old_size, self.size))
+        return _native.consistency_proof_from_tiles(old_size, self.size, self._fetch(ids))
+
+
+class AsyncProofBuilder:
+    """Async twin of :class:`ProofBuilder`: the tiles a call needs are fetched concurrently.
+
+    Concurrent calls share in-flight fetches, so each tile is read once.
+    """
+
+    def __init__(
+        self, size: int, read_tile: AsyncReadTile, *, max_cached_tiles: int = 4096
+    ) -> None:
+        if not 0 <= size < _U64:
+            raise ValueError(f"tree size {size} is outside uint64")
+        self.size = size
+        self._read = read_tile
+        self._cache = _TileCache(max_cached_tiles)
+        self._inflight: dict[_TileKey, asyncio.Future[Bytes]] = {}
+
+    @property
+    def fetches(self) -> int:
+        """How many tiles were read so far."""
+        return self._cache.fetches
+
+    async def _one(self, t: TileID) -> Bytes:
+        key = (t.level, t.index)
+        data = self._cache.get(key)
+        if data is not None:
+            return data
+        pending = self._inflight.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load(t))
+            self._inflight[key] = pending
+        return await asyncio.shield(pending)
+
+    async def _load(self, t: TileID) -> Bytes:
+        key = (t.level, t.index)
+        try:
+            data = _check_fetched(t, await self._read(t.level, t.index, t.width))
+            self._cache.fetches += 1
+            self._cache.put(key, data)
+            return data
+        finally:
+            self._inflight.pop(key, None)
+
+    async def _fetch(self, ids: list[TileID]) -> _NativeTiles:
+        datas = await asyncio.gather(*(self._one(t) for t in ids))
+        return [(t.level, t.index, d) for t, d in zip(ids, datas, strict=True)]
+
+    async def root(self) -> bytes:
+        """The tree root computed from the rightmost tiles."""
+        tiles = await self._fetch(tiles_for_size(self.size))
+        return _native.root_from_tiles(self.size, tiles)
+
+    async def inclusion_proof(self, index: int) -> list[bytes]:
+        """The inclusion proof (leaf to root) of leaf ``index``."""
+        ids = _ids(_native.inclusion_tiles(index, self.size))
+        return _native.inclusion_proof_from_tiles(index, self.size, await self._fetch(ids))
+
+    async def consistency_proof(self, old_size: int) -> list[bytes]:
+        """The consistency proof from ``old_size`` to this size (see :class:`ProofBuilder`)."""
+        ids = _ids(_native.consistency_tiles(old_size, self.size))
+        tiles = await self._fetch(ids)
+        return _native.consistency_proof_from_tiles(old_size, self.size, tiles)
+
+
+def root_from_tiles(size: int, read_tile: ReadTile) -> bytes:
+    """The root of a tree of ``size`` from its rightmost tiles, read with ``read_tile``."""
+    return ProofBuilder(size, read_tile).root()
+
+
+def _as_hash_array(leaf_hashes: HashArray | Bytes) -> HashArray:
+    """Accepts a C-contiguous ``(n, 32)`` uint8 array, or n*32 raw bytes, without copying."""
+    if not isinstance(leaf_hashes, np.ndarray):
+        n = len(leaf_hashes) if not isinstance(leaf_hashes, memoryview) else leaf_hashes.nbytes
+        if n % HASH_SIZE:
+            raise MalformedError(
+                f"{n} bytes of leaf hashes is not a multiple of {HASH_SIZE}",
+                what="leaf hashes",
+                where="length",
+            )
+        return np.frombuffer(leaf_hashes, dtype=np.uint8).reshape(-1, HASH_SIZE)
+    if leaf_hashes.dtype != np.uint8:
+        raise MalformedError(
+            f"leaf hashes have dtype {leaf_hashes.dtype}, expected uint8",
+            what="leaf hashes",
+            where="dtype",
+        )
+    if leaf_hashes.ndim != 2 or leaf_hashes.shape[1] != HASH_SIZE:
+        raise MalformedError(
+            f"leaf hashes have shape {leaf_hashes.shape}, expected (n, 32)",
+            what="leaf hashes",
+            where="shape",
+        )
+    if not leaf_hashes.flags.c_contiguous:
+        raise MalformedError("leaf hashes are not C-contiguous", what="leaf hashes", where="layout")
+    return leaf_hashes
+
+
+class TileAppender:
+    """The right edge of a tiled log, for log servers.
+
+    Holds the partial tile of every level (the tree's compact range, grouped
+    by tile). ``append`` returns every tile it created or changed with its
+    whole new content: completed tiles as full tiles (no ``.p/`` suffix), and
+    each changed level's new partial tile. Write them before publishing a
+    checkpoint for the new :attr:`size` and :meth:`root`.
+
+    Args:
+        size: the log's current size.
+        edge_tiles: the current partial tile of each level with a non-zero
+            partial width for ``size`` (level -> bytes of exactly that width).
+    """
+
+    def __init__(self, size: int = 0, edge_tiles: Mapping[int, Bytes] | None = None) -> None:
+        self._inner = _native.TileAppender(size, list((edge_tiles or {}).items()))
+
+    @property
+    def size(self) -> int:
+        """Leaves appended so far."""
+        return self._inner.size
+
+    def root(self) -> bytes:
+        """The root of the tree so far."""
+        return self._inner.root()
+
+    @property
+    def edge_tiles(self) -> dict[int, bytes]:
+        """The current partial tiles (level -> bytes), enough to resume with."""
+        return dict(self._inner.edge_tiles())
+
+    def append(self, leaf_hashes: HashArray | Bytes) -> list[tuple[TileID, bytes]]:
+        """Appends leaf hashes (``(n, 32)`` uint8); returns the touched tiles, by level then index.
+
+        Raises:
+            MalformedError: wrong dtype, shape or layout.
+        """
+        arr = _as_hash_array(leaf_hashes)
+        return [(TileID(lv, ix, w), data) for lv, ix, w, data in self._inner.append(arr)]

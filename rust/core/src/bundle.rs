@@ -1,0 +1,274 @@
+//! C2SP entry bundles (TLOG.md §6.4): `uint16_be(len) || entry` per entry,
+//! for the entries of one level-0 tile. Parsed strictly in one pass, hashed
+//! as RFC 6962 leaves, and checked against hash tiles.
+
+use crate::error::{Error, Result};
+use crate::hash::{leaf_hash, Hash};
+use crate::tiles::{check_hash_tile, mth_of_concat, tile_hash, FULL_TILE_BYTES, TILE_WIDTH};
+
+/// Largest entry a bundle can hold (TLOG.md §6.4: a uint16 length).
+pub const MAX_ENTRY_LEN: usize = u16::MAX as usize;
+/// Most entries one bundle holds: one per hash of its level-0 tile.
+pub const MAX_BUNDLE_ENTRIES: usize = TILE_WIDTH as usize;
+
+fn malformed(at: String, reason: String) -> Error {
+    Error::Malformed {
+        what: "entry bundle",
+        at,
+        reason,
+    }
+}
+
+/// Walks the bundle, calling `f(entry_number, entry)` for each entry in order.
+/// Every error names the byte offset and the entry number.
+fn walk<'a>(data: &'a [u8], mut f: impl FnMut(usize, &'a [u8])) -> Result<usize> {
+    let mut off = 0usize;
+    let mut n = 0usize;
+    while off < data.len() {
+        if n == MAX_BUNDLE_ENTRIES {
+            return Err(malformed(
+                format!("byte {off}, entry {n}"),
+                format!("more than {MAX_BUNDLE_ENTRIES} entries"),
+            ));
+        }
+        let Some(prefix) = data.get(off..off + 2) else {
+            return Err(malformed(
+                format!("byte {off}, entry {n}"),
+                "dangling length byte: a length prefix needs 2 bytes, 1 remains".into(),
+            ));
+        };
+        let len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
+        let start = off + 2;
+        let Some(entry) = data.get(start..start + len) else {
+            return Err(malformed(
+                format!("byte {off}, entry {n}"),
+                format!(
+                    "length {len} runs past the end: {} bytes remain",
+                    data.len() - start
+                ),
+            ));
+        };
+        f(n, entry);
+        off = start + len;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Parses a bundle into the byte ranges `(start, end)` of its entries.
+pub fn parse_spans(data: &[u8]) -> Result<Vec<(usize, usize)>> {
+    let mut spans = Vec::with_capacity(MAX_BUNDLE_ENTRIES.min(data.len() / 2 + 1));
+    let base = data.as_ptr() as usize;
+    walk(data, |_, e| {
+        let s = e.as_ptr() as usize - base;
+        spans.push((s, s + e.len()));
+    })?;
+    Ok(spans)
+}
+
+/// Parses a bundle into its entries (borrowed, no copy).
+pub fn parse(data: &[u8]) -> Result<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    walk(data, |_, e| out.push(e))?;
+    Ok(out)
+}
+
+/// Parses and leaf-hashes a bundle in one pass.
+pub fn hash_bundle(data: &[u8]) -> Result<Vec<Hash>> {
+    let mut out = Vec::with_capacity(MAX_BUNDLE_ENTRIES);
+    walk(data, |_, e| out.push(leaf_hash(e)))?;
+    Ok(out)
+}
+
+/// Parses and leaf-hashes a bundle into `out` as concatenated hashes; returns the count.
+pub fn hash_bundle_into(data: &[u8], out: &mut Vec<u8>) -> Result<usize> {
+    walk(data, |_, e| out.extend_from_slice(&leaf_hash(e)))
+}
+
+/// Encodes entries as a bundle. At most 256 entries, each at most 65,535 bytes.
+pub fn encode<E: AsRef<[u8]>>(entries: &[E]) -> Result<Vec<u8>> {
+    if entries.len() > MAX_BUNDLE_ENTRIES {
+        return Err(Error::InvalidArgument(format!(
+            "{} entries; a bundle holds at most {MAX_BUNDLE_ENTRIES}",
+            entries.len()
+        )));
+    }
+    let total: usize = entries.iter().map(|e| e.as_ref().len() + 2).sum();
+    let mut out = Vec::with_capacity(total);
+    for (i, e) in entries.iter().enumerate() {
+        let e = e.as_ref();
+        let len = u16::try_from(e.len()).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "entry {i} is {} bytes; a bundle entry is at most {MAX_ENTRY_LEN}",
+                e.len()
+            ))
+        })?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(e);
+    }
+    Ok(out)
+}
+
+/// Checks that level-0 tile `tile_index` holds exactly the leaf hashes of
+/// `bundle`, in order. The error names the first mismatching position.
+pub fn verify_against_tile(bundle: &[u8], tile: &[u8], tile_index: u64) -> Result<()> {
+    let width = check_hash_tile(tile)?;
+    let mut mismatch: Option<(usize, Hash, Hash)> = None;
+    let n = walk(bundle, |j, e| {
+        if mismatch.is_some() {
+            return;
+        }
+        let actual = leaf_hash(e);
+        match tile_hash(tile, j) {
+            Some(expected) if expected == actual => {}
+            Some(expected) => mismatch = Some((j, expected, actual)),
+            // Past the tile's end: reported below as a count mismatch.
+            None => {}
+        }
+    })?;
+    if let Some((j, expected, actual)) = mismatch {
+        return Err(Error::TileHash {
+            level: 0,
+            index: tile_index,
+            position: Some(j as u64),
+            expected,
+            actual,
+            reason: format!(
+                "leaf hash of entry {j} (log index {}) differs from the tile",
+                tile_index
+                    .saturating_mul(TILE_WIDTH)
+                    .saturating_add(j as u64)
+            ),
+        });
+    }
+    if n as u64 != width {
+        return Err(Error::Tile {
+            level: 0,
+            index: tile_index,
+            position: Some(n.min(width as usize) as u64),
+            reason: format!("bundle holds {n} entries but the tile holds {width} hashes"),
+        });
+    }
+    Ok(())
+}
+
+/// Checks many `(bundle, tile, tile_index)` triples in parallel. The error
+/// is the one of the first failing triple in input order.
+pub fn verify_many_against_tiles(items: &[(&[u8], &[u8], u64)]) -> Result<()> {
+    use rayon::prelude::*;
+    items
+        .par_iter()
+        .map(|&(bundle, tile, index)| verify_against_tile(bundle, tile, index))
+        .find_first(|r| r.is_err())
+        .unwrap_or(Ok(()))
+}
+
+/// Checks that a full tile hashes to `parent_hash` (its hash in the tile one level up).
+pub fn verify_tile_against_parent(
+    tile: &[u8],
+    parent_hash: &Hash,
+    level: u64,
+    index: u64,
+) -> Result<()> {
+    check_hash_tile(tile)?;
+    if tile.len() != FULL_TILE_BYTES {
+        return Err(Error::Tile {
+            level,
+            index,
+            position: None,
+            reason: format!(
+                "holds {} hashes; only a full tile of 256 is hashed into its parent",
+                tile.len() / 32
+            ),
+        });
+    }
+    let actual = mth_of_concat(tile);
+    if &actual != parent_hash {
+        return Err(Error::TileHash {
+            level,
+            index,
+            position: None,
+            expected: *parent_hash,
+            actual,
+            reason: "tile does not hash to its parent tile's hash".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_spec_example() {
+        let b = b"\x00\x03one\x00\x03two\x00\x05three";
+        assert_eq!(parse(b).unwrap(), vec![&b"one"[..], b"two", b"three"]);
+        assert_eq!(
+            encode(&[b"one".as_slice(), b"two", b"three"]).unwrap(),
+            b.to_vec()
+        );
+        assert_eq!(hash_bundle(b).unwrap()[1], leaf_hash(b"two"));
+        assert_eq!(parse_spans(b).unwrap(), vec![(2, 5), (7, 10), (12, 17)]);
+        assert!(parse(b"").unwrap().is_empty());
+        assert_eq!(parse(b"\x00\x00").unwrap(), vec![&b""[..]]);
+    }
+
+    #[test]
+    fn rejects_dangling_and_overlong_lengths() {
+        let e = parse(b"\x00\x03one\x00").unwrap_err();
+        assert_eq!(e.to_string(), "malformed entry bundle at byte 5, entry 1: dangling length byte: a length prefix needs 2 bytes, 1 remains");
+        let e = parse(b"\x00\x03one\x00\x09two").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("byte 5, entry 1: length 9 runs past the end: 3 bytes remain"),
+            "{e}"
+        );
+        let many = vec![0u8; 2 * 257];
+        assert!(parse(&many)
+            .unwrap_err()
+            .to_string()
+            .contains("byte 512, entry 256"));
+    }
+
+    #[test]
+    fn encode_limits() {
+        assert!(encode(&[vec![0u8; 65536]]).is_err());
+        assert!(encode(&vec![b"".as_slice(); 257]).is_err());
+        assert!(encode(&[vec![7u8; 65535]]).is_ok());
+    }
+
+    #[test]
+    fn bundle_against_tile() {
+        let entries: Vec<Vec<u8>> = (0..5).map(|i: u32| i.to_string().into_bytes()).collect();
+        let bundle = encode(&entries).unwrap();
+        let tile: Vec<u8> = entries.iter().flat_map(|e| leaf_hash(e)).collect();
+        verify_against_tile(&bundle, &tile, 3).unwrap();
+        let mut bad = tile.clone();
+        bad[2 * 32] ^= 1;
+        match verify_against_tile(&bundle, &bad, 3).unwrap_err() {
+            Error::TileHash {
+                position, index, ..
+            } => {
+                assert_eq!((position, index), (Some(2), 3))
+            }
+            e => panic!("{e}"),
+        }
+        assert!(verify_against_tile(&bundle, &tile[..4 * 32], 3).is_err());
+        assert!(verify_against_tile(&bundle[..bundle.len() - 1], &tile, 3).is_err());
+        let mut longer = tile.clone();
+        longer.extend_from_slice(&[0u8; 32]);
+        assert!(verify_against_tile(&bundle, &longer, 3).is_err());
+    }
+
+    #[test]
+    fn tile_against_parent() {
+        let tile: Vec<u8> = (0..256u32)
+            .flat_map(|i| leaf_hash(&i.to_be_bytes()))
+            .collect();
+        let parent = mth_of_concat(&tile);
+        verify_tile_against_parent(&tile, &parent, 0, 0).unwrap();
+        assert!(verify_tile_against_parent(&tile, &[0u8; 32], 0, 0).is_err());
+        assert!(verify_tile_against_parent(&tile[..32 * 255], &parent, 0, 0).is_err());
+    }
+}
