@@ -214,8 +214,10 @@ def test_5xx_without_end_exhausts_with_every_error(srv: LocalRekor) -> None:
 def test_latency_beyond_timeout(srv: LocalRekor) -> None:
     srv.set_faults({"action": "latency", "latency": 1.0, "count": 1, "path_prefix": "/api/v1/log"})
     timeout = Timeouts(connect=1.0, read=0.3, write=1.0, pool=1.0)
-    with v1(srv, timeout=timeout) as c:
+    sleeps = Sleeps()
+    with v1(srv, timeout=timeout, retry=policy(sleeps)) as c:
         c.log_info()  # first attempt times out, the retry succeeds
+    assert len(sleeps.waits) == 1
     srv.set_faults({"action": "latency", "latency": 1.0, "path_prefix": "/api/v1/log"})
     with (
         v1(srv, timeout=timeout, retry=policy(Sleeps(), max_attempts=2)) as c,
@@ -226,9 +228,11 @@ def test_latency_beyond_timeout(srv: LocalRekor) -> None:
 
 
 def test_dropped_connections(srv: LocalRekor) -> None:
+    sleeps = Sleeps()
     srv.set_faults({"action": "drop", "count": 2})
-    with v2(srv) as c:
+    with v2(srv, retry=policy(sleeps)) as c:
         assert c.submit(v2_request(fresh())).log_index >= 0
+    assert len(sleeps.waits) == 2
     srv.set_faults({"action": "drop"})
     with (
         v1(srv, retry=policy(Sleeps(), max_attempts=2)) as c,
@@ -239,13 +243,17 @@ def test_dropped_connections(srv: LocalRekor) -> None:
 
 
 def test_truncated_bodies(srv: LocalRekor) -> None:
-    with v1(srv) as c:
+    sleeps = Sleeps()
+    with v1(srv, retry=policy(sleeps)) as c:
         c.submit(proposed_hashedrekord(fresh()))
         srv.set_faults({"action": "truncate", "count": 2})
         assert c.get_entry(0).log_index == 0
+    assert len(sleeps.waits) == 2
     srv.set_faults({"action": "truncate", "count": 2, "path_prefix": "/tile/"})
-    with TileReader(srv.url, retry=policy(Sleeps())) as tiles:
+    tile_sleeps = Sleeps()
+    with TileReader(srv.url, retry=policy(tile_sleeps)) as tiles:
         assert len(tiles.tile(0, 0, 1)) == 32
+    assert len(tile_sleeps.waits) == 2
 
 
 def test_read_only_log() -> None:
