@@ -25,9 +25,9 @@ from typing import Any
 import rfc8785
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from rekorkit.checkpoint import Checkpoint, open_checkpoints, sign_checkpoint
+from rekorkit.checkpoint import Checkpoint, clear_caches, open_checkpoints, sign_checkpoint
 from rekorkit.entries import LogEntry, set_payload, sign_set, verify_sets
-from rekorkit.note import Ed25519Signer, clear_signature_cache
+from rekorkit.note import Ed25519Signer
 
 QUICK = os.environ.get("REKORKIT_BENCH_QUICK") == "1"
 N_CHECKPOINTS = 300 if QUICK else 6000
@@ -92,11 +92,11 @@ def test_open_distinct_checkpoints(benchmark: Any) -> None:
     key_id = _VERIFIER.key_id.to_bytes(4, "big")
 
     def ours() -> int:
-        clear_signature_cache()
+        clear_caches()
         return sum(sc.size for sc in open_checkpoints(cps, _VERIFIER, threads=1))
 
     def two_threads() -> int:
-        clear_signature_cache()
+        clear_caches()
         return sum(sc.size for sc in open_checkpoints(cps, _VERIFIER, threads=2))
 
     def baseline() -> int:

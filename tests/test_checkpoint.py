@@ -17,7 +17,9 @@ from rekorkit.checkpoint import (
     EMPTY_TREE_ROOT,
     Checkpoint,
     WitnessPolicy,
+    clear_caches,
     open_checkpoint,
+    open_checkpoints,
     parse_checkpoint,
     parse_rekor_v1_origin,
     rekor_v1_origin,
@@ -298,3 +300,35 @@ def test_open_checkpoint_random_bytes(data: bytes) -> None:
     verifier = Ed25519Signer.from_private_key("log", b"\x07" * 32).verifier()
     with contextlib.suppress(MalformedError, VerificationError):
         open_checkpoint(data, verifier)
+
+
+def test_open_checkpoints_batch_and_threads() -> None:
+    log = Ed25519Signer.generate("log.example")
+    items = [sign_checkpoint(Checkpoint("log.example", i + 1, ROOT), log) for i in range(300)]
+    for threads in (1, 3, None):
+        got = open_checkpoints(items, log.verifier(), threads=threads)
+        assert [sc.size for sc in got] == list(range(1, 301))
+    bad = list(items)
+    bad[217] = bad[217].replace(b"\n218\n", b"\n999\n")
+    with pytest.raises(SignatureError) as info:
+        open_checkpoints(bad, log.verifier(), threads=2)
+    assert info.value.evidence["index"] == 217
+    bad[5] = b"garbage"
+    with pytest.raises(MalformedError) as minfo:
+        open_checkpoints(bad, log.verifier(), threads=1)
+    assert minfo.value.where is not None and minfo.value.where.startswith("[5]")
+
+
+def test_remembered_results_respect_the_inputs() -> None:
+    log = Ed25519Signer.generate("log.example")
+    data = sign_checkpoint(Checkpoint("log.example", 1, ROOT), log)
+    first = open_checkpoint(data, log.verifier())
+    assert open_checkpoint(data, log.verifier()) is first  # remembered
+    other = Ed25519Signer.generate("log.example").verifier()
+    with pytest.raises(SignatureError):
+        open_checkpoint(data, other)
+    with pytest.raises(CheckpointError):
+        open_checkpoint(data, log.verifier(), origin="elsewhere")
+    clear_caches()
+    again = open_checkpoint(data, log.verifier())
+    assert again == first and again is not first

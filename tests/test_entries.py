@@ -869,6 +869,7 @@ def test_local_v1_log_entry_with_set() -> None:
         assert result.ok, result.failures
         assert verify_entry(e.to_json(), log_key=key.public_key()).ok
     assert list(verify_sets(entries, key.public_key())) == [True] * 3
+    assert list(verify_sets(entries * 20, key.public_key(), threads=2)) == [True] * 60
     e = entries[1]
     wrong_tree = LogEntry(
         f"{tree_id + 1:016x}" + e.uuid,

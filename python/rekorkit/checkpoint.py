@@ -10,6 +10,7 @@ log's signature, the origin, and optionally a k-of-n witness policy (§9.3).
 from __future__ import annotations
 
 import binascii
+import contextlib
 import hashlib
 import os
 import re
@@ -27,6 +28,7 @@ from rekorkit.note import (
     NoteSigner,
     NoteVerifier,
     VerifiedNote,
+    clear_signature_cache,
     parse_note,
     sign_note,
     verify_note,
@@ -39,6 +41,7 @@ __all__ = [
     "SignedCheckpoint",
     "WitnessPolicy",
     "WitnessResult",
+    "clear_caches",
     "open_checkpoint",
     "open_checkpoints",
     "parse_checkpoint",
@@ -307,6 +310,18 @@ def _origin_ok(origin: str, name: str) -> bool:
     return parsed is not None and parsed[0] == name
 
 
+# Opening is a pure function of these inputs when no time-dependent witness policy
+# applies, so identical checkpoints (every entry under one tree head) verify once.
+_OPENED_CACHE_SIZE = 1024
+_opened: dict[tuple[bytes, str, str | None, bool, int], SignedCheckpoint] = {}
+
+
+def clear_caches() -> None:
+    """Forget opened checkpoints and remembered signature checks (benchmarks)."""
+    _opened.clear()
+    clear_signature_cache()
+
+
 def open_checkpoint(
     data: bytes | str,
     verifier: NoteVerifier,
@@ -336,6 +351,12 @@ def open_checkpoint(
         CheckpointError: wrong origin, or the witness policy is not met.
     """
     raw = data.encode() if isinstance(data, str) else bytes(data)
+    cache_key = None
+    if policy is None:
+        cache_key = (raw, verifier.vkey, origin, strict, max_size)
+        hit = _opened.get(cache_key)
+        if hit is not None:
+            return hit
     note = parse_note(raw, max_size=max_size)
     verifiers: list[NoteVerifier] = [verifier]
     if policy is not None:
@@ -385,7 +406,13 @@ def open_checkpoint(
                 threshold=result.threshold,
                 checkpoint=raw,
             )
-    return SignedCheckpoint(cp, note, raw, verified.verified_names, tuple(cosigs), result)
+    opened = SignedCheckpoint(cp, note, raw, verified.verified_names, tuple(cosigs), result)
+    if cache_key is not None:
+        if len(_opened) >= _OPENED_CACHE_SIZE:
+            with contextlib.suppress(KeyError, StopIteration, RuntimeError):
+                del _opened[next(iter(_opened))]
+        _opened[cache_key] = opened
+    return opened
 
 
 def open_checkpoints(
