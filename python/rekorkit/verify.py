@@ -1,0 +1,555 @@
+"""Bulk verification of a tile log range (Rekor v2, any C2SP tlog-tiles log).
+
+The engine, for one run:
+
+1. fetches the checkpoint and verifies its signature;
+2. checks it is consistent with the last checkpoint stored for the origin,
+   with a proof built from tiles (a smaller size or another root is a fork
+   or rollback: :class:`~rekorkit.errors.DivergenceError`);
+3. recomputes the root from the rightmost tiles and compares it with the
+   checkpoint, which authenticates those tiles (TLOG.md §6.5, "Trust");
+4. streams the level-0 tiles and entry bundles of the range with bounded
+   concurrency; each group of bundles is hashed and compared with its tiles
+   in one native call, each full tile is hashed and compared with its hash in
+   the parent tile (parents are checked the same way up to the authenticated
+   edge);
+5. stores the verified entries in order, committing whole DuckDB row groups,
+   so the store never holds an entry past the last verified one.
+
+Memory is bounded by the fetch window (about ``2 x concurrency`` tiles and
+bundles) plus one row group of entries awaiting commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+
+from rekorkit import merkle, tiles
+from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint
+from rekorkit.client.tilereader import AsyncTileReader
+from rekorkit.errors import (
+    ConsistencyError,
+    DivergenceError,
+    MalformedError,
+    TileError,
+    VerificationError,
+)
+from rekorkit.note import NoteVerifier
+from rekorkit.store import StoredCheckpoint
+from rekorkit.store.duckdb import ROW_GROUP_ROWS, DuckDBStore, entry_batch
+
+__all__ = ["ProgressCallback", "VerifyReport", "verify_tile_log"]
+
+TILE_WIDTH = tiles.TILE_WIDTH
+HASH = tiles.HASH_SIZE
+
+ProgressCallback = Callable[[int, int], None]
+"""``progress(entries, nbytes)``: called with increments as groups verify."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What a verification run established.
+
+    Attributes:
+        url: the log's URL.
+        api: ``"v2"`` (tiles) or ``"v1"``.
+        origin: the checkpoint origin.
+        start: first index of the requested range.
+        end: end (exclusive) of the requested range.
+        entries: entries verified in this run (already stored ones are skipped).
+        bytes: bytes of entry data verified.
+        checkpoint_size: the size of the checkpoint verified against.
+        root_hash: its root.
+        checkpoint: the signed checkpoint note.
+        previous_size: the stored checkpoint the new one was proved consistent with.
+        stored: entries written to the store.
+        seconds: wall time of the run.
+        shards: per-shard reports (Rekor v1 logs with inactive shards).
+    """
+
+    url: str
+    api: str
+    origin: str
+    start: int
+    end: int
+    entries: int
+    bytes: int
+    checkpoint_size: int
+    root_hash: bytes
+    checkpoint: bytes
+    previous_size: int | None
+    stored: int
+    seconds: float
+    shards: tuple[VerifyReport, ...] = field(default=())
+
+    @property
+    def entries_per_second(self) -> float:
+        """Throughput in entries per second."""
+        return self.entries / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mb_per_second(self) -> float:
+        """Throughput in MB (10^6 bytes) of entry data per second."""
+        return self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of the report."""
+        return {
+            "url": self.url,
+            "api": self.api,
+            "origin": self.origin,
+            "range": [self.start, self.end],
+            "entries": self.entries,
+            "bytes": self.bytes,
+            "checkpoint_size": self.checkpoint_size,
+            "root_hash": self.root_hash.hex(),
+            "checkpoint": self.checkpoint.decode("utf-8", "replace"),
+            "previous_size": self.previous_size,
+            "stored": self.stored,
+            "seconds": round(self.seconds, 3),
+            "entries_per_second": round(self.entries_per_second, 1),
+            "mb_per_second": round(self.mb_per_second, 2),
+            "shards": [s.to_json() for s in self.shards],
+        }
+
+
+class RangeError(ValueError):
+    """The requested range does not fit the log (a usage error, not a verification failure)."""
+
+
+def check_consistency(
+    store: DuckDBStore | None, signed: SignedCheckpoint, proof: list[bytes] | None
+) -> StoredCheckpoint | None:
+    """Compare ``signed`` with the latest stored checkpoint of its origin.
+
+    ``proof`` is the consistency proof from the stored size (``None`` when
+    none is needed). Returns the stored checkpoint it was compared with.
+
+    Raises:
+        DivergenceError: rollback, a different root at the same size, or a
+            proof that does not verify; evidence holds both checkpoints.
+    """
+    if store is None:
+        return None
+    old = store.latest_checkpoint(signed.origin)
+    if old is None:
+        return None
+    evidence = {
+        "old": old.note.decode("utf-8", "replace"),
+        "new": signed.raw.decode("utf-8", "replace"),
+        "old_size": old.size,
+        "new_size": signed.size,
+        "old_root": old.root_hash.hex(),
+        "new_root": signed.root.hex(),
+    }
+    if signed.size < old.size:
+        raise DivergenceError(
+            f"{signed.origin}: checkpoint size {signed.size} is smaller than the stored "
+            f"{old.size} (rollback)",
+            **evidence,
+        )
+    if signed.size == old.size:
+        if signed.root != old.root_hash:
+            raise DivergenceError(
+                f"{signed.origin}: two different roots for tree size {old.size} (fork)", **evidence
+            )
+        return old
+    try:
+        merkle.verify_consistency(old.size, signed.size, old.root_hash, signed.root, proof or [])
+    except ConsistencyError as exc:
+        raise DivergenceError(
+            f"{signed.origin}: checkpoint {signed.size} is not consistent with the stored "
+            f"checkpoint {old.size} (fork or rewritten history): {exc}",
+            **evidence,
+        ) from exc
+    return old
+
+
+class _Authenticated:
+    """Tiles at level >= 1 (and the right edge) known to hash up to the signed root."""
+
+    def __init__(self, reader: AsyncTileReader, size: int, edge: dict[tuple[int, int], bytes]):
+        self._reader = reader
+        self._size = size
+        self._edge = edge
+        self._tiles: dict[tuple[int, int], bytes] = dict(edge)
+        self._lock = asyncio.Lock()
+
+    def edge(self, level: int, index: int) -> bytes | None:
+        return self._edge.get((level, index))
+
+    async def parent_hash(self, level: int, index: int) -> bytes:
+        """The hash of full tile ``(level, index)`` in its (authenticated) parent tile."""
+        parent = await self._tile(level + 1, index // TILE_WIDTH)
+        pos = (index % TILE_WIDTH) * HASH
+        if pos + HASH > len(parent):
+            raise TileError(
+                f"tile {level + 1}/{index // TILE_WIDTH} has no hash for full tile {level}/{index}",
+                level=level + 1,
+                index=index // TILE_WIDTH,
+                position=index % TILE_WIDTH,
+            )
+        return parent[pos : pos + HASH]
+
+    async def _tile(self, level: int, index: int) -> bytes:
+        key = (level, index)
+        found = self._tiles.get(key)
+        if found is not None:
+            return found
+        async with self._lock:
+            found = self._tiles.get(key)
+            if found is not None:
+                return found
+            # Not on the right edge, so full: it must hash to its parent's entry.
+            data = await _fetch_tile(self._reader, level, index, TILE_WIDTH)
+            want = await self._parent_hash_unlocked(level, index)
+            tiles.verify_tile_against_parent(data, want, level=level, index=index)
+            self._tiles[key] = data
+            return data
+
+    async def _parent_hash_unlocked(self, level: int, index: int) -> bytes:
+        key = (level + 1, index // TILE_WIDTH)
+        parent = self._tiles.get(key)
+        if parent is None:
+            data = await _fetch_tile(self._reader, key[0], key[1], TILE_WIDTH)
+            want = await self._parent_hash_unlocked(key[0], key[1])
+            tiles.verify_tile_against_parent(data, want, level=key[0], index=key[1])
+            self._tiles[key] = parent = data
+        pos = (index % TILE_WIDTH) * HASH
+        return parent[pos : pos + HASH]
+
+    def forget_below(self, level1_index: int) -> None:
+        """Drop level-1 tiles left of ``level1_index`` (the stream has passed them)."""
+        stale = [k for k in self._tiles if k[0] == 1 and k[1] < level1_index and k not in self._edge]
+        for k in stale:
+            del self._tiles[k]
+
+
+async def _fetch_tile(reader: AsyncTileReader, level: int, index: int, width: int) -> bytes:
+    try:
+        return await reader.tile(level, index, width)
+    except MalformedError as exc:
+        raise TileError(
+            f"tile {level}/{index}: {exc}", level=level, index=index, where=exc.where
+        ) from exc
+
+
+async def _fetch_pair(
+    reader: AsyncTileReader, auth: _Authenticated, tid: tiles.TileID
+) -> tuple[bytes, bytes]:
+    tile = auth.edge(0, tid.index)
+    if tile is None:
+        tile = await _fetch_tile(reader, 0, tid.index, tid.width)
+    try:
+        bundle = await reader.entry_bundle(tid.index, tid.width)
+    except MalformedError as exc:
+        raise TileError(
+            f"entry bundle {tid.index}: {exc}",
+            level=0,
+            index=tid.index,
+            entry_index=tid.index * TILE_WIDTH,
+            where=exc.where,
+        ) from exc
+    return tile, bundle
+
+
+def _verify_group(
+    group: list[tuple[tiles.TileID, bytes, bytes]], parent_hashes: list[bytes | None]
+) -> None:
+    """Bundles against tiles in one native call; full tiles against their parent hashes."""
+    try:
+        tiles.verify_bundles_against_tiles(
+            [b for _, _, b in group], [t for _, t, _ in group], [tid.index for tid, _, _ in group]
+        )
+    except TileError as exc:
+        ev = exc.evidence
+        if ev.get("index") is not None and ev.get("position") is not None:
+            ev.setdefault("entry_index", int(ev["index"]) * TILE_WIDTH + int(ev["position"]))
+        raise
+    except MalformedError as exc:
+        raise TileError(f"entry bundle does not parse: {exc}", where=exc.where) from exc
+    for (tid, tile, _), want in zip(group, parent_hashes, strict=True):
+        if want is not None:
+            tiles.verify_tile_against_parent(tile, want, level=0, index=tid.index)
+
+
+def _group_batch(
+    origin: str,
+    size: int,
+    group: list[tuple[tiles.TileID, bytes, bytes]],
+    lo: int,
+    hi: int,
+) -> tuple[pa.RecordBatch, int]:
+    """The verified entries of ``group`` within ``[lo, hi)`` as one Arrow batch, and their bytes."""
+    bodies: list[bytes] = []
+    hashes: list[np.ndarray] = []
+    first = max(lo, group[0][0].index * TILE_WIDTH)
+    for tid, tile, bundle in group:
+        base = tid.index * TILE_WIDTH
+        a, b = max(lo, base) - base, min(hi, base + tid.width) - base
+        entries = tiles.parse_entry_bundle(bundle)
+        bodies.extend(entries[a:b])
+        hashes.append(tiles.parse_hash_tile(tile)[a:b])
+    arr = pa.array(bodies, type=pa.binary())
+    leaf = np.ascontiguousarray(np.concatenate(hashes)) if hashes else np.zeros((0, HASH), np.uint8)
+    nbytes = int(arr.buffers()[2].size) if len(arr) and arr.buffers()[2] is not None else 0
+    return entry_batch(origin, first, arr, leaf, checkpoint_size=size), nbytes
+
+
+def _group_bytes(group: list[tuple[tiles.TileID, bytes, bytes]], lo: int, hi: int) -> int:
+    """Entry bytes verified in ``group`` (bundle bytes minus length prefixes), for reporting."""
+    total = 0
+    for tid, _, bundle in group:
+        base = tid.index * TILE_WIDTH
+        n = min(hi, base + tid.width) - max(lo, base)
+        total += len(bundle) * n // max(tid.width, 1) - 2 * n
+    return max(total, 0)
+
+
+class _Committer:
+    """Stores verified batches in order, whole row groups at a time, off the event loop."""
+
+    def __init__(self, store: DuckDBStore | None, origin: str, checkpoint: StoredCheckpoint):
+        self.store = store
+        self.origin = origin
+        self.checkpoint = checkpoint
+        self.pending: list[pa.RecordBatch] = []
+        self.pending_start = 0
+        self.pending_rows = 0
+        self.stored = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, batch: pa.RecordBatch, start: int) -> None:
+        if self.pending_rows and start != self.pending_start + self.pending_rows:
+            raise AssertionError("committer fed out of order")  # guarded by flush() at gaps
+        if not self.pending_rows:
+            self.pending_start = start
+        self.pending.append(batch)
+        self.pending_rows += batch.num_rows
+
+    async def maybe_commit(self) -> None:
+        if self.pending_rows >= ROW_GROUP_ROWS:
+            await self._commit(self.pending_rows - self.pending_rows % ROW_GROUP_ROWS)
+
+    async def flush(self) -> None:
+        if self.pending_rows:
+            await self._commit(self.pending_rows)
+        await self.wait()
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            task, self._task = self._task, None
+            await task
+
+    async def _commit(self, rows: int) -> None:
+        table = pa.Table.from_batches(self.pending)
+        head, tail = table.slice(0, rows), table.slice(rows)
+        start = self.pending_start
+        self.pending = tail.to_batches() if tail.num_rows else []
+        self.pending_start = start + rows
+        self.pending_rows = tail.num_rows
+        await self.wait()  # one commit in flight, in order
+        if self.store is None:
+            return
+        store, origin, cp = self.store, self.origin, self.checkpoint
+
+        def work() -> None:
+            store.commit_entries(origin, [head], start=start, end=start + rows, checkpoint=cp)
+
+        self._task = asyncio.ensure_future(asyncio.to_thread(work))
+        self.stored += rows
+
+
+async def verify_tile_log(
+    reader: AsyncTileReader,
+    verifier: NoteVerifier,
+    *,
+    store: DuckDBStore | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    origin: str | None = None,
+    concurrency: int = 16,
+    group_size: int = 32,
+    url: str = "",
+    progress: ProgressCallback | None = None,
+    on_plan: Callable[[int, int, int], None] | None = None,
+) -> VerifyReport:
+    """Verify entries ``[start, end)`` of a tile log against its signed checkpoint.
+
+    Args:
+        reader: the log's tile reader (it retries network faults by its policy).
+        verifier: the log's checkpoint key.
+        store: where verified entries and checkpoints go (``None``: verify only).
+        start: first index (default: where the store left off, else 0).
+        end: end index, exclusive (default: the checkpoint size).
+        origin: the expected checkpoint origin (default: from the key name).
+        concurrency: tile/bundle pairs fetched at once.
+        group_size: bundles hashed per native call.
+        url: the log URL, for the report.
+        progress: called as ``progress(entries, nbytes)`` after each group.
+        on_plan: called once as ``on_plan(start, end, entries_to_verify)``.
+
+    Returns:
+        the report.
+
+    Raises:
+        SignatureError, CheckpointError: the checkpoint does not verify.
+        DivergenceError: the checkpoint contradicts the stored one.
+        TileError: a tile or bundle does not hash up to the checkpoint
+            (evidence: level, index, entry_index, expected, actual).
+        RangeError: the range does not fit the checkpoint.
+        RekorAPIError: the log could not be read (after retries).
+    """
+    t0 = time.perf_counter()
+    raw = await reader.checkpoint()
+    signed = open_checkpoint(raw, verifier, origin=origin)
+    size, root = signed.size, signed.root
+
+    lo = start if start is not None else (store.last_verified_size(signed.origin) if store else 0)
+    hi = end if end is not None else size
+    if start is None and lo > hi:
+        lo = hi
+    if not 0 <= lo <= hi <= size:
+        raise RangeError(f"range [{lo}, {hi}) does not fit the log's checkpoint size {size}")
+
+    old = store.latest_checkpoint(signed.origin) if store else None
+    proof = None
+    if old is not None and 0 < old.size < size:
+        builder = tiles.AsyncProofBuilder(size, reader.read_tile)
+        try:
+            proof = await builder.consistency_proof(old.size)
+        except MalformedError as exc:
+            raise TileError(f"tiles for the consistency proof do not parse: {exc}") from exc
+    previous = check_consistency(store, signed, proof)
+
+    # The right edge: tiles the root is computed from. A match authenticates them.
+    edge_ids = tiles.tiles_for_size(size)
+    edge_data = await asyncio.gather(*(_fetch_tile(reader, t.level, t.index, t.width) for t in edge_ids))
+    edge = {
+        (t.level, t.index): d[: t.width * HASH] for t, d in zip(edge_ids, edge_data, strict=True)
+    }
+    computed = tiles.root_from_tiles(size, lambda level, index, width: edge[(level, index)])
+    if computed != root:
+        raise TileError(
+            f"{signed.origin}: the rightmost tiles hash to {computed.hex()}, "
+            f"not the checkpoint root {root.hex()}",
+            level=None,
+            index=None,
+            expected=root,
+            actual=computed,
+            tiles=[t.path for t in edge_ids],
+        )
+    stored_cp = StoredCheckpoint(signed.origin, size, root, signed.raw)
+    if store is not None:
+        await asyncio.to_thread(store.add_checkpoint, stored_cp)
+
+    gaps = store.missing_ranges(signed.origin, lo, hi) if store else ([(lo, hi)] if lo < hi else [])
+    todo = sum(b - a for a, b in gaps)
+    if on_plan is not None:
+        on_plan(lo, hi, todo)
+
+    auth = _Authenticated(reader, size, edge)
+    committer = _Committer(store, signed.origin, stored_cp)
+    verified = verified_bytes = 0
+    window = max(2, 2 * concurrency)
+    for a, b in gaps:
+        ids = tiles.level0_tiles(a, b, size)
+        inflight: deque[tuple[tiles.TileID, asyncio.Task[tuple[bytes, bytes]]]] = deque()
+        pos = 0
+        try:
+            while pos < len(ids) or inflight:
+                while pos < len(ids) and len(inflight) < window:
+                    tid = ids[pos]
+                    inflight.append((tid, asyncio.ensure_future(_fetch_pair(reader, auth, tid))))
+                    pos += 1
+                group: list[tuple[tiles.TileID, bytes, bytes]] = []
+                while inflight and len(group) < group_size:
+                    tid, task = inflight.popleft()
+                    tile, bundle = await task
+                    group.append((tid, tile, bundle))
+                n, nbytes = await _process(auth, committer, signed.origin, size, group, a, b)
+                verified += n
+                verified_bytes += nbytes
+                if progress is not None:
+                    progress(n, nbytes)
+                await committer.maybe_commit()
+        except BaseException:
+            for _, task in inflight:
+                task.cancel()
+            await asyncio.gather(*(t for _, t in inflight), return_exceptions=True)
+            await committer.flush()
+            raise
+        await committer.flush()
+
+    return VerifyReport(
+        url=url,
+        api="v2",
+        origin=signed.origin,
+        start=lo,
+        end=hi,
+        entries=verified,
+        bytes=verified_bytes,
+        checkpoint_size=size,
+        root_hash=root,
+        checkpoint=signed.raw,
+        previous_size=previous.size if previous else None,
+        stored=committer.stored,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+async def _process(
+    auth: _Authenticated,
+    committer: _Committer,
+    origin: str,
+    size: int,
+    group: list[tuple[tiles.TileID, bytes, bytes]],
+    lo: int,
+    hi: int,
+) -> tuple[int, int]:
+    """Verify one group; store what verified. On failure, store the verified prefix and raise."""
+    parents: list[bytes | None] = []
+    failure: BaseException | None = None
+    for tid, _, _ in group:
+        if tid.width == TILE_WIDTH and auth.edge(0, tid.index) is None:
+            try:
+                parents.append(await auth.parent_hash(0, tid.index))
+            except (VerificationError, MalformedError) as exc:
+                failure = exc
+                break
+        else:
+            parents.append(None)
+    good = group[: len(parents)]
+    try:
+        if good:
+            await asyncio.to_thread(_verify_group, good, parents)
+    except TileError as exc:
+        failure = exc
+        bad = exc.evidence.get("index")
+        cut = next((i for i, (tid, _, _) in enumerate(good) if tid.index == bad), 0)
+        good = good[:cut]
+        if good:  # the bundles before the failing one verified in the same call
+            await asyncio.to_thread(_verify_group, good, parents[:cut])
+    n = nbytes = 0
+    if good:
+        first = max(lo, good[0][0].index * TILE_WIDTH)
+        last = min(hi, good[-1][0].index * TILE_WIDTH + good[-1][0].width)
+        n = last - first
+        if committer.store is not None:
+            batch, nbytes = await asyncio.to_thread(_group_batch, origin, size, good, lo, hi)
+            committer.add(batch, first)
+        else:
+            nbytes = _group_bytes(good, lo, hi)
+        auth.forget_below(good[0][0].index // TILE_WIDTH)
+    if failure is not None:
+        raise failure
+    return n, nbytes
