@@ -924,3 +924,94 @@ def test_verify_entry_input_errors() -> None:
         verify_entry({"a": 1, "b": 2}, log_key=b"")
     with pytest.raises(TypeError):
         verify_entry(_v1_response_from_bundle("bundle_v3.txt.sigstore"))
+
+
+def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.extend(_paths(v, (*prefix, k)))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.extend(_paths(v, (*prefix, i)))
+    return out
+
+
+_JUNK = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.text(max_size=12)
+    | st.lists(st.integers(), max_size=2)
+    | st.dictionaries(st.text(max_size=4), st.integers(), max_size=2)
+)
+
+
+@given(st.data())
+@settings(max_examples=150, deadline=None)
+def test_mutated_bundles_never_crash(data: st.DataObject) -> None:
+    name = data.draw(
+        st.sampled_from(
+            [
+                "bundle_v3.txt.sigstore",
+                "a.dsse.staging-rekor-v2.txt.sigstore.json",
+                "bundle.txt.sigstore",
+            ]
+        )
+    )
+    bundle = copy.deepcopy(_bundle(name))
+    paths = _paths(bundle)[1:]
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        target = bundle
+        try:
+            for p in path[:-1]:
+                target = target[p]
+            if data.draw(st.booleans()) and isinstance(target, dict):
+                target.pop(path[-1], None)
+            else:
+                target[path[-1]] = data.draw(_JUNK)
+        except (KeyError, IndexError, TypeError):
+            continue
+    try:
+        result = verify_entry(bundle, trusted_root=_roots()["staging"])
+    except MalformedError:
+        return
+    assert all(c.status in ("pass", "fail", "skip") for c in result.checks)
+
+
+def _valid_requests() -> list[tuple[Any, dict[str, Any]]]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    ed = ed25519.Ed25519PrivateKey.generate()
+    digest = hashlib.sha256(b"a").digest()
+    sig = _ec_sign_digest(key, digest)
+    env = sign_envelope("application/vnd.in-toto+json", b'{"a":1}', [key, ed])
+    return [
+        (canonicalize_v1, hashedrekord_v001_request(sig, _cert(key), digest)),
+        (canonicalize_v1, dsse_v001_request(env, [key.public_key(), ed.public_key()])),
+        (canonicalize_v1, intoto_v002_request(env, [key.public_key(), ed.public_key()])),
+        (canonicalize_v2, hashedrekord_v002_request(digest, sig, _cert(key))),
+        (canonicalize_v2, hashedrekord_v002_request(digest, sig, key.public_key())),
+    ]
+
+
+_REQUESTS = _valid_requests()
+
+
+@given(st.data())
+@settings(max_examples=300, deadline=None)
+def test_mutated_requests_raise_only_precise_errors(data: st.DataObject) -> None:
+    fn, good = data.draw(st.sampled_from(_REQUESTS))
+    req = copy.deepcopy(good)
+    paths = _paths(req)[1:]
+    for _ in range(data.draw(st.integers(1, 2))):
+        path = data.draw(st.sampled_from(paths))
+        target = req
+        try:
+            for p in path[:-1]:
+                target = target[p]
+            target[path[-1]] = data.draw(_JUNK | st.sampled_from(["PKIX_ED25519_PH", 8, "e30="]))
+        except (KeyError, IndexError, TypeError):
+            continue
+    with contextlib.suppress(MalformedError, SignatureError):
+        fn(req)

@@ -391,6 +391,8 @@ def canonicalize_v2(request: Mapping[str, Any]) -> bytes:
     details = _pick(ver, "keyDetails", "key_details")
     if isinstance(details, int) and not isinstance(details, bool):
         details = _KEY_DETAILS_BY_NUMBER.get(details, details)
+    if not isinstance(details, str):
+        raise MalformedError("keyDetails must be a name or number", where=f"{vw}.keyDetails")
     if details == "PKIX_ED25519":
         raise MalformedError(
             "PKIX_ED25519 has no prehash; use PKIX_ED25519_PH", where=f"{vw}.keyDetails"
