@@ -12,7 +12,6 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-
 from rekorkit.canonical import (
     dsse_v001_request,
     hashedrekord_v001_request,

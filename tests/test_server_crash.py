@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-
 from rekorkit.canonical import hashedrekord_v002_request
 from rekorkit.checkpoint import open_checkpoint
 from rekorkit.merkle import leaf_hash, root, verify_consistency
@@ -140,7 +139,7 @@ def test_crash_before_publish_rolls_back_to_the_checkpoint(
     assert not (tmp_path / "tiles" / "tile" / "entries" / "001").exists()
     assert reopened.index.count() == published.size
     # The same entries can be appended again at the same positions.
-    results, state = reopened.integrate([b'{"m":%d}' % i for i in range(500)])
+    results, _ = reopened.integrate([b'{"m":%d}' % i for i in range(500)])
     assert [r.index for r in results] == list(range(300, 800))
     assert not any(r.duplicate for r in results)
     reopened.close()

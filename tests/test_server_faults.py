@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
 from rekorkit.checkpoint import open_checkpoint
 from rekorkit.errors import ConsistencyError
 from rekorkit.merkle import verify_consistency

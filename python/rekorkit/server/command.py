@@ -94,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
             f"seeded {stats.entries} entries in {dt:.2f}s ({stats.entries / dt:,.0f}/s)", flush=True
         )
     try:
-        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
+        # and without it small responses wait ~40 ms for delayed ACKs.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((args.host, args.port))
     except OSError as exc:

@@ -51,6 +51,14 @@ _VARIANTS = 4096
 _CHUNK = 64 * WIDTH
 
 
+def _ecdsa(algorithm: hashes.HashAlgorithm | utils.Prehashed) -> ec.ECDSA:
+    """ECDSA with RFC 6979 nonces where available, so every worker signs a group alike."""
+    try:
+        return ec.ECDSA(algorithm, deterministic_signing=True)  # type: ignore[call-arg]
+    except TypeError:  # cryptography < 44: randomized, still valid
+        return ec.ECDSA(algorithm)
+
+
 @dataclass(frozen=True, slots=True)
 class SeedStats:
     """What a seed run wrote.
@@ -122,7 +130,7 @@ class SyntheticEntries:
         from rekorkit.dsse import pae
 
         payload = self.payload(group)
-        sig = self.key.sign(pae(_PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
+        sig = self.key.sign(pae(_PAYLOAD_TYPE, payload), _ecdsa(hashes.SHA256()))
         sig_b64 = b64encode(sig).decode()
         # Envelope.to_json() field order and separators (what clients send).
         prefix = '{"payload":"%s","payloadType":"%s","signatures":[{"keyid":"' % (
@@ -166,7 +174,7 @@ class SyntheticEntries:
 
     def hashedrekord_bodies(self, indices: list[int]) -> list[bytes]:
         """Canonical bodies of hashedrekord seed entries (one ECDSA signature each)."""
-        prehashed = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+        prehashed = _ecdsa(utils.Prehashed(hashes.SHA256()))
         out = []
         for i in indices:
             d = self.digest(i)
@@ -251,7 +259,8 @@ def seed_log(
         procs = (os.cpu_count() or 1) if workers is None else workers
         jobs = _jobs(done, rest, every)
         if procs <= 0 or rest <= _CHUNK:
-            _worker_init(gen.key_pem, gen.tag)
+            global _worker_gen
+            _worker_gen = gen
             results: Iterator[tuple[bytes, list[bytes], list[bytes]]] = map(_worker_chunk, jobs)
             for hashes, bundles, tail in results:
                 log.bulk_append(np.frombuffer(hashes, np.uint8).reshape(-1, 32), bundles, tail)
