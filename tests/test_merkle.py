@@ -356,6 +356,34 @@ def test_batch_consistency_against_one_new_head() -> None:
     assert res.reason == "proof does not rebuild the old root"
 
 
+def test_many_proofs_at_once_equal_single_builds() -> None:
+    leaves = leaves_for(1500)
+    arr = as_array(leaves)
+    indices = [0, 1, 2, 255, 256, 1023, 1024, 1498, 1499, 700]
+    for size in (1500, 1025, 3):
+        idx = [i for i in indices if i < size]
+        flat, offsets = merkle.inclusion_proofs(arr, idx, size)
+        assert offsets.dtype == np.uint64 and len(offsets) == len(idx) + 1
+        for k, i in enumerate(idx):
+            got = [bytes(h) for h in flat[offsets[k] : offsets[k + 1]]]
+            assert got == ref.path(i, leaves[:size])
+        res = merkle.verify_inclusion_batch(
+            arr[idx], idx, size, flat, offsets, ref.mth(leaves[:size]), threads=1
+        )
+        assert res.all_ok
+    sizes1 = [1, 2, 3, 4, 5, 500, 1024, 1499, 1500]
+    flat, offsets = merkle.consistency_proofs(arr, sizes1)
+    for k, m in enumerate(sizes1):
+        got = [bytes(h) for h in flat[offsets[k] : offsets[k + 1]]]
+        assert got == ref.consistency(m, leaves)
+    with pytest.raises(ValueError, match="not below"):
+        merkle.inclusion_proofs(arr, [1500])
+    with pytest.raises(ValueError, match="0 < size1"):
+        merkle.consistency_proofs(arr, [0], 1500)
+    with pytest.raises(ValueError, match="exceeds"):
+        merkle.consistency_proofs(arr, [1], 1501)
+
+
 # --- bad input at the boundary ---------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "__version__",
     "consistency_proof",
     "consistency_proof_from_tiles",
+    "consistency_proofs",
     "consistency_tiles",
     "edge_tiles_for_size",
     "encode_entry_bundle",
@@ -23,6 +24,7 @@ __all__ = [
     "hash_leaves_buffer",
     "inclusion_proof",
     "inclusion_proof_from_tiles",
+    "inclusion_proofs",
     "inclusion_tiles",
     "leaf_hash",
     "node_hash",
@@ -84,6 +86,12 @@ def verify_consistency_batch(
     threads: int | None = None,
 ) -> tuple[npt.NDArray[np.bool_], int | None, str | None]: ...
 def consistency_proof(leaf_hashes: object, size1: int, size2: int) -> list[bytes]: ...
+def inclusion_proofs(
+    leaf_hashes: object, indices: _U64Array, size: int, threads: int | None = None
+) -> tuple[_HashArray, _U64Array]: ...
+def consistency_proofs(
+    leaf_hashes: object, sizes1: _U64Array, size2: int, threads: int | None = None
+) -> tuple[_HashArray, _U64Array]: ...
 
 @final
 class CompactRange:

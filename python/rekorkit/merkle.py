@@ -32,10 +32,12 @@ __all__ = [
     "CompactRange",
     "HashArray",
     "consistency_proof",
+    "consistency_proofs",
     "flatten_proofs",
     "hash_leaves",
     "hash_leaves_buffer",
     "inclusion_proof",
+    "inclusion_proofs",
     "leaf_hash",
     "node_hash",
     "root",
@@ -377,3 +379,54 @@ def consistency_proof(leaf_hashes: HashesLike, size1: int, size2: int) -> list[b
         ValueError: unless ``0 < size1 <= size2 <=`` the number of leaves given.
     """
     return _native.consistency_proof(_hashes(leaf_hashes, "leaf hashes"), size1, size2)
+
+
+def inclusion_proofs(
+    leaf_hashes: HashesLike,
+    indices: IntsLike,
+    size: int | None = None,
+    *,
+    threads: int | None = None,
+) -> tuple[HashArray, npt.NDArray[np.uint64]]:
+    """Builds many inclusion proofs at once, in the batch verifiers' layout.
+
+    Every perfect node of the tree is hashed once (about ``size`` extra hashes
+    of memory); each proof is then a few lookups, so thousands of proofs cost
+    little more than one root.
+
+    Args:
+        leaf_hashes: all leaf hashes of the tree (at least ``size``).
+        indices: the leaves to prove, each ``< size``.
+        size: the tree size (default: every leaf given).
+        threads: cores for hashing the levels (default all).
+
+    Returns:
+        ``(proofs, offsets)``: proof ``i`` is ``proofs[offsets[i]:offsets[i + 1]]``.
+
+    Raises:
+        ValueError: an index ``>= size`` or ``size`` beyond the leaves given.
+    """
+    if size is None:
+        size = _count(leaf_hashes)
+    return _native.inclusion_proofs(
+        _hashes(leaf_hashes, "leaf hashes"), _u64(indices, "indices"), size, threads
+    )
+
+
+def consistency_proofs(
+    leaf_hashes: HashesLike,
+    sizes1: IntsLike,
+    size2: int | None = None,
+    *,
+    threads: int | None = None,
+) -> tuple[HashArray, npt.NDArray[np.uint64]]:
+    """Builds consistency proofs from each of ``sizes1`` to ``size2`` at once.
+
+    Same layout and cost model as :func:`inclusion_proofs`; equal sizes give
+    empty proofs, and ``0`` or a size above ``size2`` raises ``ValueError``.
+    """
+    if size2 is None:
+        size2 = _count(leaf_hashes)
+    return _native.consistency_proofs(
+        _hashes(leaf_hashes, "leaf hashes"), _u64(sizes1, "sizes1"), size2, threads
+    )

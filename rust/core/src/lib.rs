@@ -10,6 +10,7 @@ pub mod compact;
 pub mod error;
 pub mod hash;
 pub mod proof;
+pub mod proof_tree;
 mod sha_ni;
 pub mod tile_proof;
 pub mod tiles;

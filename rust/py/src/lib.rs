@@ -24,6 +24,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(merkle::verify_consistency, m)?)?;
     m.add_function(wrap_pyfunction!(merkle::verify_consistency_batch, m)?)?;
     m.add_function(wrap_pyfunction!(merkle::consistency_proof, m)?)?;
+    m.add_function(wrap_pyfunction!(merkle::inclusion_proofs, m)?)?;
+    m.add_function(wrap_pyfunction!(merkle::consistency_proofs, m)?)?;
     m.add_class::<merkle::CompactRange>()?;
     tiles::register(m)?;
     Ok(())

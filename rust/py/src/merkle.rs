@@ -5,7 +5,7 @@
 use numpy::{PyArray1, PyArray2};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
-use rekorkit_core::{batch, proof, tree, Hash};
+use rekorkit_core::{batch, proof, proof_tree, tree, Hash};
 
 use crate::buffers::{byte_buf, hash32, hash_list, hashes_to_array, u64_array};
 use crate::errors::{malformed, IntoPyResult};
@@ -337,4 +337,50 @@ impl CompactRange {
             self.inner.hashes().len()
         )
     }
+}
+
+type FlatReturn<'py> = (Bound<'py, PyArray2<u8>>, Bound<'py, PyArray1<u64>>);
+
+fn flat_return(py: Python<'_>, flat: proof_tree::FlatProofs) -> PyResult<FlatReturn<'_>> {
+    let (hashes, offsets) = flat;
+    Ok((
+        hashes_to_array(py, hashes)?,
+        PyArray1::from_vec(py, offsets),
+    ))
+}
+
+#[pyfunction]
+#[pyo3(signature = (leaf_hashes, indices, size, threads=None))]
+pub fn inclusion_proofs<'py>(
+    py: Python<'py>,
+    leaf_hashes: &Bound<'py, PyAny>,
+    indices: &Bound<'py, PyAny>,
+    size: u64,
+    threads: Option<usize>,
+) -> PyResult<FlatReturn<'py>> {
+    let list = hash_list(leaf_hashes, "leaf hashes")?;
+    let indices = u64_array(indices, "indices")?;
+    let (leaves, idx) = (list.hashes(), indices.as_slice().unwrap_or(&[]));
+    let flat = py
+        .detach(|| proof_tree::inclusion_proofs(leaves, idx, size, threads))
+        .py_err(py)?;
+    flat_return(py, flat)
+}
+
+#[pyfunction]
+#[pyo3(signature = (leaf_hashes, sizes1, size2, threads=None))]
+pub fn consistency_proofs<'py>(
+    py: Python<'py>,
+    leaf_hashes: &Bound<'py, PyAny>,
+    sizes1: &Bound<'py, PyAny>,
+    size2: u64,
+    threads: Option<usize>,
+) -> PyResult<FlatReturn<'py>> {
+    let list = hash_list(leaf_hashes, "leaf hashes")?;
+    let sizes1 = u64_array(sizes1, "sizes1")?;
+    let (leaves, s1) = (list.hashes(), sizes1.as_slice().unwrap_or(&[]));
+    let flat = py
+        .detach(|| proof_tree::consistency_proofs(leaves, s1, size2, threads))
+        .py_err(py)?;
+    flat_return(py, flat)
 }
