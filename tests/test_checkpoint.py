@@ -241,7 +241,9 @@ def test_real_rekor_v2_witnessed_checkpoint() -> None:
     case = next(c for c in vectors["cases"] if "3 real Ed25519 witness" in c["desc"])
     log = parse_verifier_key(case["verifier_keys"][0])
     witnesses = [parse_verifier_key(k) for k in case["verifier_keys"][1:]]
-    sc = open_checkpoint(case["note"], log, policy=WitnessPolicy(witnesses, 3), now=1778700214)
+    by_string = WitnessPolicy(case["verifier_keys"][1:], 3)
+    assert [w.vkey for w in by_string.witnesses] == case["verifier_keys"][1:]
+    sc = open_checkpoint(case["note"], log, policy=by_string, now=1778700214)
     assert sc.size == 4026479
     assert {c.timestamp for c in sc.cosignatures} == {1778700214}
     aged = WitnessPolicy(witnesses, 1, max_age=3600)

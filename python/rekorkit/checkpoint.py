@@ -30,6 +30,7 @@ from rekorkit.note import (
     VerifiedNote,
     clear_signature_cache,
     parse_note,
+    parse_verifier_key,
     sign_note,
     verify_note,
 )
@@ -213,7 +214,8 @@ class WitnessPolicy:
     """k-of-n witness policy (TLOG.md §9.3).
 
     Attributes:
-        witnesses: the configured witness verifiers (usually :class:`CosignatureVerifier`).
+        witnesses: the configured witness verifiers (usually :class:`CosignatureVerifier`);
+            verifier-key strings are parsed.
         threshold: how many distinct witnesses must cosign.
         max_age: reject cosignatures older than this (seconds or timedelta).
         max_future: reject cosignatures further than this in the future.
@@ -226,12 +228,12 @@ class WitnessPolicy:
 
     def __init__(
         self,
-        witnesses: Iterable[NoteVerifier],
+        witnesses: Iterable[NoteVerifier | str],
         threshold: int,
         max_age: float | timedelta | None = None,
         max_future: float | timedelta | None = None,
     ):
-        ws = tuple(witnesses)
+        ws = tuple(parse_verifier_key(w) if isinstance(w, str) else w for w in witnesses)
         if threshold < 0 or threshold > len({w.name for w in ws}):
             raise ValueError(f"threshold {threshold} impossible with {len(ws)} witnesses")
         object.__setattr__(self, "witnesses", ws)
