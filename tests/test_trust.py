@@ -191,3 +191,9 @@ def test_log_instance_validity_from_unix_time() -> None:
     assert not log.valid_at(datetime(2024, 12, 31, tzinfo=UTC).timestamp())
     assert log.valid_at(datetime(2030, 1, 1, tzinfo=UTC).timestamp())
     assert log.valid_at(None)
+
+
+def test_client_trust_config_wraps_a_root() -> None:
+    root = load_trusted_root(_asset("test-assets", "trust_config", "config.v1.json"))
+    assert [log.origin for log in root.logs] == ["rekor.sigstore.dev"]
+    assert root.logs[0].log_id.hex().startswith("c0d23d6a")

@@ -228,6 +228,8 @@ class TrustedRoot:
 def load_trusted_root(source: str | PathLike[str] | Mapping[str, Any]) -> TrustedRoot:
     """Read the ``tlogs`` of a Sigstore trusted root (a path or a decoded dict).
 
+    A ClientTrustConfig (``{"trustedRoot": ...}``) is accepted too.
+
     The API version of each log is inferred from its log ID: SHA-256 of the SPKI
     means v1, the C2SP key ID for the URL's host means v2.
 
@@ -243,6 +245,8 @@ def load_trusted_root(source: str | PathLike[str] | Mapping[str, Any]) -> Truste
             raise MalformedError(f"trusted root is not JSON: {exc}", what="trusted root") from exc
     if not isinstance(obj, Mapping):
         raise MalformedError("trusted root must be a JSON object", what="trusted root")
+    if isinstance(obj.get("trustedRoot"), Mapping):  # a ClientTrustConfig wraps the root
+        obj = obj["trustedRoot"]
     media = obj.get("mediaType")
     if not isinstance(media, str) or _TRUSTED_ROOT_MEDIA.fullmatch(media) is None:
         raise MalformedError(
