@@ -584,3 +584,59 @@ def test_appender_rejects_bad_input() -> None:
         tiles.TileAppender(3, {0: bytes(64)})
     with pytest.raises(ValueError, match="above 7"):
         tiles.TileAppender(3, {0: bytes(96), 9: b""})
+
+
+# --- properties: tiles from the appender, proofs from the tiles, checked by merkle ----------
+
+
+class TileStore:
+    """The tiles a TileAppender wrote, served the way a tile log serves them."""
+
+    def __init__(self, leaves: np.ndarray) -> None:  # type: ignore[type-arg]
+        self.files: dict[tuple[int, int], bytes] = {}
+        app = tiles.TileAppender()
+        for tid, data in app.append(leaves):
+            self.files[tid.level, tid.index] = data
+        self.root = app.root()
+
+    def read(self, level: int, index: int, width: int) -> bytes:
+        # Only the newest version of each tile is kept; an older (narrower)
+        # partial tile is its prefix, as it was when that size was published.
+        data = self.files[level, index]
+        assert len(data) >= 32 * width
+        return data[: 32 * width]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), size=st.integers(1, 5000))
+def test_proofs_from_tiles_equal_merkle_proofs(data: st.DataObject, size: int) -> None:
+    from rekorkit import merkle
+
+    leaves = leaves_70k()[:size]
+    store = TileStore(leaves)
+    assert store.root == merkle.root(leaves)
+    # Proofs for any smaller tree come from the same tiles.
+    n = data.draw(st.integers(1, size), label="tree size")
+    index = data.draw(st.integers(0, n - 1), label="leaf index")
+    old = data.draw(st.integers(1, n), label="old size")
+    builder = tiles.ProofBuilder(n, store.read)
+    root_n = builder.root()
+    assert root_n == merkle.root(leaves[:n])
+    proof = builder.inclusion_proof(index)
+    assert proof == merkle.inclusion_proof(leaves, index, n)
+    merkle.verify_inclusion(bytes(leaves[index]), index, n, proof, root_n)
+    cons = builder.consistency_proof(old)
+    assert cons == merkle.consistency_proof(leaves, old, n)
+    merkle.verify_consistency(old, n, merkle.root(leaves[:old]), root_n, cons)
+
+
+@given(st.binary(max_size=64 * 32))
+def test_buffers_are_read_without_conversion(raw: bytes) -> None:
+    raw = raw[: len(raw) - len(raw) % 32] or bytes(32)
+    as_array = np.frombuffer(raw, dtype=np.uint8)
+    assert tiles.tile_root(raw) == tiles.tile_root(bytearray(raw)) == tiles.tile_root(as_array)
+    assert tiles.tile_root(memoryview(raw)) == ref_mth(
+        [raw[i : i + 32] for i in range(0, len(raw), 32)]
+    )
+    with pytest.raises(MalformedError, match="C-contiguous"):
+        tiles.tile_root(np.frombuffer(raw * 2, dtype=np.uint8)[::2])

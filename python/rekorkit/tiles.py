@@ -217,14 +217,26 @@ def verify_bundle_against_tile(bundle: Bytes, tile: Bytes, *, tile_index: int) -
 
 
 def verify_bundles_against_tiles(
-    bundles: Sequence[Bytes], tiles: Sequence[Bytes], tile_indices: Sequence[int]
+    bundles: Sequence[Bytes],
+    tiles: Sequence[Bytes],
+    tile_indices: Iterable[int],
+    *,
+    threads: int | None = None,
 ) -> None:
     """Batch form of :func:`verify_bundle_against_tile`, run in parallel without the GIL.
+
+    Args:
+        bundles: entry bundles.
+        tiles: their level-0 hash tiles, in the same order.
+        tile_indices: the tiles' indices (for error reports).
+        threads: worker threads; ``None`` uses every core, 1 the calling thread.
 
     Raises:
         TileError: for the first failing bundle in input order.
     """
-    _native.verify_bundles_against_tiles(list(bundles), list(tiles), list(tile_indices))
+    _native.verify_bundles_against_tiles(
+        list(bundles), list(tiles), list(tile_indices), threads
+    )
 
 
 def verify_tile_against_parent(tile: Bytes, parent_hash: Bytes, *, level: int, index: int) -> None:

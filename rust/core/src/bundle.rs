@@ -3,8 +3,9 @@
 //! as RFC 6962 leaves, and checked against hash tiles.
 
 use crate::error::{Error, Result};
-use crate::hash::{leaf_hash, Hash};
+use crate::hash::{leaf_hash, leaf_hash_x2, Hash};
 use crate::tiles::{check_hash_tile, mth_of_concat, tile_hash, FULL_TILE_BYTES, TILE_WIDTH};
+use crate::tree::with_threads;
 
 /// Largest entry a bundle can hold (TLOG.md §6.4: a uint16 length).
 pub const MAX_ENTRY_LEN: usize = u16::MAX as usize;
@@ -73,16 +74,45 @@ pub fn parse(data: &[u8]) -> Result<Vec<&[u8]>> {
     Ok(out)
 }
 
-/// Parses and leaf-hashes a bundle in one pass.
+/// Leaf hashes of `entries`, two at a time (interleaved SHA-256 where the CPU allows).
+fn hash_entries(entries: &[&[u8]], mut f: impl FnMut(usize, Hash) -> bool) {
+    let mut j = 0;
+    for pair in entries.chunks(2) {
+        let stop = match pair {
+            [a, b] => {
+                let [ha, hb] = leaf_hash_x2(a, b);
+                f(j, ha) || f(j + 1, hb)
+            }
+            [a] => f(j, leaf_hash(a)),
+            _ => false,
+        };
+        if stop {
+            return;
+        }
+        j += pair.len();
+    }
+}
+
+/// Parses and leaf-hashes a bundle.
 pub fn hash_bundle(data: &[u8]) -> Result<Vec<Hash>> {
-    let mut out = Vec::with_capacity(MAX_BUNDLE_ENTRIES);
-    walk(data, |_, e| out.push(leaf_hash(e)))?;
+    let entries = parse(data)?;
+    let mut out = Vec::with_capacity(entries.len());
+    hash_entries(&entries, |_, h| {
+        out.push(h);
+        false
+    });
     Ok(out)
 }
 
 /// Parses and leaf-hashes a bundle into `out` as concatenated hashes; returns the count.
 pub fn hash_bundle_into(data: &[u8], out: &mut Vec<u8>) -> Result<usize> {
-    walk(data, |_, e| out.extend_from_slice(&leaf_hash(e)))
+    let entries = parse(data)?;
+    out.reserve(entries.len() * 32);
+    hash_entries(&entries, |_, h| {
+        out.extend_from_slice(&h);
+        false
+    });
+    Ok(entries.len())
 }
 
 /// Encodes entries as a bundle. At most 256 entries, each at most 65,535 bytes.
@@ -113,19 +143,18 @@ pub fn encode<E: AsRef<[u8]>>(entries: &[E]) -> Result<Vec<u8>> {
 /// `bundle`, in order. The error names the first mismatching position.
 pub fn verify_against_tile(bundle: &[u8], tile: &[u8], tile_index: u64) -> Result<()> {
     let width = check_hash_tile(tile)?;
+    let entries = parse(bundle)?;
+    let n = entries.len();
     let mut mismatch: Option<(usize, Hash, Hash)> = None;
-    let n = walk(bundle, |j, e| {
-        if mismatch.is_some() {
-            return;
+    let common = n.min(width as usize);
+    hash_entries(&entries[..common], |j, actual| match tile_hash(tile, j) {
+        Some(expected) if expected == actual => false,
+        Some(expected) => {
+            mismatch = Some((j, expected, actual));
+            true
         }
-        let actual = leaf_hash(e);
-        match tile_hash(tile, j) {
-            Some(expected) if expected == actual => {}
-            Some(expected) => mismatch = Some((j, expected, actual)),
-            // Past the tile's end: reported below as a count mismatch.
-            None => {}
-        }
-    })?;
+        None => true,
+    });
     if let Some((j, expected, actual)) = mismatch {
         return Err(Error::TileHash {
             level: 0,
@@ -145,7 +174,7 @@ pub fn verify_against_tile(bundle: &[u8], tile: &[u8], tile_index: u64) -> Resul
         return Err(Error::Tile {
             level: 0,
             index: tile_index,
-            position: Some(n.min(width as usize) as u64),
+            position: Some(common as u64),
             reason: format!("bundle holds {n} entries but the tile holds {width} hashes"),
         });
     }
@@ -154,13 +183,28 @@ pub fn verify_against_tile(bundle: &[u8], tile: &[u8], tile_index: u64) -> Resul
 
 /// Checks many `(bundle, tile, tile_index)` triples in parallel. The error
 /// is the one of the first failing triple in input order.
-pub fn verify_many_against_tiles(items: &[(&[u8], &[u8], u64)]) -> Result<()> {
+/// `threads`: `None` uses every core, `Some(1)` the calling thread only.
+pub fn verify_many_against_tiles(
+    items: &[(&[u8], &[u8], u64)],
+    threads: Option<usize>,
+) -> Result<()> {
     use rayon::prelude::*;
-    items
-        .par_iter()
-        .map(|&(bundle, tile, index)| verify_against_tile(bundle, tile, index))
-        .find_first(|r| r.is_err())
-        .unwrap_or(Ok(()))
+    let check =
+        |&(bundle, tile, index): &(&[u8], &[u8], u64)| verify_against_tile(bundle, tile, index);
+    if threads == Some(1) || items.len() < 2 {
+        return items
+            .iter()
+            .map(check)
+            .find(|r| r.is_err())
+            .unwrap_or(Ok(()));
+    }
+    with_threads(threads, || {
+        items
+            .par_iter()
+            .map(check)
+            .find_first(|r| r.is_err())
+            .unwrap_or(Ok(()))
+    })?
 }
 
 /// Checks that a full tile hashes to `parent_hash` (its hash in the tile one level up).

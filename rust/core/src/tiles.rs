@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use crate::error::{Error, Result};
 use crate::hash::{node_hash, Hash, EMPTY_ROOT};
+use crate::tree::root;
 
 /// Tile height in tree levels (TLOG.md §6.3: fixed at 8).
 pub const TILE_HEIGHT: u32 = 8;
@@ -330,24 +331,26 @@ pub fn check_hash_tile(tile: &[u8]) -> Result<u64> {
 }
 
 /// Merkle Tree Hash of a list of hashes given as concatenated 32-byte values
-/// (any count >= 1; 0 gives the empty-tree hash). O(log n) extra memory.
+/// (0 hashes give the empty-tree hash; a trailing partial hash is ignored).
 pub fn mth_of_concat(hashes: &[u8]) -> Hash {
-    let mut stack: [(Hash, u32); 64] = [([0u8; 32], 0); 64];
-    let mut depth = 0usize;
-    for chunk in hashes.chunks_exact(32) {
-        let mut h = [0u8; 32];
-        h.copy_from_slice(chunk);
-        let mut lvl = 0u32;
-        // Merge equal-height neighbours, like a binary counter increment.
-        while depth > 0 && stack[depth - 1].1 == lvl {
-            h = node_hash(&stack[depth - 1].0, &h);
-            depth -= 1;
-            lvl += 1;
+    let mut buf = [[0u8; 32]; TILE_WIDTH as usize];
+    if hashes.len() <= FULL_TILE_BYTES {
+        // Tiles and node spans: copy into a stack buffer, no allocation.
+        let n = hashes.len() / 32;
+        for (dst, src) in buf.iter_mut().zip(hashes.chunks_exact(32)) {
+            dst.copy_from_slice(src);
         }
-        stack[depth] = (h, lvl);
-        depth += 1;
+        return root(&buf[..n]);
     }
-    fold_right(stack[..depth].iter().map(|(h, _)| *h))
+    let v: Vec<Hash> = hashes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect();
+    root(&v)
 }
 
 /// Folds a compact range (left to right) into its root, right to left (TLOG.md §1).

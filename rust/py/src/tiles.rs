@@ -207,13 +207,15 @@ fn verify_bundle_against_tile(
         .py_err(py)
 }
 
-/// Checks many bundles against their level-0 tiles, in parallel.
+/// Checks many bundles against their level-0 tiles, in parallel (`threads`: None = all cores).
 #[pyfunction]
+#[pyo3(signature = (bundles, tiles_data, tile_indices, threads=None))]
 fn verify_bundles_against_tiles(
     py: Python<'_>,
     bundles: Vec<Bound<'_, PyAny>>,
     tiles_data: Vec<Bound<'_, PyAny>>,
     tile_indices: Vec<u64>,
+    threads: Option<usize>,
 ) -> PyResult<()> {
     if bundles.len() != tiles_data.len() || bundles.len() != tile_indices.len() {
         return Err(PyValueError::new_err(format!(
@@ -237,7 +239,7 @@ fn verify_bundles_against_tiles(
         .zip(&tile_indices)
         .map(|((b, t), &i)| (b.as_slice(), t.as_slice(), i))
         .collect();
-    py.detach(|| bundle::verify_many_against_tiles(&items))
+    py.detach(|| bundle::verify_many_against_tiles(&items, threads))
         .py_err(py)
 }
 
