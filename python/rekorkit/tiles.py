@@ -234,9 +234,7 @@ def verify_bundles_against_tiles(
     Raises:
         TileError: for the first failing bundle in input order.
     """
-    _native.verify_bundles_against_tiles(
-        list(bundles), list(tiles), list(tile_indices), threads
-    )
+    _native.verify_bundles_against_tiles(list(bundles), list(tiles), list(tile_indices), threads)
 
 
 def verify_tile_against_parent(tile: Bytes, parent_hash: Bytes, *, level: int, index: int) -> None:
