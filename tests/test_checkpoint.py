@@ -334,3 +334,17 @@ def test_remembered_results_respect_the_inputs() -> None:
     clear_caches()
     again = open_checkpoint(data, log.verifier())
     assert again == first and again is not first
+
+
+def test_derived_tiles_70000_checkpoints() -> None:
+    base = require_vectors("derived", "tiles-70000")
+    expected = json.loads((base / "expected.json").read_text())
+    verifier = parse_verifier_key(expected["vkey"])
+    opened = open_checkpoints(
+        [(base / f"checkpoint.{size}").read_bytes() for size in expected["sizes"]],
+        verifier,
+        origin=expected["origin"],
+    )
+    for size, sc in zip(expected["sizes"], opened, strict=True):
+        assert sc.size == size
+        assert sc.root == base64.b64decode(expected["roots_b64"][str(size)])
