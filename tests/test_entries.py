@@ -1015,3 +1015,12 @@ def test_mutated_requests_raise_only_precise_errors(data: st.DataObject) -> None
             continue
     with contextlib.suppress(MalformedError, SignatureError):
         fn(req)
+
+
+def test_log_validity_window_selects_the_log() -> None:
+    root = _roots()["staging"]
+    bundle = _bundle("staging-rekor-v2.txt.sigstore.json")  # log2025-alpha1, valid to 2025-09-04
+    assert verify_entry(bundle, trusted_root=root, at=datetime(2025, 6, 9, tzinfo=UTC)).ok
+    late = verify_entry(bundle, trusted_root=root, at=datetime(2025, 10, 1, tzinfo=UTC))
+    assert [c.name for c in late.failures] == ["log_key"]
+    assert "not valid" in late.failures[0].reason

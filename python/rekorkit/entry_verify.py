@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from os import PathLike
 from typing import Any
 
@@ -95,8 +96,9 @@ def _find_log(
     trusted_root: TrustedRoot | None,
     log_key: LogInstance | PublicKey | bytes | str | None,
     checkpoint: Note | None,
+    at: datetime | float | None = None,
 ) -> tuple[LogInstance | None, Check]:
-    when = tle.integrated_time or None
+    when: datetime | float | None = tle.integrated_time or at
     if trusted_root is not None:
         log = trusted_root.find(tle.log_id, when)
         if log is not None:
@@ -107,9 +109,9 @@ def _find_log(
             return None, _check(
                 "log_key",
                 False,
-                f"the log {tle.log_id.hex()} is not valid at integrated time {when}",
+                f"the log {tle.log_id.hex()} is not valid at {when}",
                 log_id=tle.log_id.hex(),
-                integrated_time=when,
+                time=str(when),
             )
         return None, _check(
             "log_key",
@@ -251,6 +253,7 @@ def _verify_tle(
     policy: WitnessPolicy | None,
     require_checkpoint: bool | None,
     now: float | None,
+    at: datetime | float | None,
 ) -> tuple[list[Check], LogInstance | None]:
     checks: list[Check] = []
     try:
@@ -276,7 +279,7 @@ def _verify_tle(
             note = parse_note(proof.checkpoint)
         except MalformedError as exc:
             note_error = f"checkpoint does not parse: {exc}"
-    log, log_check = _find_log(tle, trusted_root, log_key, note)
+    log, log_check = _find_log(tle, trusted_root, log_key, note, at)
     checks.append(log_check)
     leaf = merkle.leaf_hash(tle.canonicalized_body)
     if ctx.entry_id is not None:
@@ -376,6 +379,7 @@ def verify_entry(
     require_checkpoint: bool | None = None,
     strict: bool = False,
     now: float | None = None,
+    at: datetime | float | None = None,
 ) -> EntryVerification:
     """Verify an entry offline and report every check.
 
@@ -390,6 +394,8 @@ def verify_entry(
         require_checkpoint: default: required except in v0.1 bundles.
         strict: raise the first failure as a :class:`VerificationError` (with every check).
         now: Unix time for the witness policy's age bounds.
+        at: when the entry was logged, for entries without an integrated time (Rekor
+            v2: the verified RFC 3161 time); selects the log valid then.
 
     Raises:
         MalformedError: the input is not an entry or bundle.
@@ -411,6 +417,7 @@ def verify_entry(
         "policy": policy,
         "require_checkpoint": require_checkpoint,
         "now": now,
+        "at": at,
     }
     checks: list[Check] = []
     entry: LogEntry | TransparencyLogEntry | None = None
