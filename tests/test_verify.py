@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from conftest import require_vectors
-
 from rekorkit import merkle, tiles
 from rekorkit.checkpoint import Checkpoint, sign_checkpoint
 from rekorkit.client.resilience import RetryPolicy
@@ -74,6 +73,10 @@ class StaticServer:
         server = self
 
         class Handler(SimpleHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: one connection per client worker
+            wbufsize = 1 << 16  # headers and body in one send, flushed per response
+            disable_nagle_algorithm = True
+
             def __init__(self, *a, **kw):  # type: ignore[no-untyped-def]
                 super().__init__(*a, directory=str(server.directory), **kw)
 
@@ -94,14 +97,16 @@ def entries(n: int, start: int = 0, tag: bytes = b"entry") -> list[bytes]:
     return [b"%s %d" % (tag, i) for i in range(start, start + n)]
 
 
-def run(
-    url: str, vkey: str, store: DuckDBStore | None, **kw: object
-) -> VerifyReport:
+def run(url: str, vkey: str, store: DuckDBStore | None, **kw: object) -> VerifyReport:
     async def go() -> VerifyReport:
         retry = RetryPolicy(max_attempts=2, base_delay=0.01, total_budget=5)
         async with AsyncTileReader(url, retry=retry, max_concurrency=8) as reader:
             return await verify_tile_log(
-                reader, parse_verifier_key(vkey), store=store, url=url, **kw  # type: ignore[arg-type]
+                reader,
+                parse_verifier_key(vkey),
+                store=store,
+                url=url,
+                **kw,  # type: ignore[arg-type]
             )
 
     return asyncio.run(go())
@@ -133,10 +138,17 @@ def store(tmp_path: Path) -> Iterator[DuckDBStore]:
     s.close()
 
 
-def test_verifies_and_stores_every_entry(log: TileLog, server: StaticServer, store: DuckDBStore) -> None:
+def test_verifies_and_stores_every_entry(
+    log: TileLog, server: StaticServer, store: DuckDBStore
+) -> None:
     seen: list[int] = []
     report = run(server.url, log.vkey, store, progress=lambda n, b: seen.append(n), concurrency=4)
-    assert (report.entries, report.start, report.end, report.checkpoint_size) == (1000, 0, 1000, 1000)
+    assert (report.entries, report.start, report.end, report.checkpoint_size) == (
+        1000,
+        0,
+        1000,
+        1000,
+    )
     assert report.root_hash == log.appender.root()
     assert report.stored == 1000
     assert report.previous_size is None
@@ -157,13 +169,20 @@ def test_second_run_resumes_and_checks_consistency(
     run(server.url, log.vkey, store)
     log.append(entries(700, 1000))
     report = run(server.url, log.vkey, store)
-    assert (report.start, report.end, report.entries, report.previous_size) == (1000, 1700, 700, 1000)
+    assert (report.start, report.end, report.entries, report.previous_size) == (
+        1000,
+        1700,
+        700,
+        1000,
+    )
     assert store.verified_ranges(ORIGIN) == [(0, 1700)]
     again = run(server.url, log.vkey, store)
     assert again.entries == 0 and again.previous_size == 1700
 
 
-def test_sub_range_with_partial_tiles(log: TileLog, server: StaticServer, store: DuckDBStore) -> None:
+def test_sub_range_with_partial_tiles(
+    log: TileLog, server: StaticServer, store: DuckDBStore
+) -> None:
     report = run(server.url, log.vkey, store, start=100, end=600)
     assert report.entries == 500
     assert store.verified_ranges(ORIGIN) == [(100, 600)]
@@ -205,7 +224,9 @@ def test_corrupted_bundle_names_the_entry_and_stores_only_what_verified(
     assert store.entry(ORIGIN, 512) is None
 
 
-def test_tile_not_matching_its_parent(log: TileLog, server: StaticServer, store: DuckDBStore) -> None:
+def test_tile_not_matching_its_parent(
+    log: TileLog, server: StaticServer, store: DuckDBStore
+) -> None:
     # Rewrite entry 300 and its tile consistently: bundle == tile, but tile != parent.
     forged = list(log.entries[256:512])
     forged[44] = b"forged"
@@ -227,7 +248,9 @@ def test_truncated_bundle(log: TileLog, server: StaticServer, store: DuckDBStore
     assert store.count(ORIGIN) == 0
 
 
-def test_corrupted_edge_tile_fails_the_root(log: TileLog, server: StaticServer, store: DuckDBStore) -> None:
+def test_corrupted_edge_tile_fails_the_root(
+    log: TileLog, server: StaticServer, store: DuckDBStore
+) -> None:
     edge = log.root / "tile/0/003.p/232"
     data = bytearray(edge.read_bytes())
     data[0] ^= 0xFF

@@ -66,7 +66,7 @@ class VerifyReport:
         start: first index of the requested range.
         end: end (exclusive) of the requested range.
         entries: entries verified in this run (already stored ones are skipped).
-        bytes: bytes of entry data verified.
+        nbytes: bytes of entry data verified.
         checkpoint_size: the size of the checkpoint verified against.
         root_hash: its root.
         checkpoint: the signed checkpoint note.
@@ -82,7 +82,7 @@ class VerifyReport:
     start: int
     end: int
     entries: int
-    bytes: int
+    nbytes: int
     checkpoint_size: int
     root_hash: bytes
     checkpoint: bytes
@@ -99,7 +99,7 @@ class VerifyReport:
     @property
     def mb_per_second(self) -> float:
         """Throughput in MB (10^6 bytes) of entry data per second."""
-        return self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
+        return self.nbytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of the report."""
@@ -109,7 +109,7 @@ class VerifyReport:
             "origin": self.origin,
             "range": [self.start, self.end],
             "entries": self.entries,
-            "bytes": self.bytes,
+            "bytes": self.nbytes,
             "checkpoint_size": self.checkpoint_size,
             "root_hash": self.root_hash.hex(),
             "checkpoint": self.checkpoint.decode("utf-8", "replace"),
@@ -229,7 +229,9 @@ class _Authenticated:
 
     def forget_below(self, level1_index: int) -> None:
         """Drop level-1 tiles left of ``level1_index`` (the stream has passed them)."""
-        stale = [k for k in self._tiles if k[0] == 1 and k[1] < level1_index and k not in self._edge]
+        stale = [
+            k for k in self._tiles if k[0] == 1 and k[1] < level1_index and k not in self._edge
+        ]
         for k in stale:
             del self._tiles[k]
 
@@ -433,7 +435,9 @@ async def verify_tile_log(
 
     # The right edge: tiles the root is computed from. A match authenticates them.
     edge_ids = tiles.tiles_for_size(size)
-    edge_data = await asyncio.gather(*(_fetch_tile(reader, t.level, t.index, t.width) for t in edge_ids))
+    edge_data = await asyncio.gather(
+        *(_fetch_tile(reader, t.level, t.index, t.width) for t in edge_ids)
+    )
     edge = {
         (t.level, t.index): d[: t.width * HASH] for t, d in zip(edge_ids, edge_data, strict=True)
     }
@@ -497,7 +501,7 @@ async def verify_tile_log(
         start=lo,
         end=hi,
         entries=verified,
-        bytes=verified_bytes,
+        nbytes=verified_bytes,
         checkpoint_size=size,
         root_hash=root,
         checkpoint=signed.raw,

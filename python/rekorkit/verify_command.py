@@ -1,0 +1,317 @@
+"""``rekorkit verify URL``: verify a log range against its signed checkpoint.
+
+Exit status: 0 verified, 1 verification failed (the message and evidence say
+which tile, which entry index, the expected and actual hashes), 2 usage,
+store or network error. A progress bar (entries/s, MB/s, ETA) is drawn on a
+terminal; the final report is a table, or JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rekorkit.errors import MalformedError, RekorAPIError, StoreError, VerificationError
+from rekorkit.note import NoteVerifier
+
+__all__ = ["configure", "resolve_verifier", "run"]
+
+DEFAULT_DB = "rekorkit.duckdb"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``verify`` arguments."""
+    parser.add_argument("url", help="the log's base URL (tile prefix for v2, API root for v1)")
+    parser.add_argument(
+        "--from",
+        dest="start",
+        type=int,
+        default=None,
+        metavar="A",
+        help="first index (default: where the store left off, else 0)",
+    )
+    parser.add_argument(
+        "--to",
+        dest="end",
+        type=int,
+        default=None,
+        metavar="B",
+        help="end index, exclusive (default: the checkpoint size)",
+    )
+    parser.add_argument(
+        "--key",
+        default=None,
+        metavar="VKEY|PEM|trusted_root.json",
+        help="the log key: a note verifier key, a PEM file or a Sigstore trusted root",
+    )
+    parser.add_argument(
+        "--origin",
+        default=None,
+        help="expected checkpoint origin / key name (default: from the key or URL)",
+    )
+    parser.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        metavar="PATH",
+        help=f"DuckDB file for verified entries (default ./{DEFAULT_DB})",
+    )
+    parser.add_argument("--no-store", action="store_true", help="verify only; store nothing")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--api",
+        choices=("v1", "v2", "auto"),
+        default="auto",
+        help="log API: v2 tiles, v1 REST, or detect (default)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=16, metavar="N", help="requests in flight (default 16)"
+    )
+
+
+def _hexify(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if isinstance(value, list | tuple):
+        return [_hexify(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _hexify(v) for k, v in value.items()}
+    return value
+
+
+def resolve_verifier(key: str | None, url: str, api: str, origin: str | None) -> NoteVerifier:
+    """The checkpoint verifier from ``--key`` (vkey, PEM file, trusted root) or a preset.
+
+    Raises:
+        ValueError: no usable key.
+    """
+    from rekorkit.note import parse_verifier_key
+    from rekorkit.trust import load_trusted_root, log_from_key, origin_from_url
+
+    version = 1 if api == "v1" else 2
+    name_url = f"http://{origin}" if origin else url
+    if key is None:
+        from rekorkit.client.backends import PRESETS
+
+        for backend in PRESETS.values():
+            urls = {u.rstrip("/") for u in (*backend.urls, backend.read_url or "")}
+            if url.rstrip("/") in urls and backend.public_key is not None:
+                return log_from_key(
+                    name_url if origin else backend.url,
+                    backend.public_key,
+                    api_version=backend.api_version,
+                ).verifier()
+        raise ValueError("no key for this log: pass --key (vkey, PEM file or trusted_root.json)")
+    path = Path(key)
+    if path.is_file():
+        data = path.read_bytes()
+        if data.lstrip().startswith(b"{"):
+            root = load_trusted_root(path)
+            logs = root.find_by_url(url) or [
+                log for log in root.logs if origin and log.origin == origin
+            ]
+            if not logs:
+                raise ValueError(f"{key}: no transparency log for {origin_from_url(url)}")
+            wanted = [log for log in logs if log.api_version == version] or logs
+            return wanted[-1].verifier()
+        return log_from_key(name_url, data, api_version=version).verifier()
+    return parse_verifier_key(key)
+
+
+async def _detect_api(url: str) -> str:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        try:
+            r = await client.get(url.rstrip("/") + "/checkpoint")
+            if r.status_code == 200:
+                return "v2"
+            r = await client.get(url.rstrip("/") + "/api/v1/log")
+            if r.status_code == 200:
+                return "v1"
+        except httpx.HTTPError as exc:
+            raise RekorAPIError(f"cannot reach {url}: {exc}", url=url) from exc
+    raise RekorAPIError(f"{url} serves neither /checkpoint nor /api/v1/log", url=url)
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed or 0.0
+            mb = task.fields.get("mb", 0.0)
+            secs = task.elapsed or 0.0
+            return Text(f"{speed:,.0f} entries/s  {mb / secs if secs else 0:,.1f} MB/s")
+
+    return Progress(
+        TextColumn("[bold]verify"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        Rate(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
+
+
+async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> Any:
+    from rekorkit.store.duckdb import DuckDBStore
+
+    store = None if args.no_store else await asyncio.to_thread(DuckDBStore, args.db)
+    bar = _progress(sys.stderr.isatty() and not args.json)
+    task_id: Any = None
+    mb = [0.0]
+
+    def on_plan(lo: int, hi: int, todo: int) -> None:
+        nonlocal task_id
+        if bar is not None:
+            task_id = bar.add_task("verify", total=todo, mb=0.0)
+
+    def progress(n: int, nbytes: int) -> None:
+        mb[0] += nbytes / 1e6
+        if bar is not None and task_id is not None:
+            bar.update(task_id, advance=n, mb=mb[0])
+
+    try:
+        if bar is not None:
+            bar.start()
+        if api == "v2":
+            from rekorkit.client.tilereader import AsyncTileReader
+            from rekorkit.verify import verify_tile_log
+
+            async with AsyncTileReader(args.url, max_concurrency=args.concurrency) as reader:
+                return await verify_tile_log(
+                    reader,
+                    verifier,
+                    store=store,
+                    start=args.start,
+                    end=args.end,
+                    origin=args.origin,
+                    concurrency=args.concurrency,
+                    url=args.url,
+                    progress=progress,
+                    on_plan=on_plan,
+                )
+        from rekorkit.verify_v1 import verify_v1_log
+
+        return await verify_v1_log(
+            args.url,
+            verifier,
+            store=store,
+            start=args.start,
+            end=args.end,
+            concurrency=args.concurrency,
+            progress=progress,
+            on_plan=on_plan,
+        )
+    finally:
+        if bar is not None:
+            bar.stop()
+        if store is not None:
+            store.close()
+
+
+def _print_report(report: Any, args: argparse.Namespace) -> None:
+    if args.json:
+        out = {"ok": True, **report.to_json(), "db": None if args.no_store else args.db}
+        print(json.dumps(out, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="rekorkit verify: verified", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("log", f"{report.url} ({report.api})")
+    table.add_row("origin", report.origin)
+    table.add_row("range", f"[{report.start:,}, {report.end:,})")
+    table.add_row("entries verified", f"{report.entries:,}")
+    table.add_row("checkpoint", f"size {report.checkpoint_size:,}, root {report.root_hash.hex()}")
+    prev = (
+        "none stored"
+        if report.previous_size is None
+        else f"consistent with stored size {report.previous_size:,}"
+    )
+    table.add_row("previous checkpoint", prev)
+    table.add_row(
+        "stored", "off (--no-store)" if args.no_store else f"{report.stored:,} entries in {args.db}"
+    )
+    table.add_row("time", f"{report.seconds:.2f} s")
+    table.add_row(
+        "throughput",
+        f"{report.entries_per_second:,.0f} entries/s, {report.mb_per_second:,.1f} MB/s",
+    )
+    Console().print(table)
+
+
+def _fail(args: argparse.Namespace, status: int, kind: str, exc: BaseException) -> int:
+    evidence = _hexify(getattr(exc, "evidence", {}) or {})
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": False,
+                    "status": status,
+                    "error": kind,
+                    "type": type(exc).__name__,
+                    "message": str(exc),
+                    "evidence": evidence,
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(f"rekorkit verify: {kind}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        for k, v in evidence.items():
+            text = v if isinstance(v, str) else json.dumps(v)
+            print(f"  {k}: {text}", file=sys.stderr)
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``rekorkit verify``; return 0 verified, 1 verification failed, 2 usage/network."""
+    from rekorkit.verify import RangeError
+
+    if args.concurrency < 1:
+        return _fail(args, 2, "usage error", ValueError("--concurrency must be >= 1"))
+    try:
+        api = args.api if args.api != "auto" else asyncio.run(_detect_api(args.url))
+        verifier = resolve_verifier(args.key, args.url, api, args.origin)
+    except RekorAPIError as exc:
+        return _fail(args, 2, "network error", exc)
+    except (ValueError, OSError) as exc:
+        return _fail(args, 2, "usage error", exc)
+    try:
+        report = asyncio.run(_run(args, verifier, api))
+    except VerificationError as exc:
+        return _fail(args, 1, "verification failed", exc)
+    except RangeError as exc:
+        return _fail(args, 2, "usage error", exc)
+    except MalformedError as exc:  # the log served something that does not parse
+        return _fail(args, 1, "verification failed", exc)
+    except RekorAPIError as exc:
+        return _fail(args, 2, "network error", exc)
+    except StoreError as exc:
+        return _fail(args, 2, "store error", exc)
+    except KeyboardInterrupt:
+        print(
+            "rekorkit verify: interrupted; verified entries are stored, rerun to resume",
+            file=sys.stderr,
+        )
+        return 130
+    _print_report(report, args)
+    return 0
