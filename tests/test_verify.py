@@ -153,7 +153,7 @@ def test_verifies_and_stores_every_entry(
     assert report.stored == 1000
     assert report.previous_size is None
     assert sum(seen) == 1000
-    assert report.bytes == sum(len(e) for e in log.entries)
+    assert report.nbytes == sum(len(e) for e in log.entries)
     assert store.count(ORIGIN) == 1000
     e = store.entry(ORIGIN, 777)
     assert e is not None and e.body == b"entry 777" and e.checkpoint_size == 1000
