@@ -1,135 +1,128 @@
-"""Interim ``make demo``: a 1,000,000-leaf tree through the public Merkle API.
+"""``make demo``: verify a million-entry log end to end into DuckDB.
 
-Hashes a million synthetic Rekor-sized entries, computes the root three ways
-(one call, all cores; split ranges merged with :class:`CompactRange`), builds
-and verifies a batch of inclusion proofs and of consistency proofs, shows that
-a tampered proof is caught, and prints the throughput of each step.
-Run with ``python -m rekorkit.demo [--leaves N] [--proofs N]``.
+Starts ``rekorkit serve`` on loopback with a preloaded log of signed entries
+(DSSE and hashedrekord, 1,000,000 by default), runs ``rekorkit verify``
+against it into a DuckDB file (every leaf re-hashed, every tile checked up to
+the signed checkpoint), prints the report, then queries the store.
+Run with ``python -m rekorkit.demo [--entries N] [--keep DIR]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
 
-import numpy as np
+__all__ = ["main"]
 
-from rekorkit import merkle
-
-T = TypeVar("T")
-
-ENTRY_BYTES = 700  # about the size of a Rekor hashedrekord canonical body
+_LISTENING = re.compile(r"listening on (http://\S+)")
+_VKEY = re.compile(r"checkpoint verifier key: (\S+)")
+_SEED_TIMEOUT = 900.0  # seconds for the server to preload and start listening
 
 
-def _timed(label: str, items: int, unit: str, fn: Callable[[], T]) -> T:
-    t0 = time.perf_counter()
-    result = fn()
-    dt = time.perf_counter() - t0
-    print(f"  {label:<44} {dt * 1e3:9.1f} ms  {items / dt / 1e6:9.2f} M {unit}/s")
-    return result
-
-
-def run(leaves: int, proofs: int) -> int:
-    """Runs the demo; returns a process exit status (0 when every check held)."""
-    print(f"rekorkit Merkle demo: {leaves:,} leaves, {proofs:,} proofs, {os.cpu_count()} cores\n")
-    rng = np.random.default_rng(2026)
-    buf = rng.integers(0, 256, leaves * ENTRY_BYTES, dtype=np.uint8)
-    offsets = np.arange(0, (leaves + 1) * ENTRY_BYTES, ENTRY_BYTES, dtype=np.uint64)
-
-    print("build the tree")
-    hashes = _timed(
-        f"hash {leaves:,} leaves of {ENTRY_BYTES} B",
-        leaves,
-        "leaves",
-        lambda: merkle.hash_leaves_buffer(buf, offsets),
-    )
-    root1 = _timed("root, one thread", leaves, "leaves", lambda: merkle.root(hashes, threads=1))
-    root_all = _timed("root, all threads", leaves, "leaves", lambda: merkle.root(hashes))
-
-    def split_ranges() -> bytes:
-        cut = leaves // 3
-        left, right = merkle.CompactRange(0), merkle.CompactRange(cut)
-        left.extend(hashes[:cut])
-        right.extend(hashes[cut:])
-        left.merge(right)
-        return left.root()
-
-    root_ranges = _timed("root, two compact ranges merged", leaves, "leaves", split_ranges)
-    ok = root1 == root_all == root_ranges
-    print(f"  root {root1.hex()}  {'(all three agree)' if ok else 'MISMATCH'}\n")
-
-    print("inclusion proofs")
-    indices = rng.integers(0, leaves, proofs, dtype=np.uint64)
-    flat, offs = _timed(
-        f"build {proofs:,} proofs",
-        proofs,
-        "proofs",
-        lambda: merkle.inclusion_proofs(hashes, indices),
-    )
-    proved = hashes[indices]
-    threads: int | None
-    for threads, label in ((1, "one thread"), (None, "all threads")):
-
-        def verify(t: int | None = threads) -> merkle.BatchResult:
-            return merkle.verify_inclusion_batch(
-                proved, indices, leaves, flat, offs, root1, threads=t
-            )
-
-        res = _timed(f"verify {proofs:,} proofs, {label}", proofs, "proofs", verify)
-        ok &= res.all_ok
-    tampered = flat.copy()
-    tampered[int(offs[proofs // 2]), 0] ^= 1
-    res = merkle.verify_inclusion_batch(proved, indices, leaves, tampered, offs, root1)
-    caught = res.first_failure == proofs // 2 and int(res.ok.sum()) == proofs - 1
-    ok &= caught
-    print(f"  tampered proof {proofs // 2}: {'caught' if caught else 'MISSED'} ({res.reason})\n")
-
-    print("consistency proofs (each older size -> the full tree)")
-    sizes1 = np.sort(rng.integers(1, leaves + 1, proofs, dtype=np.uint64))
-    cflat, coffs = _timed(
-        f"build {proofs:,} proofs",
-        proofs,
-        "proofs",
-        lambda: merkle.consistency_proofs(hashes, sizes1),
-    )
-
-    def old_roots() -> np.ndarray:
-        # One pass over the leaves: a compact range grows through every older size.
-        out = np.empty((proofs, 32), dtype=np.uint8)
-        growing, done = merkle.CompactRange(0), 0
-        for k, size in enumerate(sizes1.tolist()):
-            growing.extend(hashes[done:size])
-            done = size
-            out[k] = np.frombuffer(growing.root(), dtype=np.uint8)
-        return out
-
-    roots1 = _timed(f"{proofs:,} older roots, one compact range", proofs, "roots", old_roots)
-    step = max(1, proofs // 32)
-    ok &= all(
-        bytes(roots1[k]) == merkle.root(hashes[: int(sizes1[k])]) for k in range(0, proofs, step)
-    )
-    res = _timed(
-        f"verify {proofs:,} proofs",
-        proofs,
-        "proofs",
-        lambda: merkle.verify_consistency_batch(sizes1, leaves, roots1, root1, cflat, coffs),
-    )
-    ok &= res.all_ok
-    print(f"\n{'all checks passed' if ok else 'SOME CHECKS FAILED'}")
-    return 0 if ok else 1
+def _start_server(data: Path, entries: int) -> tuple[subprocess.Popen[str], str, str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "rekorkit.cli",
+        "serve",
+        "--data",
+        str(data),
+        "--port",
+        "0",
+        "--seed",
+        str(entries),
+        "--no-fsync",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = vkey = None
+    deadline = time.monotonic() + _SEED_TIMEOUT
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith("seeded"):
+            print(f"  server: {line.strip()}")
+        if m := _VKEY.search(line):
+            vkey = m.group(1)
+        if m := _LISTENING.search(line):
+            url = m.group(1)
+            break
+    if url is None or vkey is None:
+        proc.kill()
+        raise RuntimeError("rekorkit serve did not start (no 'listening on' line)")
+    # Keep draining the server's output so it can never block on a full pipe.
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    return proc, url, vkey
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
+    """Run the demo; return the exit status of ``rekorkit verify`` (0 when verified)."""
     parser = argparse.ArgumentParser(prog="python -m rekorkit.demo", description=__doc__)
-    parser.add_argument("--leaves", type=int, default=1_000_000)
-    parser.add_argument("--proofs", type=int, default=100_000)
+    parser.add_argument(
+        "--entries", type=int, default=int(os.environ.get("REKORKIT_DEMO_ENTRIES", "1000000"))
+    )
+    parser.add_argument(
+        "--keep", default=None, help="keep the log and DuckDB file in this directory"
+    )
     args = parser.parse_args(argv)
-    return run(args.leaves, args.proofs)
+
+    from rekorkit.cli import main as cli_main
+    from rekorkit.store.duckdb import DuckDBStore
+
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="rekorkit-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / "rekorkit.duckdb"
+    for stale in (db, Path(f"{db}.wal")):
+        stale.unlink(missing_ok=True)
+    print(f"rekorkit demo: a local log of {args.entries:,} signed entries, verified into {db}\n")
+    print("1. start `rekorkit serve` on loopback and preload the log")
+    t0 = time.perf_counter()
+    proc, url, vkey = _start_server(work / "log", args.entries)
+    print(f"  listening on {url} after {time.perf_counter() - t0:.1f} s; checkpoint key {vkey}\n")
+    try:
+        print(f"2. rekorkit verify {url} --key {vkey} --db {db}")
+        status = cli_main(["verify", url, "--key", vkey, "--db", str(db)])
+        if status != 0:
+            print(f"\nverification failed (exit {status})")
+            return status
+        print("\n3. a second run resumes from the stored checkpoint: nothing new to verify")
+        status = cli_main(["verify", url, "--key", vkey, "--db", str(db), "--json"])
+        if status != 0:
+            return status
+        print("\n4. query the store")
+        with DuckDBStore(db, read_only=True) as store:
+            for o in store.origins():
+                print(
+                    f"  {o.origin}: {o.entries:,} entries, verified up to {o.verified_size:,}, "
+                    f"latest checkpoint {o.checkpoint_size:,}"
+                )
+                mid = store.entry(o.origin, o.verified_size // 2)
+                if mid is not None:
+                    print(
+                        f"  entry {mid.log_index:,}: kind {mid.kind} {mid.api_version}, "
+                        f"uuid {mid.uuid[:16]}..., {len(mid.body)} bytes"
+                    )
+                    same = store.find_by_uuid(mid.uuid)
+                    print(f"  lookup by UUID finds index {[e.log_index for e in same]}")
+        return 0
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())
