@@ -476,15 +476,23 @@ async def verify_tile_log(
                     inflight.append((tid, asyncio.ensure_future(_fetch_pair(reader, auth, tid))))
                     pos += 1
                 group: list[tuple[tiles.TileID, bytes, bytes]] = []
+                fetch_error: BaseException | None = None
                 while inflight and len(group) < group_size:
                     tid, task = inflight.popleft()
-                    tile, bundle = await task
+                    try:
+                        tile, bundle = await task
+                    except Exception as exc:  # verify what arrived before it, then fail
+                        fetch_error = exc
+                        break
                     group.append((tid, tile, bundle))
-                n, nbytes = await _process(auth, committer, signed.origin, size, group, a, b)
-                verified += n
-                verified_bytes += nbytes
-                if progress is not None:
-                    progress(n, nbytes)
+                if group:
+                    n, nbytes = await _process(auth, committer, signed.origin, size, group, a, b)
+                    verified += n
+                    verified_bytes += nbytes
+                    if progress is not None:
+                        progress(n, nbytes)
+                if fetch_error is not None:
+                    raise fetch_error
                 await committer.maybe_commit()
         except BaseException:
             for _, task in inflight:
