@@ -1,56 +1,50 @@
-"""Tile benchmarks, each beside a pure-Python (hashlib) baseline on the same input.
+"""Tile benchmarks, each case beside a pure-Python (hashlib) baseline on the same input.
+
+Groups:
 
 * entry bundle parse + leaf-hash + compare against its level-0 tile: many
-  bundles of 256 x 700-byte entries (what a monitor does per tile), one
-  thread and all threads, vs a ``int.from_bytes`` + ``hashlib`` loop;
-* ``TileAppender.append`` throughput (what a log server does per batch) vs a
-  pure-Python appender keeping the same partial tiles.
+  bundles of 256 x 700-byte entries (what a monitor does per tile), on one
+  thread and on all threads, vs an ``int.from_bytes`` + ``hashlib`` loop;
+* ``TileAppender.append`` (what a log server does per batch of 1,000 leaf
+  hashes, every touched tile returned) vs a pure-Python appender keeping the
+  same partial tiles.
 
-``REKORKIT_BENCH_QUICK=1`` shrinks inputs so the file runs in a few seconds.
+Baselines are defined first in each group and record their rate; the native
+cases record the ratio (``benches/conftest.py``). Every case checks its result,
+and the bundle group also checks that a corrupted tile is caught.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pytest
+from conftest import measure, scaled
+from rekorkit.errors import TileError
 from rekorkit.tiles import TileAppender, encode_entry_bundle, verify_bundles_against_tiles
 
-QUICK = os.environ.get("REKORKIT_BENCH_QUICK") == "1"
-N_BUNDLES = 4 if QUICK else 120
 ENTRY_SIZE = 700
-N_LEAVES = 1 << 13 if QUICK else 1 << 20
+N_BUNDLES = scaled(120, 4)
+N_LEAVES = scaled(1 << 20, 1 << 13)
 APPEND_BATCH = 1000
-ROUNDS = 1 if QUICK else 3
+
+# --- entry bundles against level-0 tiles ------------------------------------------------------
+
+Bundles = tuple[list[bytes], list[bytes], list[int]]
 
 
-def timed(fn: Callable[[], Any], rounds: int = ROUNDS) -> tuple[float, Any]:
-    """Median wall time of ``fn`` over ``rounds`` runs, and its last result."""
-    times, result = [], None
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
-
-
-# --- entry bundles against level-0 tiles ------------------------------------------
-
-
-def _bundles(n: int) -> tuple[list[bytes], list[bytes]]:
+@pytest.fixture(scope="module")
+def bundles() -> Bundles:
     rng = random.Random(7)
-    bundles, tiles = [], []
-    for _ in range(n):
+    out, tiles = [], []
+    for _ in range(N_BUNDLES):
         entries = [rng.randbytes(ENTRY_SIZE) for _ in range(256)]
-        bundles.append(encode_entry_bundle(entries))
+        out.append(encode_entry_bundle(entries))
         tiles.append(b"".join(hashlib.sha256(b"\x00" + e).digest() for e in entries))
-    return bundles, tiles
+    return out, tiles, list(range(N_BUNDLES))
 
 
 def baseline_verify_bundle(bundle: bytes, tile: bytes) -> int:
@@ -73,51 +67,52 @@ def baseline_verify_bundle(bundle: bytes, tile: bytes) -> int:
     return j
 
 
-def test_bundle_verify_against_tile(benchmark: Any) -> None:
-    """Parse + hash + compare 256 x 700-byte bundles against their level-0 tiles."""
-    bundles, tiles = _bundles(N_BUNDLES)
-    indices = list(range(N_BUNDLES))
-    entries = 256 * N_BUNDLES
-    nbytes = sum(len(b) for b in bundles)
+def _bundle_bytes(data: Bundles) -> int:
+    return sum(len(b) for b in data[0])
 
-    def ours() -> int:
-        verify_bundles_against_tiles(bundles, tiles, indices, threads=1)
-        return entries
 
-    def all_threads() -> int:
-        verify_bundles_against_tiles(bundles, tiles, indices)
-        return entries
+@pytest.mark.benchmark(group="entry bundle vs level-0 tile, 256 x 700 B")
+def test_bundle_verify_baseline(benchmark: Any, bundles: Bundles) -> None:
+    bs, tiles, _ = bundles
 
-    def baseline() -> int:
-        return sum(baseline_verify_bundle(b, t) for b, t in zip(bundles, tiles, strict=True))
+    def run() -> int:
+        return sum(baseline_verify_bundle(b, t) for b, t in zip(bs, tiles, strict=True))
 
-    t_base, r_base = timed(baseline)
-    t_ours, r_ours = timed(ours)
-    t_all, r_all = timed(all_threads)
-    assert r_base == r_ours == r_all == entries
-    # A flipped hash must be caught by both, or the timings compare nothing.
-    bad = [*tiles[:-1], tiles[-1][:40] + bytes([tiles[-1][40] ^ 1]) + tiles[-1][41:]]
-    try:
-        verify_bundles_against_tiles(bundles, bad, indices)
-    except Exception as exc:
-        assert getattr(exc, "evidence", {}).get("position") == 1
-    else:
-        raise AssertionError("a corrupted tile verified")
-    assert benchmark.pedantic(ours, rounds=ROUNDS, iterations=1) == entries
-    benchmark.extra_info.update(
-        ops=entries,
-        baseline="int.from_bytes length + hashlib.sha256 leaf + slice compare per entry",
-        entries_per_s=round(entries / t_ours),
-        mb_per_s=round(nbytes / t_ours / 1e6, 1),
-        baseline_entries_per_s=round(entries / t_base),
-        baseline_mb_per_s=round(nbytes / t_base / 1e6, 1),
-        ratio=round(t_base / t_ours, 2),
-        all_threads_mb_per_s=round(nbytes / t_all / 1e6, 1),
-        all_threads_ratio=round(t_base / t_all, 2),
+    got = measure(benchmark, run, ops=256 * N_BUNDLES, nbytes=_bundle_bytes(bundles), rounds=3)
+    assert got == 256 * N_BUNDLES
+
+
+def _check_corruption_caught(data: Bundles, threads: int | None) -> None:
+    bs, tiles, idx = data
+    bad = list(tiles)
+    bad[-1] = bad[-1][:40] + bytes([bad[-1][40] ^ 1]) + bad[-1][41:]
+    with pytest.raises(TileError) as info:
+        verify_bundles_against_tiles(bs, bad, idx, threads=threads)
+    assert (info.value.evidence["index"], info.value.evidence["position"]) == (idx[-1], 1)
+
+
+@pytest.mark.benchmark(group="entry bundle vs level-0 tile, 256 x 700 B")
+@pytest.mark.parametrize("threads", [1, None], ids=["1-thread", "all-threads"])
+def test_bundle_verify_native(benchmark: Any, bundles: Bundles, threads: int | None) -> None:
+    bs, tiles, idx = bundles
+
+    def run() -> int:
+        verify_bundles_against_tiles(bs, tiles, idx, threads=threads)
+        return 256 * len(bs)
+
+    got = measure(
+        benchmark,
+        run,
+        ops=256 * N_BUNDLES,
+        nbytes=_bundle_bytes(bundles),
+        baseline="test_bundle_verify_baseline",
+        note="one call for all bundles: parse, leaf-hash two entries at a time, compare",
     )
+    assert got == 256 * N_BUNDLES
+    _check_corruption_caught(bundles, threads)
 
 
-# --- TileAppender --------------------------------------------------------------------
+# --- TileAppender ---------------------------------------------------------------------------
 
 
 def _py_mth_pow2(hashes: list[bytes]) -> bytes:
@@ -172,36 +167,47 @@ class PyAppender:
         return h
 
 
-def test_tile_appender_append(benchmark: Any) -> None:
-    """Append leaf hashes in batches of 1000 and collect every touched tile."""
+Leaves = tuple[list[np.ndarray], list[list[bytes]], tuple[int, bytes, int]]
+
+
+@pytest.fixture(scope="module")
+def leaf_batches() -> Leaves:
     rng = np.random.default_rng(11)
     leaves = rng.integers(0, 256, size=(N_LEAVES, 32), dtype=np.uint8)
     batches = [leaves[i : i + APPEND_BATCH] for i in range(0, N_LEAVES, APPEND_BATCH)]
     py_batches = [[bytes(row) for row in b] for b in batches]
+    # Expected: size, root, and bytes of tiles written, from the reference appender.
+    ref = PyAppender()
+    written = sum(len(t[3]) for b in py_batches for t in ref.append(b))
+    return batches, py_batches, (ref.size, ref.root(), written)
 
-    def ours() -> tuple[int, bytes, int]:
-        app = TileAppender()
-        written = 0
-        for b in batches:
-            written += sum(len(d) for _, d in app.append(b))
-        return app.size, app.root(), written
 
-    def baseline() -> tuple[int, bytes, int]:
+@pytest.mark.benchmark(group="TileAppender.append, batches of 1000")
+def test_tile_appender_baseline(benchmark: Any, leaf_batches: Leaves) -> None:
+    _, py_batches, want = leaf_batches
+
+    def run() -> tuple[int, bytes, int]:
         app = PyAppender()
-        written = 0
-        for b in py_batches:
-            written += sum(len(t[3]) for t in app.append(b))
+        written = sum(len(t[3]) for b in py_batches for t in app.append(b))
         return app.size, app.root(), written
 
-    t_base, r_base = timed(baseline, rounds=1)
-    t_ours, r_ours = timed(ours)
-    assert r_ours == r_base and r_ours[0] == N_LEAVES
-    assert benchmark.pedantic(ours, rounds=ROUNDS, iterations=1) == r_base
-    benchmark.extra_info.update(
+    assert measure(benchmark, run, ops=N_LEAVES, rounds=1) == want
+
+
+@pytest.mark.benchmark(group="TileAppender.append, batches of 1000")
+def test_tile_appender_native(benchmark: Any, leaf_batches: Leaves) -> None:
+    batches, _, want = leaf_batches
+
+    def run() -> tuple[int, bytes, int]:
+        app = TileAppender()
+        written = sum(len(d) for b in batches for _, d in app.append(b))
+        return app.size, app.root(), written
+
+    got = measure(
+        benchmark,
+        run,
         ops=N_LEAVES,
-        baseline="pure-Python partial tiles per level, hashlib tile roots",
-        leaves_per_s=round(N_LEAVES / t_ours),
-        baseline_leaves_per_s=round(N_LEAVES / t_base),
-        ratio=round(t_base / t_ours, 2),
-        batch=APPEND_BATCH,
+        baseline="test_tile_appender_baseline",
+        note="every touched tile returned as bytes per batch",
     )
+    assert got == want

@@ -453,6 +453,16 @@ def test_70k_bundles_and_full_tiles_verify() -> None:
     parents = np.concatenate([level1, level1_next])
     for n in range(273):
         tiles.verify_tile_against_parent(level0[n], parents[n].tobytes(), level=0, index=n)
+    tiles.verify_tiles_against_parents(level0[:256], level1, level=0, first_index=0)
+    tiles.verify_tiles_against_parents(level0[256:], level1_next[:17], level=0, first_index=256)
+    with pytest.raises(TileError) as info:
+        tiles.verify_tiles_against_parents(level0[1:5], level1[:4], level=0, first_index=1)
+    assert info.value.evidence["index"] == 1
+    assert info.value.evidence["actual"] == level1[1].tobytes()
+    with pytest.raises(ValueError, match="4 tiles but 3 parent hashes"):
+        tiles.verify_tiles_against_parents(level0[:4], level1[:3], level=0, first_index=0)
+    with pytest.raises(MalformedError, match="not a multiple of 32"):
+        tiles.verify_tiles_against_parents(level0[:1], b"x" * 33, level=0, first_index=0)
     level2 = (root / "tile/2/000.p/1").read_bytes()
     tiles.verify_tile_against_parent(level1.tobytes(), level2, level=1, index=0)
     with pytest.raises(TileError):

@@ -44,6 +44,7 @@ __all__ = [
     "verify_inclusion",
     "verify_inclusion_batch",
     "verify_tile_against_parent",
+    "verify_tiles_against_parents",
 ]
 
 __version__: str
@@ -136,6 +137,13 @@ def verify_bundles_against_tiles(
 ) -> None: ...
 def verify_tile_against_parent(
     tile: _Bytes, parent_hash: _Bytes, level: int, index: int
+) -> None: ...
+def verify_tiles_against_parents(
+    tiles_data: Sequence[_Bytes],
+    parent_hashes: _Bytes | _HashArray,
+    level: int,
+    first_index: int,
+    threads: int | None = None,
 ) -> None: ...
 def inclusion_tiles(index: int, size: int) -> list[_TileTriple]: ...
 def consistency_tiles(old: int, size: int) -> list[_TileTriple]: ...

@@ -47,6 +47,7 @@ __all__ = [
     "verify_bundle_against_tile",
     "verify_bundles_against_tiles",
     "verify_tile_against_parent",
+    "verify_tiles_against_parents",
 ]
 
 TILE_HEIGHT = 8
@@ -245,6 +246,25 @@ def verify_tile_against_parent(tile: Bytes, parent_hash: Bytes, *, level: int, i
             holds expected and actual).
     """
     _native.verify_tile_against_parent(tile, parent_hash, level, index)
+
+
+def verify_tiles_against_parents(
+    tiles: Sequence[Bytes],
+    parent_hashes: HashArray | Bytes,
+    *,
+    level: int,
+    first_index: int,
+    threads: int | None = None,
+) -> None:
+    """Batch form of :func:`verify_tile_against_parent` for consecutive full tiles.
+
+    Tile ``k`` is ``(level, first_index + k)`` and must hash to ``parent_hashes[k]``
+    (e.g. a row slice of :func:`parse_hash_tile` of the parent tile).
+
+    Raises:
+        TileError: for the first failing tile in order.
+    """
+    _native.verify_tiles_against_parents(list(tiles), parent_hashes, level, first_index, threads)
 
 
 def _check_fetched(tile: TileID, data: Bytes) -> Bytes:

@@ -240,6 +240,50 @@ pub fn verify_tile_against_parent(
     Ok(())
 }
 
+/// Checks consecutive full tiles `(level, first_index + k)` against their
+/// hashes in the parent tile(s), `parents[k]`, in parallel. The error is the
+/// one of the first failing tile in order.
+pub fn verify_many_against_parents(
+    tiles: &[&[u8]],
+    parents: &[Hash],
+    level: u64,
+    first_index: u64,
+    threads: Option<usize>,
+) -> Result<()> {
+    use rayon::prelude::*;
+    if tiles.len() != parents.len() {
+        return Err(Error::InvalidArgument(format!(
+            "{} tiles but {} parent hashes",
+            tiles.len(),
+            parents.len()
+        )));
+    }
+    first_index.checked_add(tiles.len() as u64).ok_or_else(|| {
+        Error::InvalidArgument(format!("tile indices from {first_index} overflow uint64"))
+    })?;
+    let check = |(k, (tile, parent)): (usize, (&&[u8], &Hash))| {
+        verify_tile_against_parent(tile, parent, level, first_index + k as u64)
+    };
+    if threads == Some(1) || tiles.len() < 2 {
+        return tiles
+            .iter()
+            .zip(parents)
+            .enumerate()
+            .map(check)
+            .find(|r| r.is_err())
+            .unwrap_or(Ok(()));
+    }
+    with_threads(threads, || {
+        tiles
+            .par_iter()
+            .zip(parents.par_iter())
+            .enumerate()
+            .map(check)
+            .find_first(|r| r.is_err())
+            .unwrap_or(Ok(()))
+    })?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +347,29 @@ mod tests {
         let mut longer = tile.clone();
         longer.extend_from_slice(&[0u8; 32]);
         assert!(verify_against_tile(&bundle, &longer, 3).is_err());
+    }
+
+    #[test]
+    fn many_tiles_against_parents() {
+        let tiles: Vec<Vec<u8>> = (0..4u32)
+            .map(|t| {
+                (0..256u32)
+                    .flat_map(|i| leaf_hash(&(t * 256 + i).to_be_bytes()))
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[u8]> = tiles.iter().map(Vec::as_slice).collect();
+        let mut parents: Vec<Hash> = refs.iter().map(|t| mth_of_concat(t)).collect();
+        verify_many_against_parents(&refs, &parents, 0, 8, None).unwrap();
+        verify_many_against_parents(&refs, &parents, 0, 8, Some(1)).unwrap();
+        parents[2][0] ^= 1;
+        parents[3][0] ^= 1;
+        match verify_many_against_parents(&refs, &parents, 0, 8, None).unwrap_err() {
+            Error::TileHash { index, .. } => assert_eq!(index, 10),
+            e => panic!("{e}"),
+        }
+        assert!(verify_many_against_parents(&refs, &parents[..3], 0, 8, None).is_err());
+        assert!(verify_many_against_parents(&refs, &parents, 0, u64::MAX - 1, None).is_err());
     }
 
     #[test]

@@ -259,6 +259,44 @@ fn verify_tile_against_parent(
         .py_err(py)
 }
 
+/// Checks consecutive full tiles `(level, first_index + k)` against `parent_hashes[k]`.
+#[pyfunction]
+#[pyo3(signature = (tiles_data, parent_hashes, level, first_index, threads=None))]
+fn verify_tiles_against_parents(
+    py: Python<'_>,
+    tiles_data: Vec<Bound<'_, PyAny>>,
+    parent_hashes: &Bound<'_, PyAny>,
+    level: u64,
+    first_index: u64,
+    threads: Option<usize>,
+) -> PyResult<()> {
+    let pv = ByteView::new(parent_hashes, "parent hashes")?;
+    let ps = pv.as_slice();
+    if ps.len() % 32 != 0 {
+        return Err(malformed(
+            py,
+            "parent hashes",
+            "length",
+            format!("{} bytes is not a multiple of 32", ps.len()),
+        ));
+    }
+    let parents: Vec<Hash> = ps
+        .chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect();
+    let tv = tiles_data
+        .iter()
+        .map(|t| ByteView::new(t, "hash tile"))
+        .collect::<PyResult<Vec<_>>>()?;
+    let ts: Vec<&[u8]> = tv.iter().map(ByteView::as_slice).collect();
+    py.detach(|| bundle::verify_many_against_parents(&ts, &parents, level, first_index, threads))
+        .py_err(py)
+}
+
 // ---------------------------------------------------------------------------
 // Proofs and roots from tiles.
 
@@ -476,6 +514,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify_bundle_against_tile, m)?)?;
     m.add_function(wrap_pyfunction!(verify_bundles_against_tiles, m)?)?;
     m.add_function(wrap_pyfunction!(verify_tile_against_parent, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_tiles_against_parents, m)?)?;
     m.add_function(wrap_pyfunction!(inclusion_tiles, m)?)?;
     m.add_function(wrap_pyfunction!(consistency_tiles, m)?)?;
     m.add_function(wrap_pyfunction!(inclusion_proof_from_tiles, m)?)?;
