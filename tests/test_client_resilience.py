@@ -141,6 +141,7 @@ def test_permanent_error_after_transient_is_raised_itself() -> None:
     with pytest.raises(RekorAPIError) as info:
         policy(clock).call(fn)
     assert info.value is final
+    assert any("after 1 failed attempt" in n for n in info.value.__notes__)
 
 
 def test_async_retry_twin() -> None:

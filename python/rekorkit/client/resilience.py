@@ -171,7 +171,7 @@ class RetryPolicy:
         if not is_retryable(last):
             # A permanent error after transient ones: that error is the answer,
             # but keep the history on it for diagnosis.
-            last.__notes__ = [f"after {len(attempts) - 1} failed attempt(s)"]
+            last.add_note(f"after {len(attempts) - 1} failed attempt(s): {attempts[-2]}")
             return last
         newest_first = list(reversed(attempts))
         return RetryExhaustedError(
