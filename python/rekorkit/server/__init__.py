@@ -7,7 +7,8 @@ Run it with ``rekorkit serve --data DIR`` or, in tests, with
 * :class:`Integrator` (``integrator``): batched integration behind the APIs;
 * :func:`create_app` / :class:`LogService` (``app``): the ASGI application;
 * :func:`seed_log` (``seed``): bulk preload of synthetic signed entries;
-* :class:`FaultRule` (``faults``) and :func:`build_fork` (``fork``): a log that misbehaves on purpose.
+* :class:`FaultRule` (``faults``) and :func:`build_fork` (``fork``): a log that
+  misbehaves on purpose.
 """
 
 from rekorkit.server.app import LogService, ServerOptions, create_app, open_service

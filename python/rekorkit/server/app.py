@@ -165,7 +165,7 @@ async def admin_faults(request: Request) -> Response:
 
 
 async def admin_fork(request: Request) -> Response:
-    """``/_rekorkit/fork``: start (POST ``{"at", "extra", "readers"}``), show (GET) or stop (DELETE)."""
+    """``/_rekorkit/fork``: start (POST ``{"at", "extra", "readers"}``), show or stop it."""
     service: LogService = request.app.state.service
     if request.method == "DELETE":
         service.fork = None

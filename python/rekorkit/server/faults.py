@@ -29,7 +29,8 @@ ACTIONS = ("status", "drop", "truncate", "latency")
 STATUSES = (429, 500, 502, 503, 504)
 
 _HTML = (
-    "<html>\r\n<head><title>{s} {r}</title></head>\r\n<body>\r\n<center><h1>{s} {r}</h1></center>\r\n"
+    "<html>\r\n<head><title>{s} {r}</title></head>\r\n<body>\r\n"
+    "<center><h1>{s} {r}</h1></center>\r\n"
     "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
 _REASONS = {
@@ -170,7 +171,7 @@ def _abort(send: Send, *, flush: bool = False) -> bool:
     else:
         transport.abort()
     # Tell uvicorn the peer is gone, so it does not try to answer with a 500.
-    if hasattr(cycle, "disconnected"):
+    if cycle is not None and hasattr(cycle, "disconnected"):
         cycle.disconnected = True
     return True
 

@@ -282,27 +282,35 @@ class TransparencyLog:
         self._edge = kept | fresh
 
     def bulk_append(
-        self, hashes: np.ndarray, bundles: Sequence[bytes], tail: Sequence[bytes], *, now: int = 0
+        self,
+        hashes: np.ndarray,
+        bundles: Sequence[bytes] | int,
+        tail: Sequence[bytes],
+        *,
+        now: int = 0,
     ) -> None:
         """Append pre-hashed, pre-bundled entries without dedup and without publishing.
 
-        For bulk loads only: the log must end on a bundle boundary, ``bundles``
-        are the encoded full bundles and ``tail`` the entries after them. Files
-        are written without per-file fsync; :meth:`publish` syncs and signs.
+        For bulk loads only: the log must end on a bundle boundary. ``bundles``
+        are the encoded full bundles, or how many full bundles the caller has
+        already written under :attr:`store` (worker processes do); ``tail`` are
+        the entries after them. Files are written without per-file fsync;
+        :meth:`publish` syncs and signs.
         """
         with self._write_lock:
             start = self._appender.size
             if start % WIDTH or self._edge_entries:
                 raise ValueError("bulk_append needs a log that ends on a bundle boundary")
-            n = len(hashes)
-            if n != len(bundles) * WIDTH + len(tail):
+            n_full = bundles if isinstance(bundles, int) else len(bundles)
+            if len(hashes) != n_full * WIDTH + len(tail):
                 raise ValueError("hash count does not match the bundles")
             touched = self._appender.append(hashes)
             files: list[tuple[str, bytes]] = [(tid.path, data) for tid, data in touched]
             b0 = start // WIDTH
-            files.extend((bundle_path(b0 + i), data) for i, data in enumerate(bundles))
+            if not isinstance(bundles, int):
+                files.extend((bundle_path(b0 + i), data) for i, data in enumerate(bundles))
             if tail:
-                b = b0 + len(bundles)
+                b = b0 + n_full
                 files.append((bundle_path(b, len(tail)), encode_entry_bundle(list(tail))))
             self.store.write_files(files, durable=False)
             self.index.add(start, hashes, now)

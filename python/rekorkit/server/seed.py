@@ -21,6 +21,7 @@ the index, and publishes one checkpoint after a single ``sync``.
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
 import os
 import secrets
@@ -33,6 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from rekorkit.server.log import WIDTH, TransparencyLog
+from rekorkit.server.storage import TileStore, bundle_path
 
 __all__ = ["SeedStats", "SyntheticEntries", "seed_log"]
 
@@ -54,7 +56,7 @@ _CHUNK = 64 * WIDTH
 def _ecdsa(algorithm: hashes.HashAlgorithm | utils.Prehashed) -> ec.ECDSA:
     """ECDSA with RFC 6979 nonces where available, so every worker signs a group alike."""
     try:
-        return ec.ECDSA(algorithm, deterministic_signing=True)  # type: ignore[call-arg]
+        return ec.ECDSA(algorithm, deterministic_signing=True)
     except TypeError:  # cryptography < 44: randomized, still valid
         return ec.ECDSA(algorithm)
 
@@ -109,11 +111,13 @@ class SyntheticEntries:
     def payload(self, group: int) -> bytes:
         """The in-toto statement signed for ``group``."""
         digest = hashlib.sha256(f"{self.tag}/{group}".encode()).hexdigest()
-        return (
-            '{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"seed-%s-%d",'
-            '"digest":{"sha256":"%s"}}],"predicateType":"https://rekorkit.dev/seed/v1",'
-            '"predicate":{}}' % (self.tag, group, digest)
-        ).encode()
+        statement = {
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": f"seed-{self.tag}-{group}", "digest": {"sha256": digest}}],
+            "predicateType": "https://rekorkit.dev/seed/v1",
+            "predicate": {},
+        }
+        return json.dumps(statement, separators=(",", ":")).encode()
 
     def envelope_parts(self, group: int) -> tuple[str, str, str, str]:
         """``(prefix, suffix, signature b64, payload hash)``: envelope = prefix + keyid + suffix."""
@@ -133,11 +137,11 @@ class SyntheticEntries:
         sig = self.key.sign(pae(_PAYLOAD_TYPE, payload), _ecdsa(hashes.SHA256()))
         sig_b64 = b64encode(sig).decode()
         # Envelope.to_json() field order and separators (what clients send).
-        prefix = '{"payload":"%s","payloadType":"%s","signatures":[{"keyid":"' % (
-            b64encode(payload).decode(),
-            _PAYLOAD_TYPE,
+        payload_b64 = b64encode(payload).decode()
+        prefix = (
+            f'{{"payload":"{payload_b64}","payloadType":"{_PAYLOAD_TYPE}","signatures":[{{"keyid":"'
         )
-        suffix = '","sig":"%s"}]}' % sig_b64
+        suffix = f'","sig":"{sig_b64}"}}]}}'
         return prefix, suffix, sig_b64, hashlib.sha256(payload).hexdigest()
 
     def dsse_envelope(self, index: int) -> str:
@@ -204,25 +208,36 @@ def _worker_init(key_pem: bytes, tag: str) -> None:
     _worker_gen = SyntheticEntries(key_pem, tag)
 
 
-def _worker_chunk(job: tuple[int, int, int]) -> tuple[bytes, list[bytes], list[bytes]]:
-    """Build one aligned chunk: (leaf hashes, full bundles, entries of a trailing partial bundle)."""
+def _worker_chunk(job: tuple[int, int, int, int, str]) -> tuple[bytes, int, list[bytes]]:
+    """Build one aligned chunk and write its full bundles.
+
+    Returns the leaf hashes, how many full bundles were written, and the
+    entries of a trailing partial bundle (the parent writes that one).
+    """
     from rekorkit.merkle import hash_leaves
     from rekorkit.tiles import encode_entry_bundle
 
-    start, count, every = job
+    start, count, every, position, tiles_dir = job
     assert _worker_gen is not None
     bodies = _worker_gen.bodies(start, count, every)
     hashes = hash_leaves(bodies)
     full = count // WIDTH * WIDTH
-    bundles = [encode_entry_bundle(bodies[b : b + WIDTH]) for b in range(0, full, WIDTH)]
-    return hashes.tobytes(), bundles, bodies[full:]
+    first = position // WIDTH
+    files = [
+        (bundle_path(first + k, WIDTH), encode_entry_bundle(bodies[b : b + WIDTH]))
+        for k, b in enumerate(range(0, full, WIDTH))
+    ]
+    TileStore(tiles_dir, fsync=False, cache_bytes=0).write_files(files, durable=False)
+    return hashes.tobytes(), len(files), bodies[full:]
 
 
-def _jobs(first: int, n: int, every: int) -> Iterator[tuple[int, int, int]]:
+def _jobs(
+    first: int, n: int, every: int, position: int, tiles_dir: str
+) -> Iterator[tuple[int, int, int, int, str]]:
     pos = first
     while pos < first + n:
         count = min(_CHUNK, first + n - pos)
-        yield (pos, count, every)
+        yield (pos, count, every, position + pos - first, tiles_dir)
         pos += count
 
 
@@ -257,17 +272,18 @@ def seed_log(
     rest = n - done
     if rest:
         procs = (os.cpu_count() or 1) if workers is None else workers
-        jobs = _jobs(done, rest, every)
+        jobs = _jobs(done, rest, every, log.state.size, str(log.store.root))
         if procs <= 0 or rest <= _CHUNK:
             global _worker_gen
             _worker_gen = gen
-            results: Iterator[tuple[bytes, list[bytes], list[bytes]]] = map(_worker_chunk, jobs)
-            for hashes, bundles, tail in results:
-                log.bulk_append(np.frombuffer(hashes, np.uint8).reshape(-1, 32), bundles, tail)
+            results: Iterator[tuple[bytes, int, list[bytes]]] = map(_worker_chunk, jobs)
+            for hashes, written, tail in results:
+                log.bulk_append(np.frombuffer(hashes, np.uint8).reshape(-1, 32), written, tail)
         else:
             ctx = mp.get_context("spawn")
             with ctx.Pool(procs, _worker_init, (gen.key_pem, gen.tag)) as pool:
-                for hashes, bundles, tail in pool.imap(_worker_chunk, jobs):
-                    log.bulk_append(np.frombuffer(hashes, np.uint8).reshape(-1, 32), bundles, tail)
+                # Workers build, hash and write bundles; this process appends in order.
+                for hashes, written, tail in pool.imap(_worker_chunk, jobs):
+                    log.bulk_append(np.frombuffer(hashes, np.uint8).reshape(-1, 32), written, tail)
     log.publish()
     return SeedStats(n, n - hashedrekord, hashedrekord, log.state.size)

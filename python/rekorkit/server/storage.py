@@ -13,6 +13,7 @@ The checkpoint is written last, after everything it commits to is durable
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
@@ -57,15 +58,16 @@ class TileStore:
         fsync: flush files and directories to stable storage before renames
             and before the checkpoint is published. Only benchmarks on
             throwaway data turn this off.
-        cache_tiles: how many immutable full tiles/bundles to keep in memory.
+        cache_bytes: memory for recently read immutable full tiles and bundles.
     """
 
-    def __init__(self, root: Path | str, *, fsync: bool = True, cache_tiles: int = 4096):
+    def __init__(self, root: Path | str, *, fsync: bool = True, cache_bytes: int = 64 << 20):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
         self._cache: OrderedDict[str, bytes] = OrderedDict()
-        self._cache_max = cache_tiles
+        self._cache_max = cache_bytes
+        self._cache_size = 0
         self._lock = threading.Lock()
         self._tmp_seq = 0
 
@@ -101,8 +103,7 @@ class TileStore:
             for tmp, final in staged:
                 os.replace(tmp, final)
                 rel = final.relative_to(self.root).as_posix()
-                with self._lock:
-                    self._cache.pop(rel, None)
+                self._uncache(rel)
             staged.clear()
             if sync:
                 for d in dirs:
@@ -111,10 +112,8 @@ class TileStore:
             raise StoreError(f"writing tiles under {self.root} failed: {exc}") from exc
         finally:
             for tmp, _ in staged:
-                try:
+                with contextlib.suppress(OSError):
                     tmp.unlink()
-                except OSError:
-                    pass
 
     def publish_checkpoint(self, data: bytes, name: str = "checkpoint") -> None:
         """Atomically replace the checkpoint; call only once its tiles are durable."""
@@ -158,11 +157,13 @@ class TileStore:
                 data = f.read()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
-        if cacheable:
+        if cacheable and len(data) <= self._cache_max:
             with self._lock:
-                self._cache[rel] = data
-                if len(self._cache) > self._cache_max:
-                    self._cache.popitem(last=False)
+                if rel not in self._cache:
+                    self._cache[rel] = data
+                    self._cache_size += len(data)
+                while self._cache_size > self._cache_max:
+                    self._cache_size -= len(self._cache.popitem(last=False)[1])
         return data
 
     def read_checkpoint(self, name: str = "checkpoint") -> bytes | None:
@@ -179,7 +180,7 @@ class TileStore:
         return self._read_prefix(tile_path(level, index), width, _HASH_SIZE, level, index)
 
     def read_bundle(self, index: int, width: int = _TILE_WIDTH) -> bytes:
-        """Entry bundle ``index`` with exactly ``width`` entries (exact file or full bundle prefix)."""
+        """Entry bundle ``index`` with exactly ``width`` entries (exact file or a wider prefix)."""
         exact = self.read(bundle_path(index, width))
         if exact is not None:
             return exact
@@ -235,10 +236,15 @@ class TileStore:
                 if not found and n > edge:
                     break
                 n += 1
-        with self._lock:
-            for rel in removed:
-                self._cache.pop(rel, None)
+        for rel in removed:
+            self._uncache(rel)
         return removed
+
+    def _uncache(self, rel: str) -> None:
+        with self._lock:
+            old = self._cache.pop(rel, None)
+            if old is not None:
+                self._cache_size -= len(old)
 
     def _remove_tile_files(self, base: str, is_edge: bool, width: int, out: list[str]) -> bool:
         """Remove ``base`` (full) and its partials wider than ``width`` (all, past the edge)."""

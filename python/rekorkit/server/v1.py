@@ -330,7 +330,8 @@ async def consistency_proof(request: Request) -> Response:
     if last > size:
         return v1_error(
             400,
-            f"the tree size requested({last}) was greater than what is currently observable({size})",
+            f"the tree size requested({last}) was greater than what is currently "
+            f"observable({size})",
         )
 
     def work() -> dict[str, Any]:
