@@ -1,31 +1,30 @@
 """Client benchmarks against the local log server (a child process on loopback).
 
-Each case runs its baseline in the same run on the same input and records
-the ratio in ``extra_info``:
+Each client case is paired with a baseline case on the same server in the
+same run (defined first, so ``measure`` can record the ratio):
 
-* async v2 submission (verified, 16 in flight) vs sequential plain httpx POSTs;
-* tile reads with bounded concurrency vs sequential plain httpx GETs;
-* verification overhead: verified v1 lookups vs the same lookups with every
-  check off, as a share of request time.
+* async v2 submission (verified, bounded concurrency) vs sequential plain
+  httpx POSTs without verification;
+* tile reads through ``AsyncTileReader`` (bounded concurrency) vs sequential
+  plain httpx GETs;
+* verified v1 lookups vs the same lookups with every check off: the ratio is
+  what verification costs as a share of request time
+  (``overhead_pct`` = ``(1 / ratio - 1) * 100``).
 
 Targets (issue 5): >= 1,000 entries/s, >= 2,000 tiles/s, overhead <= 10 %.
-``REKORKIT_BENCH_QUICK=1`` shrinks every input.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import statistics
-import sys
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+from conftest import measure, scaled
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
@@ -37,44 +36,32 @@ from rekorkit.note import parse_verifier_key
 from rekorkit.testing import LocalRekor, start_server
 from rekorkit.trust import log_from_key
 
-QUICK = os.environ.get("REKORKIT_BENCH_QUICK") == "1"
-N_SUBMIT = 60 if QUICK else 2000
-N_BASELINE_SUBMIT = 30 if QUICK else 300
-N_TILES = 100 if QUICK else 4000
-N_GETS = 20 if QUICK else 300
-SEED = 300 if QUICK else 4096
-ROUNDS = 1 if QUICK else 3
-# On the 2-core box the server and the client share the CPUs; past ~16 requests
-# in flight the server only queues them (measured: 64 in flight is slower than 8).
+N_SUBMIT = scaled(2000, 60)
+N_TILES = scaled(4000, 100)
+N_GETS = scaled(300, 20)
+SEED = scaled(4096, 300)
+ROUNDS = 3
+# The server and the client share the 2-core box; past ~16 requests in flight
+# the server only queues them (measured: 64 in flight is slower than 8).
 CONCURRENCY = 16
 
-sys.path.insert(0, str(Path(__file__).parent))
 _KEY = ec.generate_private_key(ec.SECP256R1())
 _counter = iter(range(1, 10**9))
 
 
-def signed(n: int) -> tuple[bytes, bytes]:
-    digest = hashlib.sha256(b"bench artifact %d %d" % (os.getpid(), n)).digest()
-    return digest, _KEY.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-
-
 def v2_requests(count: int) -> list[dict[str, Any]]:
+    """Fresh, valid v2 requests (each one new, so none is a duplicate)."""
     out = []
     for _ in range(count):
-        digest, sig = signed(next(_counter))
+        digest = hashlib.sha256(b"bench %d %d" % (os.getpid(), next(_counter))).digest()
+        sig = _KEY.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
         out.append(hashedrekord_v002_request(digest, sig, _KEY.public_key()))
     return out
 
 
-def timed(fn: Callable[[], Any], rounds: int = 3) -> tuple[float, Any]:
-    """Median wall time of ``fn`` over ``rounds`` runs, and its last result."""
-    times = []
-    result = None
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
+def batches(count: int, size: int) -> Iterator[list[dict[str, Any]]]:
+    """Request batches signed before timing starts (one per timed or warm-up round)."""
+    return iter([v2_requests(size) for _ in range(count)])
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +70,25 @@ def server() -> Iterator[LocalRekor]:
         yield srv
 
 
-def test_async_v2_submission(benchmark: Any, server: LocalRekor) -> None:
-    """Verified async submissions/s vs sequential unverified httpx POSTs."""
+def test_submit_baseline_httpx_sequential(benchmark: Any, server: LocalRekor) -> None:
+    pending = batches(ROUNDS + 2, N_SUBMIT // 4)
+
+    def run() -> int:
+        with httpx.Client(timeout=60) as h:
+            return sum(
+                h.post(server.url + "/api/v2/log/entries", json=r).status_code == 201
+                for r in next(pending)
+            )
+
+    assert measure(benchmark, run, ops=N_SUBMIT // 4, rounds=ROUNDS) == N_SUBMIT // 4
+
+
+def test_submit_async_verified(benchmark: Any, server: LocalRekor) -> None:
+    pending = batches(ROUNDS + 2, N_SUBMIT)
     verifier = parse_verifier_key(server.checkpoint_vkey)
 
-    def ours() -> int:
-        reqs = v2_requests(N_SUBMIT)
+    def run() -> int:
+        reqs = next(pending)
 
         async def main() -> int:
             async with AsyncRekorV2Client(
@@ -102,91 +102,99 @@ def test_async_v2_submission(benchmark: Any, server: LocalRekor) -> None:
 
         return anyio.run(main)
 
-    def baseline() -> int:
-        reqs = v2_requests(N_BASELINE_SUBMIT)
-        ok = 0
-        with httpx.Client(timeout=60) as h:
-            for r in reqs:
-                ok += h.post(server.url + "/api/v2/log/entries", json=r).status_code == 201
-        return ok
-
-    t_base, n_base = timed(baseline, rounds=1)
-    t_ours, n_ours = timed(ours, rounds=ROUNDS)
-    assert n_base == N_BASELINE_SUBMIT and n_ours == N_SUBMIT
-    result = benchmark.pedantic(ours, rounds=1, iterations=1)
-    assert result == N_SUBMIT
-    ours_rate, base_rate = N_SUBMIT / t_ours, N_BASELINE_SUBMIT / t_base
-    benchmark.extra_info.update(
+    result = measure(
+        benchmark,
+        run,
         ops=N_SUBMIT,
-        baseline="sequential httpx POST, no verification",
-        entries_per_s=round(ours_rate),
-        baseline_entries_per_s=round(base_rate),
-        ratio=round(ours_rate / base_rate, 2),
+        baseline="test_submit_baseline_httpx_sequential",
+        rounds=ROUNDS,
+        note=f"{CONCURRENCY} in flight, every response verified",
     )
+    assert result == N_SUBMIT
 
 
-def test_tile_reads(benchmark: Any, server: LocalRekor) -> None:
-    """Tiles/s through AsyncTileReader (16 in flight) vs sequential httpx GETs."""
+def _tile_ids() -> list[tuple[int, int, int]]:
     full = SEED // 256
-    ids = [(0, i % max(full, 1), 256 if full else SEED % 256) for i in range(N_TILES)]
+    if full == 0:
+        return [(0, 0, SEED)] * N_TILES
+    return [(0, i % full, 256) for i in range(N_TILES)]
 
-    def ours() -> int:
+
+def test_tiles_baseline_httpx_sequential(benchmark: Any, server: LocalRekor) -> None:
+    ids = _tile_ids()[: N_TILES // 4]
+
+    def run() -> int:
+        with httpx.Client() as h:
+            return sum(len(h.get(f"{server.url}/tile/0/{i:03d}").content) for _, i, _ in ids)
+
+    assert measure(benchmark, run, ops=len(ids), rounds=ROUNDS) == 8192 * len(ids)
+
+
+def test_tiles_async_reader(benchmark: Any, server: LocalRekor) -> None:
+    ids = _tile_ids()
+
+    def run() -> int:
         async def main() -> int:
             async with AsyncTileReader(server.url, max_concurrency=CONCURRENCY) as r:
-                tiles = await r.tiles(ids)
-            return sum(len(t) for t in tiles)
+                return sum(len(t) for t in await r.tiles(ids))
 
         return anyio.run(main)
 
-    def baseline() -> int:
-        total = 0
-        with httpx.Client() as h:
-            for level, index, width in ids[: N_TILES // 2]:
-                suffix = "" if width == 256 else f".p/{width}"
-                total += len(h.get(f"{server.url}/tile/{level}/{index:03d}{suffix}").content)
-        return total
-
-    t_base, n_base = timed(baseline, rounds=1)
-    t_ours, n_ours = timed(ours, rounds=ROUNDS)
-    assert n_ours == sum(w * 32 for _, _, w in ids)
-    assert n_base == n_ours // 2 or n_base == sum(w * 32 for _, _, w in ids[: N_TILES // 2])
-    benchmark.pedantic(ours, rounds=1, iterations=1)
-    rate, base_rate = N_TILES / t_ours, (N_TILES // 2) / t_base
-    benchmark.extra_info.update(
-        ops=N_TILES,
-        baseline="sequential httpx GET",
-        tiles_per_s=round(rate),
-        baseline_tiles_per_s=round(base_rate),
-        ratio=round(rate / base_rate, 2),
+    result = measure(
+        benchmark,
+        run,
+        ops=len(ids),
+        baseline="test_tiles_baseline_httpx_sequential",
+        rounds=ROUNDS,
+        note=f"{CONCURRENCY} in flight, no cache",
     )
+    assert result == sum(32 * w for _, _, w in ids)
 
 
-def test_verification_overhead(benchmark: Any, server: LocalRekor) -> None:
-    """v1 lookups with every check vs none: the share of request time verification costs."""
+@pytest.fixture(scope="module")
+def lookups(server: LocalRekor) -> dict[str, Any]:
     log = log_from_key(server.url, server.public_key_pem)
     verifier = parse_verifier_key(server.v1_vkey)
     with RekorV1Client(server.url, log=log, verifier=verifier) as c:
-        for _ in range(3):  # entries with SETs to look up
-            digest, sig = signed(next(_counter))
+        for _ in range(3):  # entries with SETs under this key to look up
+            digest = hashlib.sha256(b"lookup %d" % next(_counter)).digest()
+            sig = _KEY.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
             c.submit(hashedrekord_v001_request(sig, _KEY.public_key(), digest))
         size = c.log_info().total_size
-    indices = [size - 1 - (i % 3) for i in range(N_GETS)]
+    return {
+        "log": log,
+        "verifier": verifier,
+        "indices": [size - 1 - (i % 3) for i in range(N_GETS)],
+    }
 
-    def run(opts: VerifyOptions) -> int:
-        with RekorV1Client(
-            server.url, log=log, verifier=verifier, verify=opts, retry=RetryPolicy.none()
-        ) as c:
-            return sum(c.get_entry(i).log_index == i for i in indices)
 
-    t_none, n_none = timed(lambda: run(VerifyOptions.none()), rounds=ROUNDS)
-    t_all, n_all = timed(lambda: run(VerifyOptions()), rounds=ROUNDS)
-    assert n_none == n_all == N_GETS
-    benchmark.pedantic(lambda: run(VerifyOptions()), rounds=1, iterations=1)
-    benchmark.extra_info.update(
+def _lookups(server: LocalRekor, lk: dict[str, Any], opts: VerifyOptions) -> int:
+    with RekorV1Client(
+        server.url,
+        log=lk["log"],
+        verifier=lk["verifier"],
+        verify=opts,
+        retry=RetryPolicy.none(),
+    ) as c:
+        return sum(c.get_entry(i).log_index == i for i in lk["indices"])
+
+
+def test_lookups_unverified(benchmark: Any, server: LocalRekor, lookups: dict[str, Any]) -> None:
+    run = lambda: _lookups(server, lookups, VerifyOptions.none())  # noqa: E731
+    assert measure(benchmark, run, ops=N_GETS, rounds=ROUNDS) == N_GETS
+
+
+def test_lookups_verified(benchmark: Any, server: LocalRekor, lookups: dict[str, Any]) -> None:
+    run = lambda: _lookups(server, lookups, VerifyOptions())  # noqa: E731
+    result = measure(
+        benchmark,
+        run,
         ops=N_GETS,
-        baseline="same lookups, VerifyOptions.none()",
-        overhead_pct=round(100 * (t_all - t_none) / t_none, 1),
-        verified_ms_per_request=round(1000 * t_all / N_GETS, 3),
-        unverified_ms_per_request=round(1000 * t_none / N_GETS, 3),
-        ratio=round(t_none / t_all, 3),
+        baseline="test_lookups_unverified",
+        rounds=ROUNDS,
+        note="UUID, checkpoint signature, inclusion, SET and consistency checked",
     )
+    assert result == N_GETS
+    ratio = benchmark.extra_info.get("ratio")
+    if ratio:
+        benchmark.extra_info["overhead_pct"] = round((1 / ratio - 1) * 100, 1)
