@@ -46,6 +46,8 @@ from rekorkit.errors import (
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
+    from rekorkit.trust import LogInstance
+
 __all__ = [
     "Check",
     "EntryVerification",
@@ -554,7 +556,7 @@ class EntryVerification:
 
     checks: tuple[Check, ...]
     entry: TransparencyLogEntry | LogEntry | None = None
-    log: Any = None
+    log: LogInstance | None = None
 
     @property
     def ok(self) -> bool:
