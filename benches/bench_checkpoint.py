@@ -9,7 +9,8 @@
 
 Both sides use the same OpenSSL signature check, so the ratios show what the
 parsing and payload work cost on top of it; ``openssl_verify_per_s`` records
-the bare signature rate from the same run. ``REKORKIT_BENCH_QUICK=1`` shrinks inputs.
+the bare signature rate from the same run, and ``loadavg_1m`` how busy the
+machine was. ``REKORKIT_BENCH_QUICK=1`` shrinks inputs.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def test_open_distinct_checkpoints(benchmark: Any) -> None:
         ratio=round(t_base / t_ours, 2),
         two_threads_per_s=round(N_CHECKPOINTS / t_two),
         openssl_verify_per_s=round(_openssl_rate()),
+        loadavg_1m=os.getloadavg()[0],
     )
 
 
@@ -143,6 +145,7 @@ def test_reopen_one_checkpoint(benchmark: Any) -> None:
         per_s=round(N_REPEAT / t_ours),
         baseline_per_s=round(N_REPEAT / t_base),
         ratio=round(t_base / t_ours, 2),
+        loadavg_1m=os.getloadavg()[0],
     )
 
 
@@ -196,4 +199,5 @@ def test_set_batch(benchmark: Any) -> None:
         baseline_per_s=round(N_SETS / t_base),
         ratio=round(t_base / t_ours, 2),
         two_threads_per_s=round(N_SETS / t_two),
+        loadavg_1m=os.getloadavg()[0],
     )
