@@ -263,6 +263,8 @@ class TileStore:
                     (pdir / name).unlink()
                     out.append(f"{base}.p/{name}")
                     found = True
+            with contextlib.suppress(OSError):  # only succeeds when nothing is left
+                pdir.rmdir()
         return found
 
 
