@@ -17,6 +17,7 @@ import pytest
 from client_fakes import proposed_hashedrekord, v2_request
 from rekorkit.client import (
     AsyncTileReader,
+    Failover,
     RetryPolicy,
     TileReader,
     Timeouts,
@@ -38,22 +39,27 @@ from rekorkit.trust import log_from_key
 
 
 class Sleeps:
-    """An injectable sleep that records waits instead of taking them."""
+    """An injectable sleep that records waits and advances a fake clock instead."""
 
     def __init__(self) -> None:
         self.waits: list[float] = []
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
 
     def __call__(self, s: float) -> None:
         self.waits.append(s)
+        self.now += s
 
     async def asleep(self, s: float) -> None:
-        self.waits.append(s)
+        self(s)
 
 
 def policy(sleeps: Sleeps, **kw: Any) -> RetryPolicy:
     kw.setdefault("max_attempts", 6)
     kw.setdefault("base_delay", 0.01)
-    return RetryPolicy(sleep=sleeps, async_sleep=sleeps.asleep, **kw)
+    return RetryPolicy(sleep=sleeps, async_sleep=sleeps.asleep, clock=sleeps.clock, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -281,3 +287,31 @@ def test_forked_log_is_divergence(srv: LocalRekor) -> None:
                 c1.log_info()
         finally:
             srv.unfork()
+
+
+def test_async_clients_under_faults(srv: LocalRekor) -> None:
+    sleeps = Sleeps()
+
+    async def main() -> None:
+        # breakers on the same fake clock: five failures in a row open one, and
+        # the policy then waits (in fake time) for its half-open probe
+        f1 = Failover([srv.url], clock=sleeps.clock)
+        f2 = Failover([srv.url], clock=sleeps.clock)
+        async with (
+            av1(srv, retry=policy(sleeps, max_attempts=10), failover=f1) as c1,
+            av2(srv, retry=policy(sleeps, max_attempts=10), failover=f2) as c2,
+        ):
+            srv.set_faults(
+                {"action": "status", "status": 503, "count": 2, "retry_after": 1},
+                {"action": "drop", "count": 1},
+                {"action": "truncate", "count": 1},
+                {"action": "status", "status": 429, "count": 1, "retry_after": 2},
+            )
+            e1 = await c1.submit(proposed_hashedrekord(fresh()))
+            e2 = await c2.submit(v2_request(fresh()))
+            assert (await c1.get_entry(e1.log_index)).uuid == e1.uuid
+            assert (await c2.entry(e2.log_index)).canonicalized_body == e2.canonicalized_body
+
+    anyio.run(main)
+    assert len(sleeps.waits) >= 5
+    assert 2.0 in sleeps.waits and 1.0 in sleeps.waits

@@ -321,7 +321,7 @@ class Failover:
         base_urls: Sequence[str],
         *,
         failure_threshold: int = 5,
-        reset_timeout: float = 30.0,
+        reset_timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not base_urls:

@@ -32,7 +32,7 @@ from rekorkit.client._flow import Flow, adrive, drive
 from rekorkit.client._http import RawResponse, RequestSpec
 from rekorkit.client._session import AsyncSession, SyncSession
 from rekorkit.client.backends import Backend
-from rekorkit.client.resilience import RetryPolicy, Timeouts
+from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
 from rekorkit.client.tracking import CheckpointTracker
 from rekorkit.client.verification import (
     CheckpointCache,
@@ -487,6 +487,7 @@ class RekorV1Client:
         verify: which checks to run (:class:`VerifyOptions`).
         tracker: checkpoint memory to share with other clients.
         transport, retry, timeout, http2, max_connections: HTTP settings.
+        failover: a prepared :class:`Failover` with its breakers (else one over the URLs).
     """
 
     def __init__(
@@ -500,6 +501,7 @@ class RekorV1Client:
         tracker: CheckpointTracker | None = None,
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy | None = None,
+        failover: Failover | None = None,
         timeout: Timeouts | None = None,
         http2: bool = False,
         max_connections: int = 16,
@@ -510,6 +512,7 @@ class RekorV1Client:
             urls,
             transport=transport,
             retry=retry,
+            failover=failover,
             timeout=timeout,
             http2=http2,
             max_connections=max_connections,
@@ -613,6 +616,7 @@ class AsyncRekorV1Client:
         tracker: CheckpointTracker | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
+        failover: Failover | None = None,
         timeout: Timeouts | None = None,
         http2: bool = False,
         max_concurrency: int = 16,
@@ -625,6 +629,7 @@ class AsyncRekorV1Client:
             urls,
             transport=transport,
             retry=retry,
+            failover=failover,
             timeout=timeout,
             http2=http2,
             max_connections=max_concurrency,

@@ -35,7 +35,7 @@ from rekorkit.client._flow import Flow, TileProof, adrive, drive
 from rekorkit.client._http import RawResponse, RequestSpec
 from rekorkit.client._session import AsyncSession, SyncSession
 from rekorkit.client.backends import Backend
-from rekorkit.client.resilience import RetryPolicy, Timeouts
+from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
 from rekorkit.client.tilereader import (
     TILE_WIDTH,
     AsyncTileReader,
@@ -302,6 +302,7 @@ class RekorV2Client:
         tracker: checkpoint memory to share.
         transport: httpx transport for writes and reads (tests).
         retry, write_timeout, read_timeout, http2, max_concurrency: HTTP settings.
+        failover: a prepared :class:`Failover` for writes (else one over the URLs).
     """
 
     def __init__(
@@ -316,6 +317,7 @@ class RekorV2Client:
         tracker: CheckpointTracker | None = None,
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy | None = None,
+        failover: Failover | None = None,
         write_timeout: Timeouts | None = None,
         read_timeout: Timeouts | None = None,
         http2: bool = False,
@@ -327,6 +329,7 @@ class RekorV2Client:
             urls,
             transport=transport,
             retry=retry,
+            failover=failover,
             timeout=write_timeout or Timeouts.for_v2_writes(),
             http2=http2,
             max_connections=max_concurrency,
@@ -420,6 +423,7 @@ class AsyncRekorV2Client:
         tracker: CheckpointTracker | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
+        failover: Failover | None = None,
         write_timeout: Timeouts | None = None,
         read_timeout: Timeouts | None = None,
         http2: bool = False,
@@ -433,6 +437,7 @@ class AsyncRekorV2Client:
             urls,
             transport=transport,
             retry=retry,
+            failover=failover,
             timeout=write_timeout or Timeouts.for_v2_writes(),
             http2=http2,
             max_connections=max_concurrency,
