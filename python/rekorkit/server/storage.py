@@ -17,7 +17,9 @@ import contextlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from rekorkit.errors import StoreError
@@ -75,39 +77,42 @@ class TileStore:
     def write_files(self, files: Iterable[tuple[str, bytes]], *, durable: bool = True) -> None:
         """Write each ``(relative path, content)`` atomically (and durably).
 
-        All temporary files are written and flushed first, then renamed, then
-        their directories flushed, so one batch costs one round of fsyncs.
-        ``durable=False`` skips the fsyncs; the caller must :meth:`sync`
-        before publishing a checkpoint that covers these files.
+        All temporary files are written first and flushed together, then
+        renamed, then their directories flushed together: the fsyncs of one
+        batch run in parallel threads, so the filesystem journal commits them
+        as a group instead of one after another. ``durable=False`` skips the
+        fsyncs; the caller must :meth:`sync` before publishing a checkpoint
+        that covers these files.
         """
         sync = self.fsync and durable
         staged: list[tuple[Path, Path]] = []
+        fds: list[int] = []
         dirs: set[Path] = set()
         try:
-            for rel, data in files:
-                final = self.root / rel
-                final.parent.mkdir(parents=True, exist_ok=True)
-                tmp = final.parent / f".{final.name}.{os.getpid()}.{self._next_seq()}.tmp"
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                try:
+            try:
+                for rel, data in files:
+                    final = self.root / rel
+                    if final.parent not in dirs:
+                        final.parent.mkdir(parents=True, exist_ok=True)
+                        dirs.add(final.parent)
+                    tmp = final.parent / f".{final.name}.{os.getpid()}.{self._next_seq()}.tmp"
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                    fds.append(fd)
+                    staged.append((tmp, final))
                     view = memoryview(data)
                     while view:
-                        n = os.write(fd, view)
-                        view = view[n:]
-                    if sync:
-                        os.fsync(fd)
-                finally:
+                        view = view[os.write(fd, view) :]
+                if sync:
+                    _fsync_all(fds)
+            finally:
+                for fd in fds:
                     os.close(fd)
-                staged.append((tmp, final))
-                dirs.add(final.parent)
             for tmp, final in staged:
                 os.replace(tmp, final)
-                rel = final.relative_to(self.root).as_posix()
-                self._uncache(rel)
+                self._uncache(final.relative_to(self.root).as_posix())
             staged.clear()
             if sync:
-                for d in dirs:
-                    self._fsync_dir(d)
+                _fsync_all(list(dirs), directories=True)
         except OSError as exc:
             raise StoreError(f"writing tiles under {self.root} failed: {exc}") from exc
         finally:
@@ -118,8 +123,6 @@ class TileStore:
     def publish_checkpoint(self, data: bytes, name: str = "checkpoint") -> None:
         """Atomically replace the checkpoint; call only once its tiles are durable."""
         self.write_files([(name, data)])
-        if self.fsync:
-            self._fsync_dir(self.root)
 
     def sync(self) -> None:
         """Flush everything written without fsync (bulk loads) to stable storage."""
@@ -130,14 +133,6 @@ class TileStore:
         with self._lock:
             self._tmp_seq += 1
             return self._tmp_seq
-
-    @staticmethod
-    def _fsync_dir(path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     # -- reading -----------------------------------------------------------
     def read(self, rel: str) -> bytes | None:
@@ -266,6 +261,40 @@ class TileStore:
             with contextlib.suppress(OSError):  # only succeeds when nothing is left
                 pdir.rmdir()
         return found
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _fsync_all(targets: list[int] | list[Path], *, directories: bool = False) -> None:
+    """fsync file descriptors (or directories) concurrently, so the journal batches them."""
+    global _pool
+    if not targets:
+        return
+    if directories:
+        work = [_fsync_dir(p) for p in targets]  # type: ignore[arg-type]
+    else:
+        work = [partial(os.fsync, fd) for fd in targets]  # type: ignore[arg-type]
+    if len(work) == 1:
+        work[0]()
+        return
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(8, thread_name_prefix="rekorkit-fsync")
+    for future in [_pool.submit(w) for w in work]:
+        future.result()
+
+
+def _fsync_dir(path: Path) -> Callable[[], None]:
+    def run() -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    return run
 
 
 def _bundle_prefix(data: bytes, width: int, index: int) -> bytes:
