@@ -120,6 +120,9 @@ def _classify(bodies: pa.BinaryArray) -> tuple[pa.Array, pa.Array]:
     entries are not Rekor bodies fall back to one vectorized regex pass.
     """
     prefixes = pc.binary_slice(bodies, 0, _PREFIX_BYTES)
+    if not pc.any(pc.starts_with(prefixes, pattern='{"apiVersion":"')).as_py():
+        # Not Rekor bodies (another tlog-tiles log): nothing to classify.
+        return pa.nulls(len(bodies), pa.string()), pa.nulls(len(bodies), pa.string())
     encoded = pc.dictionary_encode(prefixes)
     distinct = encoded.dictionary
     if len(distinct) <= _MAX_DISTINCT_PREFIXES:
