@@ -17,6 +17,7 @@ stay flat as the range grows).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -337,3 +338,90 @@ def test_verify_peak_rss_is_flat(benchmark: Any) -> None:
     # Flat: 4x the entries may not cost more than a modest constant on top.
     grew = (b["peak_kib"] - b["before_kib"]) - (a["peak_kib"] - a["before_kib"])
     assert grew < 64 * 1024, f"peak RSS grew by {grew} KiB for {large - small} more entries"
+
+
+# -- Rekor v1 (REST) ---------------------------------------------------------------
+
+V1_N = scaled(3_000, 100)
+
+
+def _py_inclusion(
+    leaf: bytes, index: int, size: int, proof: tuple[bytes, ...], root: bytes
+) -> bool:
+    """RFC 9162 §2.1.3.2 with hashlib, as common Python clients do it."""
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = _py_node(p, r)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = _py_node(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
+
+
+def test_verify_v1_python_baseline(benchmark: Any, served: Any) -> None:
+    from rekorkit.client.v1 import AsyncRekorV1Client
+    from rekorkit.client.verification import VerifyOptions
+    from rekorkit.entries import set_payload, verify_set
+    from rekorkit.trust import load_public_key
+
+    key = load_public_key(served.public_key_pem)
+
+    def once() -> int:
+        async def go() -> int:
+            async with AsyncRekorV1Client(served.url, verify=VerifyOptions.none()) as client:
+                got = await client.get_entries(list(range(V1_N)))
+            for e in got:  # the per-entry loop a Python monitor runs
+                leaf = _py_leaf(e.body)
+                assert e.uuid == leaf.hex()
+                p = e.inclusion_proof
+                assert p is not None
+                assert _py_inclusion(leaf, p.log_index, p.tree_size, p.hashes, p.root_hash)
+                payload = set_payload(
+                    base64.b64encode(e.body).decode(),
+                    e.integrated_time,
+                    e.log_id.hex(),
+                    e.log_index,
+                )
+                verify_set(payload, e.signed_entry_timestamp or b"", key)
+            return len(got)
+
+        return asyncio.run(go())
+
+    done = measure(
+        benchmark,
+        once,
+        ops=V1_N,
+        rounds=1,
+        note="pure-Python v1 monitor: hashlib leaf, Python inclusion loop, SET per entry",
+    )
+    assert done == V1_N
+
+
+def test_verify_v1_range(benchmark: Any, served: Any, tmp_path_factory: Any) -> None:
+    from rekorkit.note import parse_verifier_key
+    from rekorkit.verify_v1 import verify_v1_log
+
+    v = parse_verifier_key(served.v1_vkey)
+
+    def once() -> VerifyReport:
+        path = tmp_path_factory.mktemp("db") / "v1.duckdb"
+        with DuckDBStore(path) as store:
+            return asyncio.run(verify_v1_log(served.url, v, store=store, start=0, end=V1_N))
+
+    report = measure(
+        benchmark,
+        once,
+        ops=V1_N,
+        rounds=1,
+        baseline="test_verify_v1_python_baseline",
+        note="Rekor v1 API of rekorkit serve on loopback, batched proofs + SETs, DuckDB on",
+    )
+    assert report.entries == V1_N
