@@ -231,8 +231,10 @@ def _start_thread(service: Any, data_dir: Path, cleanup: Path | None) -> LocalRe
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
+    # loop="asyncio": the server shares this process (and its event-loop policy) with the
+    # caller's tests, so it must not switch the process to uvloop.
     config = uvicorn.Config(
-        create_app(service), log_level="warning", access_log=False, lifespan="on"
+        create_app(service), log_level="warning", access_log=False, lifespan="on", loop="asyncio"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
