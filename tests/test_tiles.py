@@ -650,3 +650,26 @@ def test_buffers_are_read_without_conversion(raw: bytes) -> None:
     )
     with pytest.raises(MalformedError, match="C-contiguous"):
         tiles.tile_root(np.frombuffer(raw * 2, dtype=np.uint8)[::2])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    size=st.integers(1, 70000),
+    lengths=st.lists(st.integers(0, 300 * 32), min_size=1, max_size=4),
+    index=st.integers(0, 69999),
+)
+def test_proof_builder_rejects_any_bad_tile_precisely(
+    size: int, lengths: list[int], index: int
+) -> None:
+    served = iter(lengths * 8)
+
+    def read(level: int, tile_index: int, width: int) -> bytes:
+        return bytes(next(served, 0))
+
+    builder = tiles.ProofBuilder(size, read)
+    try:
+        builder.inclusion_proof(index % size)
+    except MalformedError as exc:
+        assert exc.what == "hash tile" and exc.where
+    except ValueError:
+        raise AssertionError("a bad tile must raise MalformedError") from None
