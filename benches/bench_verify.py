@@ -110,12 +110,23 @@ class SyntheticLog:
         return self.signer.verifier()
 
 
-def run_engine(log: SyntheticLog, store: DuckDBStore | None, concurrency: int = 16) -> VerifyReport:
+def run_engine(
+    log: SyntheticLog,
+    store: DuckDBStore | None,
+    concurrency: int = 16,
+    fetch_level0: bool = True,
+) -> VerifyReport:
     async def go() -> VerifyReport:
         async with AsyncTileReader(
             "http://bench", transport=log.transport(), max_concurrency=concurrency
         ) as reader:
-            return await verify_tile_log(reader, log.verifier, store=store, concurrency=concurrency)
+            return await verify_tile_log(
+                reader,
+                log.verifier,
+                store=store,
+                concurrency=concurrency,
+                fetch_level0=fetch_level0,
+            )
 
     return asyncio.run(go())
 
@@ -234,6 +245,39 @@ def test_verify_tiles_duckdb(benchmark: Any, log: SyntheticLog, tmp_path_factory
         note="every entry stored in DuckDB; in-process transport",
     )
     assert report.entries == N and stored == N
+
+
+def test_verify_tiles_no_store_derived_level0(benchmark: Any, log: SyntheticLog) -> None:
+    report = measure(
+        benchmark,
+        lambda: run_engine(log, None, fetch_level0=False),
+        ops=N,
+        rounds=3,
+        nbytes=N * ENTRY,
+        baseline="test_verify_tiles_python_baseline",
+        note="storage off, level-0 tiles derived from bundles (half the requests)",
+    )
+    assert report.entries == N and report.root_hash == log.root
+
+
+def test_verify_tiles_duckdb_derived_level0(
+    benchmark: Any, log: SyntheticLog, tmp_path_factory: Any
+) -> None:
+    def once() -> VerifyReport:
+        path = tmp_path_factory.mktemp("db") / "bench.duckdb"
+        with DuckDBStore(path) as store:
+            return run_engine(log, store, fetch_level0=False)
+
+    report = measure(
+        benchmark,
+        once,
+        ops=N,
+        rounds=3,
+        nbytes=N * ENTRY,
+        baseline="test_verify_tiles_python_baseline",
+        note="DuckDB on, level-0 tiles derived from bundles (half the requests)",
+    )
+    assert report.entries == N and report.stored == N
 
 
 SERVER_N = scaled(50_000, 2_000)

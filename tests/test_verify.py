@@ -349,3 +349,35 @@ def test_vectors_copy_with_a_corrupted_level1_tile(tmp_path: Path, store: DuckDB
         srv.close()
     assert info.value.evidence["level"] == 1 and info.value.evidence["index"] == 0
     assert store.count() == 0
+
+
+def test_derived_level0_tiles_verify_and_still_name_the_entry(
+    log: TileLog, server: StaticServer, store: DuckDBStore
+) -> None:
+    report = run(server.url, log.vkey, store, fetch_level0=False, end=512)
+    assert report.entries == 512 and store.verified_ranges(ORIGIN) == [(0, 512)]
+    got = store.entry(ORIGIN, 300)
+    assert got is not None and got.leaf_hash == merkle.leaf_hash(b"entry 300")
+    path = log.root / tiles.entries_path(2)
+    data = bytearray(path.read_bytes())
+    data[2 + len(b"entry 512") + 2 + 1] ^= 0x01  # inside entry 513
+    path.write_bytes(bytes(data))
+    with pytest.raises(TileError) as info:
+        run(server.url, log.vkey, store, fetch_level0=False)
+    ev = info.value.evidence
+    assert ev["index"] == 2 and ev["entry_index"] == 513
+    assert ev["expected"] == merkle.leaf_hash(b"entry 513")
+    assert store.verified_ranges(ORIGIN) == [(0, 512)]
+
+
+def test_derived_level0_tile_against_a_forged_pair(
+    log: TileLog, server: StaticServer, store: DuckDBStore
+) -> None:
+    forged = list(log.entries[256:512])
+    forged[44] = b"forged"
+    (log.root / tiles.entries_path(1)).write_bytes(tiles.encode_entry_bundle(forged))
+    (log.root / "tile/0/001").write_bytes(merkle.hash_leaves(forged).tobytes())
+    with pytest.raises(TileError) as info:
+        run(server.url, log.vkey, store, fetch_level0=False)
+    assert info.value.evidence["level"] == 0 and info.value.evidence["index"] == 1
+    assert store.entry(ORIGIN, 256) is None

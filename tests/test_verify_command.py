@@ -124,3 +124,12 @@ def test_usage_and_network_errors_exit_2(
     status = main(["verify", server.url, "--no-store", "--key", log.vkey, "--concurrency", "0"])
     assert status == 2
     assert main(["verify"]) == 2  # argparse: URL missing
+
+
+def test_derive_level0_tiles_flag(
+    tmp_path: Path, log: TileLog, server: StaticServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, report = verify(
+        capsys, server.url, "--key", log.vkey, "--no-store", "--derive-level0-tiles"
+    )
+    assert status == 0 and report["entries"] == 600

@@ -178,6 +178,7 @@ class _Authenticated:
     """Tiles at level >= 1 (and the right edge) known to hash up to the signed root."""
 
     def __init__(self, reader: AsyncTileReader, size: int, edge: dict[tuple[int, int], bytes]):
+        self.reader = reader
         self._reader = reader
         self._size = size
         self._edge = edge
@@ -246,11 +247,12 @@ async def _fetch_tile(reader: AsyncTileReader, level: int, index: int, width: in
 
 
 async def _fetch_pair(
-    reader: AsyncTileReader, auth: _Authenticated, tid: tiles.TileID
+    reader: AsyncTileReader, auth: _Authenticated, tid: tiles.TileID, fetch_level0: bool
 ) -> tuple[bytes, bytes]:
     tile = auth.edge(0, tid.index)
     if tile is None:
-        tile = await _fetch_tile(reader, 0, tid.index, tid.width)
+        # b"": derive the tile from the bundle (it is still checked against its parent).
+        tile = await _fetch_tile(reader, 0, tid.index, tid.width) if fetch_level0 else b""
     try:
         bundle = await reader.entry_bundle(tid.index, tid.width)
     except MalformedError as exc:
@@ -264,14 +266,44 @@ async def _fetch_pair(
     return tile, bundle
 
 
-def _verify_group(
-    group: list[tuple[tiles.TileID, bytes, bytes]], parent_hashes: list[bytes | None]
-) -> None:
-    """Bundles against tiles in one native call; full tiles against their parent hashes."""
+Group = list[tuple[tiles.TileID, bytes, bytes]]
+
+
+def _derive_tile(tid: tiles.TileID, bundle: bytes) -> bytes:
+    """The level-0 tile a bundle hashes to (one native call)."""
     try:
-        tiles.verify_bundles_against_tiles(
-            [b for _, _, b in group], [t for _, t, _ in group], [tid.index for tid, _, _ in group]
+        hashes = tiles.hash_entry_bundle(bundle)
+    except MalformedError as exc:
+        raise TileError(
+            f"entry bundle {tid.index} does not parse: {exc}",
+            level=0,
+            index=tid.index,
+            where=exc.where,
+        ) from exc
+    if len(hashes) != tid.width:
+        raise TileError(
+            f"entry bundle {tid.index} holds {len(hashes)} entries, expected {tid.width}",
+            level=0,
+            index=tid.index,
         )
+    return bytes(hashes.tobytes())
+
+
+def _verify_group(group: Group, parent_hashes: list[bytes | None]) -> Group:
+    """Bundles against tiles in one native call; full tiles against their parent hashes.
+
+    Tiles given as ``b""`` are derived from their bundles. Returns the group
+    with every tile filled in.
+    """
+    filled = [(tid, tile or _derive_tile(tid, bundle), bundle) for tid, tile, bundle in group]
+    served = [g for g, (_, tile, _) in zip(filled, group, strict=True) if tile]
+    try:
+        if served:
+            tiles.verify_bundles_against_tiles(
+                [b for _, _, b in served],
+                [t for _, t, _ in served],
+                [t.index for t, _, _ in served],
+            )
     except TileError as exc:
         ev = exc.evidence
         if ev.get("index") is not None and ev.get("position") is not None:
@@ -279,9 +311,10 @@ def _verify_group(
         raise
     except MalformedError as exc:
         raise TileError(f"entry bundle does not parse: {exc}", where=exc.where) from exc
-    for (tid, tile, _), want in zip(group, parent_hashes, strict=True):
+    for (tid, tile, _), want in zip(filled, parent_hashes, strict=True):
         if want is not None:
             tiles.verify_tile_against_parent(tile, want, level=0, index=tid.index)
+    return filled
 
 
 def _group_batch(
@@ -389,6 +422,7 @@ async def verify_tile_log(
     url: str = "",
     progress: ProgressCallback | None = None,
     on_plan: Callable[[int, int, int], None] | None = None,
+    fetch_level0: bool = True,
 ) -> VerifyReport:
     """Verify entries ``[start, end)`` of a tile log against its signed checkpoint.
 
@@ -404,6 +438,10 @@ async def verify_tile_log(
         url: the log URL, for the report.
         progress: called as ``progress(entries, nbytes)`` after each group.
         on_plan: called once as ``on_plan(start, end, entries_to_verify)``.
+        fetch_level0: fetch each full level-0 tile and compare the bundle with it
+            (default). ``False`` derives the tile from the bundle instead (half
+            the requests); every entry still hashes up to its parent tile and
+            the signed root, and a mismatch fetches the served tile to name the entry.
 
     Returns:
         the report.
@@ -478,7 +516,9 @@ async def verify_tile_log(
             while pos < len(ids) or inflight:
                 while pos < len(ids) and len(inflight) < window:
                     tid = ids[pos]
-                    inflight.append((tid, asyncio.ensure_future(_fetch_pair(reader, auth, tid))))
+                    inflight.append(
+                        (tid, asyncio.ensure_future(_fetch_pair(reader, auth, tid, fetch_level0)))
+                    )
                     pos += 1
                 group: list[tuple[tiles.TileID, bytes, bytes]] = []
                 fetch_error: BaseException | None = None
@@ -524,6 +564,23 @@ async def verify_tile_log(
     )
 
 
+async def _pinpoint(
+    auth: _Authenticated, tid: tiles.TileID, bundle: bytes, exc: TileError
+) -> TileError:
+    """For a derived tile that missed its parent: fetch the served tile to name the entry."""
+    try:
+        served = await _fetch_tile(auth.reader, 0, tid.index, tid.width)
+        tiles.verify_bundle_against_tile(bundle, served, tile_index=tid.index)
+    except TileError as found:
+        ev = found.evidence
+        if ev.get("position") is not None:
+            ev.setdefault("entry_index", tid.index * TILE_WIDTH + int(ev["position"]))
+            return found
+    except Exception:  # the served tile is no help; report the parent mismatch
+        return exc
+    return exc
+
+
 async def _process(
     auth: _Authenticated,
     committer: _Committer,
@@ -548,14 +605,16 @@ async def _process(
     good = group[: len(parents)]
     try:
         if good:
-            await asyncio.to_thread(_verify_group, good, parents)
+            good = await asyncio.to_thread(_verify_group, good, parents)
     except TileError as exc:
         failure = exc
         bad = exc.evidence.get("index")
         cut = next((i for i, (tid, _, _) in enumerate(good) if tid.index == bad), 0)
+        if cut < len(good) and not good[cut][1] and exc.evidence.get("position") is None:
+            failure = await _pinpoint(auth, good[cut][0], good[cut][2], exc)
         good = good[:cut]
         if good:  # the bundles before the failing one verified in the same call
-            await asyncio.to_thread(_verify_group, good, parents[:cut])
+            good = await asyncio.to_thread(_verify_group, good, parents[:cut])
     n = nbytes = 0
     if good:
         first = max(lo, good[0][0].index * TILE_WIDTH)
