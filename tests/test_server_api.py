@@ -12,6 +12,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rekorkit.canonical import (
     dsse_v001_request,
     hashedrekord_v001_request,
@@ -378,3 +380,45 @@ def test_fixture_serves_a_fresh_log(rekor_server: LocalRekor) -> None:  # noqa: 
     r = httpx.get(rekor_server.url + "/checkpoint")
     assert r.status_code == 200
     assert r.text.split("\n")[:2] == [rekor_server.origin, "0"]
+
+
+# -- fuzzing: no input gives a 500 --------------------------------------------------
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _mutations() -> st.SearchStrategy[bytes]:
+    valid = st.sampled_from(["v1", "v2"]).map(
+        lambda k: json.dumps(v1_hashedrekord() if k == "v1" else v2_request()).encode()
+    )
+    return st.one_of(
+        _json.map(lambda v: json.dumps(v).encode()),
+        st.binary(max_size=200),
+        st.tuples(valid, st.integers(0, 400), st.binary(min_size=1, max_size=3)).map(
+            lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + 1 :]
+        ),
+        st.just(b"[" * 100_000),
+    )
+
+
+@given(
+    body=_mutations(),
+    path=st.sampled_from(
+        ["/api/v1/log/entries", "/api/v2/log/entries", "/api/v1/log/entries/retrieve"]
+    ),
+)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_no_input_gives_a_500(client: httpx.Client, body: bytes, path: str) -> None:
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code < 500, (r.status_code, r.text[:200])
+    if r.status_code >= 400 and r.status_code != 404:
+        assert "message" in r.json()

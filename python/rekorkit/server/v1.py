@@ -22,7 +22,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from rekorkit.entries import set_payload, sign_set
-from rekorkit.errors import RekorKitError
 from rekorkit.merkle import leaf_hash
 from rekorkit.server.responses import BodyTooLarge, empty_404, json_response, read_body, v1_error
 
@@ -176,11 +175,12 @@ async def create_entry(request: Request) -> Response:
         return v1_error(413, str(exc))
     try:
         proposed = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
         return v1_error(400, f'parsing body body from "" failed, because {exc}')
+    # Whatever goes wrong while checking client input is the client's 400, never a 500.
     try:
         leaf = service.canonicalize_v1(proposed)
-    except (RekorKitError, ValueError, TypeError) as exc:
+    except Exception as exc:
         return v1_error(400, f"error processing entry: {exc}")
     try:
         receipt = await service.integrator.submit(leaf)
@@ -219,7 +219,7 @@ async def search_entries(request: Request) -> Response:
         return v1_error(413, str(exc))
     try:
         query = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
         return v1_error(400, f'parsing body entry from "" failed, because {exc}')
     if not isinstance(query, dict):
         return v1_error(400, "parsing body entry failed: expected a JSON object")
@@ -259,7 +259,7 @@ async def search_entries(request: Request) -> Response:
                 service.log.identity.tree_id_hex
                 + leaf_hash(service.canonicalize_v1(proposed)).hex()
             )
-        except (RekorKitError, ValueError, TypeError) as exc:
+        except Exception as exc:
             return v1_error(400, f"error processing entry {n}: {exc}")
 
     def work() -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from rekorkit.errors import MalformedError, RekorKitError
 from rekorkit.server.integrator import Receipt
 from rekorkit.server.responses import (
     GRPC_ALREADY_EXISTS,
@@ -80,11 +79,12 @@ async def create_entry_v2(request: Request) -> Response:
         return v2_error(413, GRPC_RESOURCE_EXHAUSTED, str(exc))
     try:
         obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
         return v2_error(400, GRPC_INVALID_ARGUMENT, f"proto: syntax error: {exc}")
+    # Whatever goes wrong while checking client input is the client's 400, never a 500.
     try:
         leaf = service.canonicalize_v2(obj)
-    except (MalformedError, RekorKitError, ValueError, TypeError) as exc:
+    except Exception as exc:
         return v2_error(400, GRPC_INVALID_ARGUMENT, f"invalid hashedrekord request: {exc}")
     try:
         receipt = await service.integrator.submit(leaf)
