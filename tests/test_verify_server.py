@@ -6,12 +6,17 @@ interrupted run resumed, and the server's fork mode caught as a divergence.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from rekorkit.cli import main
+from rekorkit.errors import InclusionError, SignatureError, VerificationError
 from rekorkit.store.duckdb import DuckDBStore
 from rekorkit.testing import LocalRekor, start_server
 
@@ -115,3 +120,80 @@ def test_fork_mode_is_a_divergence(
     with DuckDBStore(db) as store:
         assert store.verified_ranges(srv.origin) == [(0, SEEDED)]
         assert [c.size for c in store.checkpoints(srv.origin)] == [SEEDED]
+
+
+class Tamper(httpx.AsyncHTTPTransport):
+    """Forwards to the real server and edits search responses (what a lying v1 log could send)."""
+
+    def __init__(self, edit: Callable[[dict[str, Any]], None]):
+        super().__init__()
+        self.edit = edit
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if not request.url.path.endswith("/entries/retrieve"):
+            return response
+        body = json.loads(await response.aread())
+        for item in body:
+            for entry in item.values():
+                if entry.get("logIndex") == 42:
+                    self.edit(entry)
+        return httpx.Response(response.status_code, json=body)
+
+
+def _v1(
+    srv: LocalRekor, edit: Callable[[dict[str, Any]], None], db: Path
+) -> tuple[BaseException, DuckDBStore]:
+    from rekorkit.client.v1 import AsyncRekorV1Client
+    from rekorkit.client.verification import VerifyOptions
+    from rekorkit.note import parse_verifier_key
+    from rekorkit.verify_v1 import verify_v1_log
+
+    store = DuckDBStore(db)
+
+    async def go() -> None:
+        async with AsyncRekorV1Client(
+            srv.url, verify=VerifyOptions.none(), transport=Tamper(edit)
+        ) as client:
+            await verify_v1_log(
+                srv.url,
+                parse_verifier_key(srv.v1_vkey),
+                store=store,
+                end=100,
+                window=20,
+                client=client,
+            )
+
+    with pytest.raises(VerificationError) as info:
+        asyncio.run(go())
+    return info.value, store
+
+
+def test_v1_bad_inclusion_proof(tmp_path: Path, srv: LocalRekor) -> None:
+    def edit(entry: dict[str, Any]) -> None:
+        hashes = entry["verification"]["inclusionProof"]["hashes"]
+        hashes[0] = "00" * 32
+
+    err, store = _v1(srv, edit, tmp_path / "i.duckdb")
+    assert isinstance(err, InclusionError) and err.evidence["entry_index"] == 42
+    assert store.verified_ranges(srv.v1_origin) == [(0, 40)]  # windows before the bad one
+    store.close()
+
+
+def test_v1_bad_set_and_body(tmp_path: Path, srv: LocalRekor) -> None:
+    def bad_set(entry: dict[str, Any]) -> None:
+        sig = bytearray(base64.b64decode(entry["verification"]["signedEntryTimestamp"]))
+        sig[-1] ^= 1
+        entry["verification"]["signedEntryTimestamp"] = base64.b64encode(bytes(sig)).decode()
+
+    err, store = _v1(srv, bad_set, tmp_path / "s.duckdb")
+    assert isinstance(err, SignatureError) and err.evidence["entry_index"] == 42
+    store.close()
+
+    def bad_body(entry: dict[str, Any]) -> None:
+        entry["body"] = base64.b64encode(b'{"forged":true}').decode()
+
+    err, store = _v1(srv, bad_body, tmp_path / "b.duckdb")
+    assert isinstance(err, InclusionError) and err.evidence["entry_index"] == 42
+    assert store.count(srv.v1_origin) == 40
+    store.close()
