@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rekorkit.errors import StoreError
 
@@ -33,19 +34,56 @@ _ECDSA_KEY = "keys/log-ecdsa-p256.pem"
 
 @dataclass(frozen=True, slots=True)
 class LogIdentity:
-    """Who the log is: its names, tree ID and private keys.
+    """Who the log is: its names, tree ID, private keys and what derives from them.
+
+    Build it with :meth:`from_keys` (derived values are computed once: every
+    response carries a log ID).
 
     Attributes:
         host: the v2 origin and v1 signature name (no spaces, no ``+``).
         tree_id: the Rekor v1 tree ID (positive int64, decimal in origins).
         ed25519: the checkpoint key (C2SP type 0x01).
         ecdsa: the v1 log key (checkpoints type 0x02, SETs).
+        ed25519_public: the raw 32-byte Ed25519 public key.
+        ecdsa_spki: DER SubjectPublicKeyInfo of the v1 key.
+        v1_log_id: REKOR_API.md §2.4: SHA-256 of the v1 key's DER SPKI.
+        v2_log_id: REKOR_API.md §4.5: SHA-256(origin || 0x0A || 0x01 || Ed25519 key).
     """
 
     host: str
     tree_id: int
-    ed25519: ed25519.Ed25519PrivateKey
+    ed25519: Ed25519PrivateKey
     ecdsa: ec.EllipticCurvePrivateKey
+    ed25519_public: bytes
+    ecdsa_spki: bytes
+    v1_log_id: bytes
+    v2_log_id: bytes
+
+    @classmethod
+    def from_keys(
+        cls,
+        host: str,
+        tree_id: int,
+        ed_key: Ed25519PrivateKey,
+        ec_key: ec.EllipticCurvePrivateKey,
+    ) -> LogIdentity:
+        """Derive the public values from the private keys."""
+        raw = ed_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        spki = ec_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return cls(
+            host,
+            tree_id,
+            ed_key,
+            ec_key,
+            raw,
+            spki,
+            hashlib.sha256(spki).digest(),
+            hashlib.sha256(host.encode() + b"\n\x01" + raw).digest(),
+        )
 
     @property
     def origin(self) -> str:
@@ -61,20 +99,6 @@ class LogIdentity:
     def tree_id_hex(self) -> str:
         """The 16-hex tree ID prefix of v1 entry IDs (REKOR_API.md §2.2)."""
         return f"{self.tree_id:016x}"
-
-    @property
-    def ed25519_public(self) -> bytes:
-        """The raw 32-byte Ed25519 public key."""
-        return self.ed25519.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-
-    @property
-    def ecdsa_spki(self) -> bytes:
-        """DER SubjectPublicKeyInfo of the v1 key."""
-        return self.ecdsa.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
 
     @property
     def ecdsa_public_pem(self) -> str:
@@ -97,16 +121,6 @@ class LogIdentity:
             )
             .decode()
         )
-
-    @property
-    def v1_log_id(self) -> bytes:
-        """REKOR_API.md §2.4: SHA-256 of the DER SPKI of the v1 key."""
-        return hashlib.sha256(self.ecdsa_spki).digest()
-
-    @property
-    def v2_log_id(self) -> bytes:
-        """REKOR_API.md §4.5: SHA-256(origin || 0x0A || 0x01 || raw Ed25519 key)."""
-        return hashlib.sha256(self.host.encode() + b"\n\x01" + self.ed25519_public).digest()
 
 
 def _check_host(host: str) -> None:
@@ -162,7 +176,7 @@ def load_or_create_identity(data_dir: Path | str, *, host: str | None = None) ->
             ec_key, ec.EllipticCurvePrivateKey
         ):
             raise StoreError(f"keys in {root} are not Ed25519 / ECDSA P-256")
-        return LogIdentity(stored_host, tree_id, ed_key, ec_key)
+        return LogIdentity.from_keys(stored_host, tree_id, ed_key, ec_key)
 
     host = host or "rekor-local"
     _check_host(host)
@@ -175,4 +189,4 @@ def load_or_create_identity(data_dir: Path | str, *, host: str | None = None) ->
     tmp = config_path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"host": host, "tree_id": tree_id}, indent=2) + "\n")
     os.replace(tmp, config_path)
-    return LogIdentity(host, tree_id, ed_key, ec_key)
+    return LogIdentity.from_keys(host, tree_id, ed_key, ec_key)
