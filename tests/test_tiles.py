@@ -673,3 +673,53 @@ def test_proof_builder_rejects_any_bad_tile_precisely(
         assert exc.what == "hash tile" and exc.where
     except ValueError:
         raise AssertionError("a bad tile must raise MalformedError") from None
+
+
+def test_node_tile_addressing() -> None:
+    # TLOG.md §6.5: node (L, i) -> tile (L div 8, (i << r) >> 8), offset (i << r) & 255, 2^r hashes.
+    assert tiles.node_tile(0, 300, 70000) == (TileID(0, 1), 44, 1)
+    assert tiles.node_tile(12, 16, 70000) == (TileID(1, 1, 17), 0, 16)
+    assert tiles.node_tile(8, 272, 70000) == (TileID(1, 1, 17), 16, 1)
+    assert tiles.node_tile(16, 0, 70000) == (TileID(2, 0, 1), 0, 1)
+    assert tiles.node_tile(4, 4374, 70000) == (TileID(0, 273, 112), 96, 16)
+    with pytest.raises(ValueError, match="not a perfect node"):
+        tiles.node_tile(4, 4375, 70000)
+    with pytest.raises(ValueError):
+        tiles.node_tile(64, 0, 2**64 - 1)
+
+
+def test_proof_node_lists_evaluate_to_the_vector_proofs() -> None:
+    _, expected = tiles70k()
+    read = reader_70k()
+
+    def node(level: int, index: int, size: int) -> bytes:
+        tid, offset, count = tiles.node_tile(level, index, size)
+        tile = read(tid.level, tid.index, tid.width)
+        return ref_mth([tile[32 * j : 32 * j + 32] for j in range(offset, offset + count)])
+
+    def evaluate(nodes: list[tuple[int, int]], size: int) -> bytes:
+        hashes = [node(lv, ix, size) for lv, ix in nodes]
+        h = hashes[-1]
+        for left in reversed(hashes[:-1]):
+            h = ref_node(left, h)
+        return h
+
+    for case in expected["inclusion"][::5]:
+        size = case["treeSize"]
+        nodes = tiles.inclusion_proof_nodes(case["leafIdx"], size)
+        assert [evaluate(n, size) for n in nodes] == [b64(p) for p in case["proof"]]
+        want_tiles = {
+            (t.level, t.index) for t in tiles.inclusion_proof_tiles(case["leafIdx"], size)
+        }
+        used = {
+            (tid.level, tid.index)
+            for n in nodes
+            for tid, _, _ in [tiles.node_tile(*x, size) for x in n]
+        }
+        assert want_tiles == used
+    for case in expected["consistency"][::5]:
+        size = case["size2"]
+        nodes = tiles.consistency_proof_nodes(case["size1"], size)
+        assert [evaluate(n, size) for n in nodes] == [b64(p) for p in case["proof"]]
+        assert tiles.consistency_proof_tiles(case["size1"], size)
+    assert tiles.consistency_proof_nodes(5, 5) == []

@@ -12,6 +12,7 @@ __all__ = [
     "CompactRange",
     "TileAppender",
     "__version__",
+    "consistency_nodes",
     "consistency_proof",
     "consistency_proof_from_tiles",
     "consistency_proofs",
@@ -22,12 +23,14 @@ __all__ = [
     "hash_entry_bundle",
     "hash_leaves",
     "hash_leaves_buffer",
+    "inclusion_nodes",
     "inclusion_proof",
     "inclusion_proof_from_tiles",
     "inclusion_proofs",
     "inclusion_tiles",
     "leaf_hash",
     "node_hash",
+    "node_tile",
     "parse_entry_bundle",
     "parse_tile_path",
     "partial_width",
@@ -145,6 +148,9 @@ def verify_tiles_against_parents(
     first_index: int,
     threads: int | None = None,
 ) -> None: ...
+def inclusion_nodes(index: int, size: int) -> list[list[tuple[int, int]]]: ...
+def consistency_nodes(old: int, size: int) -> list[list[tuple[int, int]]]: ...
+def node_tile(level: int, index: int, size: int) -> tuple[int, int, int, int, int]: ...
 def inclusion_tiles(index: int, size: int) -> list[_TileTriple]: ...
 def consistency_tiles(old: int, size: int) -> list[_TileTriple]: ...
 def inclusion_proof_from_tiles(

@@ -32,11 +32,16 @@ __all__ = [
     "ReadTile",
     "TileAppender",
     "TileID",
+    "consistency_proof_nodes",
+    "consistency_proof_tiles",
     "edge_tiles_for_size",
     "encode_entry_bundle",
     "entries_path",
     "hash_entry_bundle",
+    "inclusion_proof_nodes",
+    "inclusion_proof_tiles",
     "level0_tiles",
+    "node_tile",
     "parse_entry_bundle",
     "parse_hash_tile",
     "parse_tile_path",
@@ -152,6 +157,47 @@ def level0_tiles(start: int, end: int, size: int) -> list[TileID]:
     last_width = size % TILE_WIDTH
     first, last = start // TILE_WIDTH, (end - 1) // TILE_WIDTH
     return [TileID(0, n, TILE_WIDTH if n < full else last_width) for n in range(first, last + 1)]
+
+
+def node_tile(level: int, index: int, size: int) -> tuple[TileID, int, int]:
+    """Where perfect node ``(level, index)`` of a tree of ``size`` is stored (TLOG.md §6.5).
+
+    Returns:
+        The tile (with its width for ``size``), and the offset and count of the
+        hashes in it that fold pairwise into the node (count = 2^(level mod 8)).
+
+    Raises:
+        ValueError: the node is not perfect (not yet immutable) in a tree of ``size``.
+    """
+    tl, ti, tw, offset, count = _native.node_tile(level, index, size)
+    return TileID(tl, ti, tw), offset, count
+
+
+def inclusion_proof_nodes(index: int, size: int) -> list[list[tuple[int, int]]]:
+    """The perfect nodes ``(level, index)`` behind each hash of an inclusion proof.
+
+    A hash with one node is that node; a hash with several is the root of
+    those adjacent nodes (the ephemeral right subtree, folded right to left).
+    """
+    return _native.inclusion_nodes(index, size)
+
+
+def consistency_proof_nodes(old_size: int, size: int) -> list[list[tuple[int, int]]]:
+    """The perfect nodes behind each hash of a consistency proof.
+
+    Same shape as :func:`inclusion_proof_nodes`.
+    """
+    return _native.consistency_nodes(old_size, size)
+
+
+def inclusion_proof_tiles(index: int, size: int) -> list[TileID]:
+    """The tiles the inclusion proof of leaf ``index`` in a tree of ``size`` reads."""
+    return [TileID(*t) for t in _native.inclusion_tiles(index, size)]
+
+
+def consistency_proof_tiles(old_size: int, size: int) -> list[TileID]:
+    """The tiles the consistency proof from ``old_size`` to ``size`` reads."""
+    return [TileID(*t) for t in _native.consistency_tiles(old_size, size)]
 
 
 def parse_hash_tile(data: Bytes, width: int | None = None) -> HashArray:
@@ -305,10 +351,6 @@ class _TileCache:
             self._tiles.popitem(last=False)
 
 
-def _ids(raw: Iterable[tuple[int, int, int]]) -> list[TileID]:
-    return [TileID(*t) for t in raw]
-
-
 class ProofBuilder:
     """Builds roots and proofs for one tree size from hash tiles (TLOG.md §6.5).
 
@@ -347,7 +389,7 @@ class ProofBuilder:
 
     def inclusion_proof(self, index: int) -> list[bytes]:
         """The inclusion proof (leaf to root) of leaf ``index``."""
-        ids = _ids(_native.inclusion_tiles(index, self.size))
+        ids = inclusion_proof_tiles(index, self.size)
         return _native.inclusion_proof_from_tiles(index, self.size, self._fetch(ids))
 
     def consistency_proof(self, old_size: int) -> list[bytes]:
@@ -356,7 +398,7 @@ class ProofBuilder:
         ``old_size == size`` gives an empty proof; ``old_size == 0`` raises
         ValueError (TLOG.md §3.4: nothing to prove; check the empty root instead).
         """
-        ids = _ids(_native.consistency_tiles(old_size, self.size))
+        ids = consistency_proof_tiles(old_size, self.size)
         return _native.consistency_proof_from_tiles(old_size, self.size, self._fetch(ids))
 
 
@@ -413,12 +455,12 @@ class AsyncProofBuilder:
 
     async def inclusion_proof(self, index: int) -> list[bytes]:
         """The inclusion proof (leaf to root) of leaf ``index``."""
-        ids = _ids(_native.inclusion_tiles(index, self.size))
+        ids = inclusion_proof_tiles(index, self.size)
         return _native.inclusion_proof_from_tiles(index, self.size, await self._fetch(ids))
 
     async def consistency_proof(self, old_size: int) -> list[bytes]:
         """The consistency proof from ``old_size`` to this size (see :class:`ProofBuilder`)."""
-        ids = _ids(_native.consistency_tiles(old_size, self.size))
+        ids = consistency_proof_tiles(old_size, self.size)
         tiles = await self._fetch(ids)
         return _native.consistency_proof_from_tiles(old_size, self.size, tiles)
 

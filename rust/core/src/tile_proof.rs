@@ -43,7 +43,7 @@ pub fn node_address(level: u64, index: u64) -> Result<NodeAddress> {
 }
 
 /// Whether node `(level, index)` is perfect (immutable) in a tree of `size`.
-fn is_perfect(level: u64, index: u64, size: u64) -> bool {
+pub fn is_perfect(level: u64, index: u64, size: u64) -> bool {
     index
         .checked_add(1)
         .and_then(|i| u32::try_from(level).ok().and_then(|l| i.checked_shl(l)))

@@ -8,8 +8,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use rekorkit_core::appender::{root_from_edge, TileAppender as CoreAppender};
 use rekorkit_core::tile_proof::{
-    consistency_elements, inclusion_elements, root_element, tiles_for_elements, ProofElement,
-    TileSet,
+    consistency_elements, inclusion_elements, is_perfect, node_address, root_element,
+    tiles_for_elements, ProofElement, TileSet,
 };
 use rekorkit_core::{bundle, tiles, Hash};
 
@@ -300,6 +300,43 @@ fn verify_tiles_against_parents(
 // ---------------------------------------------------------------------------
 // Proofs and roots from tiles.
 
+type NodeList = Vec<Vec<(u64, u64)>>;
+
+fn node_lists(els: Vec<ProofElement>) -> NodeList {
+    els.into_iter().map(|e| e.nodes).collect()
+}
+
+/// Perfect nodes `(level, index)` per hash of the inclusion proof of `index` in `size`.
+#[pyfunction]
+fn inclusion_nodes(py: Python<'_>, index: u64, size: u64) -> PyResult<NodeList> {
+    Ok(node_lists(inclusion_elements(index, size).py_err(py)?))
+}
+
+/// Perfect nodes `(level, index)` per hash of the consistency proof `old -> size`.
+#[pyfunction]
+fn consistency_nodes(py: Python<'_>, old: u64, size: u64) -> PyResult<NodeList> {
+    Ok(node_lists(consistency_elements(old, size).py_err(py)?))
+}
+
+/// Where perfect node `(level, index)` of tree `size` lives:
+/// `(tile_level, tile_index, tile_width, offset, count)`.
+#[pyfunction]
+fn node_tile(
+    py: Python<'_>,
+    level: u64,
+    index: u64,
+    size: u64,
+) -> PyResult<(u64, u64, u64, u64, u64)> {
+    let a = node_address(level, index).py_err(py)?;
+    if !is_perfect(level, index, size) {
+        return Err(PyValueError::new_err(format!(
+            "node ({level}, {index}) is not a perfect node of a tree of size {size}"
+        )));
+    }
+    let width = tiles::tile_width(a.tile_level, a.tile_index, size);
+    Ok((a.tile_level, a.tile_index, width, a.offset, a.count))
+}
+
 /// Tiles (level, index, width) the inclusion proof of `index` in `size` reads.
 #[pyfunction]
 fn inclusion_tiles(py: Python<'_>, index: u64, size: u64) -> PyResult<Vec<(u64, u64, u64)>> {
@@ -516,6 +553,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify_tile_against_parent, m)?)?;
     m.add_function(wrap_pyfunction!(verify_tiles_against_parents, m)?)?;
     m.add_function(wrap_pyfunction!(inclusion_tiles, m)?)?;
+    m.add_function(wrap_pyfunction!(inclusion_nodes, m)?)?;
+    m.add_function(wrap_pyfunction!(consistency_nodes, m)?)?;
+    m.add_function(wrap_pyfunction!(node_tile, m)?)?;
     m.add_function(wrap_pyfunction!(consistency_tiles, m)?)?;
     m.add_function(wrap_pyfunction!(inclusion_proof_from_tiles, m)?)?;
     m.add_function(wrap_pyfunction!(consistency_proof_from_tiles, m)?)?;
