@@ -97,6 +97,7 @@ class TransparencyLog:
         self._write_lock = threading.Lock()
         self._edge: dict[tuple[int, int], bytes] = {}
         self._edge_entries: list[bytes] = []
+        self._edge_view: tuple[int, list[bytes]] = (0, [])
         self.state = self._recover()
 
     # -- recovery ----------------------------------------------------------
@@ -136,6 +137,7 @@ class TransparencyLog:
         if size % WIDTH:
             bundle = self.store.read_bundle(size // WIDTH, size % WIDTH)
             self._edge_entries = list(parse_entry_bundle(bundle))
+            self._edge_view = (size // WIDTH, self._edge_entries)
         have = self.index.count()
         if have < size:
             self._reindex(have, size)
@@ -188,10 +190,11 @@ class TransparencyLog:
         if not 0 <= index < size:
             raise IndexError(index)
         b = index // WIDTH
-        if b == size // WIDTH and self._edge_entries:
-            entries = self._edge_entries
-            if index % WIDTH < len(entries):
-                return entries[index % WIDTH]
+        # The writer swaps in a new (bundle index, entries) pair as one object, so a
+        # reader never pairs one bundle's entries with another bundle's index.
+        edge_bundle, entries = self._edge_view
+        if b == edge_bundle and index % WIDTH < len(entries):
+            return entries[index % WIDTH]
         width = min(WIDTH, size - b * WIDTH)
         return parse_entry_bundle(self.store.read_bundle(b, width))[index % WIDTH]
 
@@ -315,6 +318,7 @@ class TransparencyLog:
             self.store.write_files(files, durable=False)
             self.index.add(start, hashes, now)
             self._edge_entries = list(tail)
+            self._edge_view = (start // WIDTH + n_full, self._edge_entries)
             self._keep_edges(touched)
 
     def publish(self) -> LogState:
@@ -345,6 +349,7 @@ class TransparencyLog:
         if pending:
             files.append((bundle_path(b, len(pending)), encode_entry_bundle(pending)))
         self._edge_entries = pending
+        self._edge_view = (b, pending)
         return files
 
     def close(self) -> None:
