@@ -352,7 +352,7 @@ def open_checkpoint(
             witness signature is invalid.
         CheckpointError: wrong origin, or the witness policy is not met.
     """
-    raw = data.encode() if isinstance(data, str) else bytes(data)
+    raw = data.encode() if isinstance(data, str) else data if type(data) is bytes else bytes(data)
     cache_key = None
     if policy is None:
         cache_key = (raw, verifier.vkey, origin, strict, max_size)
