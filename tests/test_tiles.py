@@ -321,10 +321,12 @@ def test_bundle_against_tile_count_and_format_errors() -> None:
     with pytest.raises(TileError, match="bundle holds 4 entries but the tile holds 5"):
         short = tiles.encode_entry_bundle(entries[:4])
         tiles.verify_bundle_against_tile(short, tile, tile_index=0)
-    with pytest.raises(MalformedError, match="not a multiple of 32"):
-        tiles.verify_bundle_against_tile(bundle, tile[:-1], tile_index=0)
-    with pytest.raises(MalformedError, match="entry 4"):
-        tiles.verify_bundle_against_tile(bundle[:-1], tile, tile_index=0)
+    with pytest.raises(MalformedError, match="not a multiple of 32") as bad_tile:
+        tiles.verify_bundle_against_tile(bundle, tile[:-1], tile_index=9)
+    assert bad_tile.value.where == "tile 0/9, byte 128"
+    with pytest.raises(MalformedError, match="entry 4") as bad_bundle:
+        tiles.verify_bundles_against_tiles([bundle, bundle[:-1]], [tile, tile], [8, 9])
+    assert bad_bundle.value.where == "bundle 9, byte 14, entry 4"
 
 
 def test_bundles_against_tiles_batch_names_first_failure() -> None:

@@ -142,8 +142,19 @@ pub fn encode<E: AsRef<[u8]>>(entries: &[E]) -> Result<Vec<u8>> {
 /// Checks that level-0 tile `tile_index` holds exactly the leaf hashes of
 /// `bundle`, in order. The error names the first mismatching position.
 pub fn verify_against_tile(bundle: &[u8], tile: &[u8], tile_index: u64) -> Result<()> {
-    let width = check_hash_tile(tile)?;
-    let entries = parse(bundle)?;
+    // In a batch the caller needs to know which bundle or tile did not parse.
+    let locate = |prefix: String| {
+        move |e: Error| match e {
+            Error::Malformed { what, at, reason } => Error::Malformed {
+                what,
+                at: format!("{prefix}, {at}"),
+                reason,
+            },
+            other => other,
+        }
+    };
+    let width = check_hash_tile(tile).map_err(locate(format!("tile 0/{tile_index}")))?;
+    let entries = parse(bundle).map_err(locate(format!("bundle {tile_index}")))?;
     let n = entries.len();
     let mut mismatch: Option<(usize, Hash, Hash)> = None;
     let common = n.min(width as usize);
@@ -343,7 +354,13 @@ mod tests {
             e => panic!("{e}"),
         }
         assert!(verify_against_tile(&bundle, &tile[..4 * 32], 3).is_err());
-        assert!(verify_against_tile(&bundle[..bundle.len() - 1], &tile, 3).is_err());
+        let e = verify_against_tile(&bundle[..bundle.len() - 1], &tile, 3).unwrap_err();
+        assert!(
+            e.to_string().contains("at bundle 3, byte 12, entry 4"),
+            "{e}"
+        );
+        let e = verify_against_tile(&bundle, &tile[..31], 3).unwrap_err();
+        assert!(e.to_string().contains("at tile 0/3, byte 0"), "{e}");
         let mut longer = tile.clone();
         longer.extend_from_slice(&[0u8; 32]);
         assert!(verify_against_tile(&bundle, &longer, 3).is_err());
