@@ -68,12 +68,14 @@ def rows(data: dict[str, Any]) -> list[list[str]]:
                 throughput += f" ({_si(info['bytes'] / median, 'B/s')})"
             base_name = info.get("baseline")
             ratio = info.get("ratio")
-            if info.get("role") == "baseline" or base_name is None:
+            if info.get("role") == "baseline":
                 baseline, ratio_text = "(this is the baseline)", "1x"
+            elif base_name is None:
+                baseline, ratio_text = "—", "—"
             else:
                 paired = by_name.get(base_name)
                 base_rate = _rate(paired) if paired else info.get("baseline_per_s")
-                if paired and rate and base_rate:
+                if rate and base_rate:
                     ratio = rate / base_rate
                 label = f"`{base_name}`" if paired else str(base_name)
                 baseline = f"{label} {_si(base_rate, '/s')}" if base_rate else label
