@@ -63,6 +63,7 @@ def test_node_hash_native(benchmark: Any, node_leaves: np.ndarray) -> None:
         ops=N_NODES - 1,
         baseline="test_node_hash_baseline",
         note="one core; nodes of a root computation",
+        cpu=True,
     )
     assert got == want
 
@@ -111,6 +112,7 @@ def test_leaf_hash_list_native(benchmark: Any, entries: tuple[list[bytes], bytes
         nbytes=len(items) * ENTRY,
         baseline="test_leaf_hash_baseline",
         note="one core; list of bytes",
+        cpu=True,
     )
     _check_leaves(got, items)
 
@@ -125,6 +127,7 @@ def test_leaf_hash_buffer_native(benchmark: Any, entries: tuple[list[bytes], byt
         nbytes=len(raw),
         baseline="test_leaf_hash_baseline",
         note="one core; one buffer + offsets",
+        cpu=True,
     )
     _check_leaves(got, items)
 
@@ -175,6 +178,7 @@ def test_root_20_native(benchmark: Any, leaves_20: np.ndarray, threads: int | No
         ops=len(leaves_20),
         baseline="test_root_20_baseline",
         note=f"{'one core' if threads == 1 else 'all cores'}; leaves per second",
+        cpu=threads == 1,
     )
     assert got == want
 
@@ -206,6 +210,7 @@ def test_root_24_native(benchmark: Any, leaves_24: np.ndarray, threads: int | No
             f"{'one core' if threads == 1 else 'all cores'}; "
             f"baseline on the first {N_ROOT_PY} leaves, per-leaf rates"
         ),
+        cpu=threads == 1,
     )
     assert got == want
 
@@ -281,6 +286,7 @@ def test_inclusion_batch_native(
         ops=n,
         baseline="test_inclusion_baseline",
         note=f"{'one core' if threads == 1 else 'all cores'}; ~30-hash proofs",
+        cpu=threads == 1,
     )
     assert res.all_ok and res.ok.all() and len(res.ok) == n
     bad = b["roots"].copy()
@@ -396,5 +402,6 @@ def test_consistency_batch_native(
         ops=n,
         baseline="test_consistency_baseline",
         note=f"{'one core' if threads == 1 else 'all cores'}",
+        cpu=threads == 1,
     )
     assert res.all_ok and len(res.ok) == n

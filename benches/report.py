@@ -1,6 +1,9 @@
 """Rewrite the README benchmark table from a pytest-benchmark JSON file.
 
-Usage: ``python benches/report.py .bench.json README.md``
+Usage: ``python benches/report.py .bench.json [more.json ...] README.md``
+
+Several JSON files merge in order, a later run of the same case replacing an
+earlier one (to refresh one module's figures without rerunning every bench).
 
 Only the text between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` is
 replaced (the markers and a "Benchmarks" heading are appended when missing).
@@ -66,6 +69,8 @@ def rows(data: dict[str, Any]) -> list[list[str]]:
             throughput = _si(rate, "/s") if rate else "—"
             if rate and info.get("bytes"):
                 throughput += f" ({_si(info['bytes'] / median, 'B/s')})"
+            if info.get("cpu_per_s"):
+                throughput += f"; {_si(info['cpu_per_s'], '/s')} per CPU-second"
             base_name = info.get("baseline")
             ratio = info.get("ratio")
             if info.get("role") == "baseline":
@@ -115,12 +120,23 @@ def rewrite(readme: str, body: str) -> str:
     return readme.rstrip("\n") + "\n\n## Benchmarks\n\n" + block + "\n"
 
 
+def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run from several: later cases replace earlier ones with the same full name."""
+    merged = dict(runs[-1])
+    cases: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        for b in run.get("benchmarks", []):
+            cases[b.get("fullname", b["name"])] = b
+    merged["benchmarks"] = list(cases.values())
+    return merged
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print("usage: report.py BENCH_JSON README", file=sys.stderr)
+    if len(argv) < 3:
+        print("usage: report.py BENCH_JSON [BENCH_JSON ...] README", file=sys.stderr)
         return 2
-    data = json.loads(Path(argv[1]).read_text())
-    readme = Path(argv[2])
+    data = merge([json.loads(Path(p).read_text()) for p in argv[1:-1]])
+    readme = Path(argv[-1])
     readme.write_text(rewrite(readme.read_text(), table(data)))
     print(f"wrote {len(data.get('benchmarks', []))} benchmark rows into {readme}")
     return 0
