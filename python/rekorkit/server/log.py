@@ -296,9 +296,8 @@ class TransparencyLog:
 
         For bulk loads only: the log must end on a bundle boundary. ``bundles``
         are the encoded full bundles, or how many full bundles the caller has
-        already written under :attr:`store` (worker processes do); ``tail`` are
-        the entries after them. Files are written without per-file fsync;
-        :meth:`publish` syncs and signs.
+        already written (and flushed) under :attr:`store` (worker processes do);
+        ``tail`` are the entries after them. :meth:`publish` signs.
         """
         with self._write_lock:
             start = self._appender.size
@@ -315,18 +314,17 @@ class TransparencyLog:
             if tail:
                 b = b0 + n_full
                 files.append((bundle_path(b, len(tail)), encode_entry_bundle(list(tail))))
-            self.store.write_files(files, durable=False)
+            self.store.write_files(files)
             self.index.add(start, hashes, now)
             self._edge_entries = list(tail)
             self._edge_view = (start // WIDTH + n_full, self._edge_entries)
             self._keep_edges(touched)
 
     def publish(self) -> LogState:
-        """Flush bulk-written files and publish a checkpoint for everything appended."""
+        """Publish a checkpoint for everything bulk-appended (already durable)."""
         with self._write_lock:
             if self._appender.size == self.state.size:
                 return self.state
-            self.store.sync()
             state = self._sign(self._appender.size, self._appender.root())
             self.store.publish_checkpoint(state.checkpoint)
             self.state = state

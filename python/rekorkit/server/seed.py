@@ -14,8 +14,8 @@ structure where the formats allow it, and says so:
   fresh digest per entry, signed in worker processes.
 
 Worker processes build the bodies, hash the leaves and encode full entry
-bundles (Rust); the parent only appends hashes to the tree, writes files and
-the index, and publishes one checkpoint after a single ``sync``.
+bundles (Rust); the parent only appends hashes to the tree, writes tiles and
+the index, and publishes one checkpoint once every file is flushed.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def _worker_init(key_pem: bytes, tag: str) -> None:
     _worker_gen = SyntheticEntries(key_pem, tag)
 
 
-def _worker_chunk(job: tuple[int, int, int, int, str]) -> tuple[bytes, int, list[bytes]]:
+def _worker_chunk(job: tuple[int, int, int, int, str, bool]) -> tuple[bytes, int, list[bytes]]:
     """Build one aligned chunk and write its full bundles.
 
     Returns the leaf hashes, how many full bundles were written, and the
@@ -217,7 +217,7 @@ def _worker_chunk(job: tuple[int, int, int, int, str]) -> tuple[bytes, int, list
     from rekorkit.merkle import hash_leaves
     from rekorkit.tiles import encode_entry_bundle
 
-    start, count, every, position, tiles_dir = job
+    start, count, every, position, tiles_dir, fsync = job
     assert _worker_gen is not None
     bodies = _worker_gen.bodies(start, count, every)
     hashes = hash_leaves(bodies)
@@ -227,17 +227,18 @@ def _worker_chunk(job: tuple[int, int, int, int, str]) -> tuple[bytes, int, list
         (bundle_path(first + k, WIDTH), encode_entry_bundle(bodies[b : b + WIDTH]))
         for k, b in enumerate(range(0, full, WIDTH))
     ]
-    TileStore(tiles_dir, fsync=False, cache_bytes=0).write_files(files, durable=False)
+    # Flushed here, in parallel with the parent's appends; the parent publishes after.
+    TileStore(tiles_dir, fsync=fsync, cache_bytes=0).write_files(files)
     return hashes.tobytes(), len(files), bodies[full:]
 
 
 def _jobs(
-    first: int, n: int, every: int, position: int, tiles_dir: str
-) -> Iterator[tuple[int, int, int, int, str]]:
+    first: int, n: int, every: int, position: int, tiles_dir: str, fsync: bool
+) -> Iterator[tuple[int, int, int, int, str, bool]]:
     pos = first
     while pos < first + n:
         count = min(_CHUNK, first + n - pos)
-        yield (pos, count, every, position + pos - first, tiles_dir)
+        yield (pos, count, every, position + pos - first, tiles_dir, fsync)
         pos += count
 
 
@@ -272,7 +273,7 @@ def seed_log(
     rest = n - done
     if rest:
         procs = (os.cpu_count() or 1) if workers is None else workers
-        jobs = _jobs(done, rest, every, log.state.size, str(log.store.root))
+        jobs = _jobs(done, rest, every, log.state.size, str(log.store.root), log.store.fsync)
         if procs <= 0 or rest <= _CHUNK:
             global _worker_gen
             _worker_gen = gen
