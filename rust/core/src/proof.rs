@@ -632,6 +632,40 @@ mod tests {
     }
 
     #[test]
+    fn batch_pairs_of_different_shapes_match_single_checks() {
+        let all = leaves(300);
+        let mut items = Vec::new();
+        for size in [1u64, 2, 3, 7, 8, 9, 100, 255, 256, 300] {
+            for index in [0, size / 2, size - 1, size, size + 3] {
+                items.push((index, size));
+            }
+        }
+        let mut flat = Vec::new();
+        let mut offsets = vec![0u64];
+        let (mut lv, mut idx, mut sz, mut roots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (k, &(index, size)) in items.iter().enumerate() {
+            let i = index.min(size - 1);
+            let mut proof = inclusion_proof(&all, i, size).unwrap();
+            if k % 7 == 3 {
+                proof.pop();
+            }
+            flat.extend(proof);
+            offsets.push(flat.len() as u64);
+            lv.push(all[i as usize]);
+            idx.push(index);
+            sz.push(size);
+            roots.push(tree::root(&all[..size as usize]));
+        }
+        let out = verify_inclusion_batch(&lv, &idx, &sz, &flat, &offsets, &roots, Some(1)).unwrap();
+        for k in 0..items.len() {
+            let proof = &flat[offsets[k] as usize..offsets[k + 1] as usize];
+            let single = verify_inclusion(&lv[k], idx[k], sz[k], proof, &roots[k]).is_ok();
+            assert_eq!(out.ok[k], single, "item {k}: {:?}", items[k]);
+        }
+        assert!(out.ok.iter().any(|v| *v) && out.ok.iter().any(|v| !*v));
+    }
+
+    #[test]
     fn batch_reports_first_failure() {
         let all = leaves(5000);
         let size = 5000u64;
