@@ -422,3 +422,20 @@ def test_no_input_gives_a_500(client: httpx.Client, body: bytes, path: str) -> N
     assert r.status_code < 500, (r.status_code, r.text[:200])
     if r.status_code >= 400 and r.status_code != 404:
         assert "message" in r.json()
+
+
+def test_fast_tle_json_equals_the_dict_form(tmp_path: Any) -> None:
+    from rekorkit.server.app import open_service
+    from rekorkit.server.integrator import Receipt
+    from rekorkit.server.v2 import transparency_log_entry, transparency_log_entry_json
+
+    svc = open_service(tmp_path / "fast")
+    svc.log.integrate([b"leaf %d" % i for i in range(300)])
+    state = svc.log.state
+    for index in (0, 7, 299):
+        proof = tuple(svc.log.proof_builder().inclusion_proof(index))
+        receipt = Receipt(index, False, 0, state, proof)
+        leaf = svc.log.leaf(index)
+        fast = json.loads(transparency_log_entry_json(svc, leaf, receipt))
+        assert fast == transparency_log_entry(svc, leaf, receipt)
+    svc.close()

@@ -8,6 +8,7 @@ everywhere, as Rekor does for ``/entries/retrieve/`` (REKOR_API.md §6).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -76,6 +77,7 @@ class LogService:
         )
         self.faults = FaultController(self.options.fault_seed)
         self.fork: ForkView | None = None
+        self.log_id_b64 = base64.b64encode(log.identity.v2_log_id).decode()
 
     @property
     def read_only(self) -> bool:

@@ -18,13 +18,13 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from rekorkit.server.integrator import Receipt
+from rekorkit.server.log import LogState
 from rekorkit.server.responses import (
     GRPC_ALREADY_EXISTS,
     GRPC_INVALID_ARGUMENT,
     GRPC_RESOURCE_EXHAUSTED,
     GRPC_UNKNOWN,
     BodyTooLarge,
-    json_response,
     read_body,
     v2_error,
 )
@@ -32,7 +32,12 @@ from rekorkit.server.responses import (
 if TYPE_CHECKING:
     from rekorkit.server.app import LogService
 
-__all__ = ["create_entry_v2", "serve_static", "transparency_log_entry"]
+__all__ = [
+    "create_entry_v2",
+    "serve_static",
+    "transparency_log_entry",
+    "transparency_log_entry_json",
+]
 
 # REKOR_API.md §4.2 table: the body a frozen shard sends with its 405.
 FROZEN_MESSAGE = "This log has been frozen, please switch to the latest log."
@@ -68,6 +73,42 @@ def transparency_log_entry(service: LogService, leaf: bytes, receipt: Receipt) -
     }
 
 
+_state_cache: dict[int, tuple[LogState, str, str]] = {}
+
+
+def _state_parts(state: LogState) -> tuple[str, str]:
+    """(root b64, checkpoint as a JSON string), computed once per published tree head."""
+    hit = _state_cache.get(state.size)
+    if hit is not None and hit[0] is state:
+        return hit[1], hit[2]
+    parts = (_b64(state.root), json.dumps(state.checkpoint.decode()))
+    if len(_state_cache) > 64:
+        _state_cache.clear()
+    _state_cache[state.size] = (state, *parts)
+    return parts
+
+
+def transparency_log_entry_json(service: LogService, leaf: bytes, receipt: Receipt) -> bytes:
+    """:func:`transparency_log_entry` serialized directly (the hot path of every write).
+
+    Every value is base64, decimal or a JSON-escaped string, so formatting the
+    text is exact; a test checks it against ``json.dumps`` of the dict form.
+    """
+    root, checkpoint = _state_parts(receipt.state)
+    index = receipt.index
+    hashes = ",".join(f'"{_b64(h)}"' for h in receipt.proof)
+    key_id = service.log_id_b64
+    return (
+        f'{{"logIndex":"{index}","logId":{{"keyId":"{key_id}"}},'
+        '"kindVersion":{"kind":"hashedrekord","version":"0.0.2"},'
+        '"integratedTime":"0","inclusionPromise":null,'
+        f'"inclusionProof":{{"logIndex":"{index}","rootHash":"{root}",'
+        f'"treeSize":"{receipt.state.size}","hashes":[{hashes}],'
+        f'"checkpoint":{{"envelope":{checkpoint}}}}},'
+        f'"canonicalizedBody":"{_b64(leaf)}"}}'
+    ).encode()
+
+
 async def create_entry_v2(request: Request) -> Response:
     """``POST /api/v2/log/entries``."""
     service: LogService = request.app.state.service
@@ -100,7 +141,8 @@ async def create_entry_v2(request: Request) -> Response:
             f"{receipt.index}",
             headers={"x-log-index": str(receipt.index)},
         )
-    return json_response(transparency_log_entry(service, leaf, receipt), 201)
+    body = transparency_log_entry_json(service, leaf, receipt)
+    return Response(body, status_code=201, media_type="application/json")
 
 
 async def serve_static(
