@@ -340,6 +340,19 @@ def test_batch_inclusion_matches_single_and_reports_first_failure() -> None:
         assert "not below the tree size" in res.reason
 
 
+def test_hash_array_rows_are_accepted_as_single_hashes() -> None:
+    arr = as_array(leaves_for(6))
+    root = merkle.root(arr)
+    root_row = np.frombuffer(root, dtype=np.uint8)
+    proof = merkle.inclusion_proof(arr, 4)
+    merkle.verify_inclusion(arr[4], 4, 6, proof, root_row)
+    flat, offsets = merkle.flatten_proofs([proof])
+    assert merkle.verify_inclusion_batch(arr[4:5], [4], 6, flat, offsets, root_row).all_ok
+    assert merkle.node_hash(arr[0], arr[1]) == ref.node(bytes(arr[0]), bytes(arr[1]))
+    with pytest.raises(MalformedError, match="expected bytes"):
+        merkle.verify_inclusion(arr[4].astype(np.int16), 4, 6, proof, root)
+
+
 def test_batch_consistency_against_one_new_head() -> None:
     leaves = leaves_for(200)
     arr = as_array(leaves)

@@ -82,6 +82,9 @@ def _bytes(value: object, what: str) -> bytes:
         return value
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
+    if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 1:
+        # A row of a hash array, e.g. ``leaf_hashes[i]``.
+        return value.tobytes()
     raise MalformedError(f"{what}: expected bytes, got {type(value).__name__}", what=what)
 
 
@@ -103,6 +106,15 @@ def _hashes(value: object, what: str) -> object:
         f"got {type(value).__name__}",
         what=what,
     )
+
+
+def _shared_hashes(value: object, what: str) -> object:
+    """Like :func:`_hashes`, but one hash (bytes or a 32-byte row) means one shared value."""
+    if isinstance(value, bytes | bytearray | memoryview) and len(value) == 32:
+        return bytes(value)
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.shape[0] == 32:
+        return value.reshape(1, 32)
+    return _hashes(value, what)
 
 
 def _count(value: HashesLike) -> int:
@@ -262,15 +274,13 @@ def verify_inclusion_batch(
     Raises:
         MalformedError: arrays of the wrong type, shape or length.
     """
-    if isinstance(roots, bytes | bytearray | memoryview) and len(roots) == 32:
-        roots = bytes(roots)
     ok, first, reason = _native.verify_inclusion_batch(
         _hashes(leaf_hashes, "leaf hashes"),
         _u64(indices, "indices"),
         _u64(sizes, "sizes"),
         _hashes(proofs, "proofs"),
         _u64(proof_offsets, "proof offsets"),
-        _hashes(roots, "roots"),
+        _shared_hashes(roots, "roots"),
         threads,
     )
     return BatchResult(ok, first, reason)
@@ -358,13 +368,11 @@ def verify_consistency_batch(
     ``sizes2`` and ``roots2`` may be one value shared by all items (many old
     checkpoints against one new one). Layout as in :func:`verify_inclusion_batch`.
     """
-    if isinstance(roots2, bytes | bytearray | memoryview) and len(roots2) == 32:
-        roots2 = bytes(roots2)
     ok, first, reason = _native.verify_consistency_batch(
         _u64(sizes1, "sizes1"),
         _u64(sizes2, "sizes2"),
         _hashes(roots1, "roots1"),
-        _hashes(roots2, "roots2"),
+        _shared_hashes(roots2, "roots2"),
         _hashes(proofs, "proofs"),
         _u64(proof_offsets, "proof offsets"),
         threads,
