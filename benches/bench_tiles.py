@@ -223,7 +223,7 @@ def test_tile_appender_native(benchmark: Any, leaf_batches: Leaves) -> None:
 # --- inclusion proofs from tiles ----------------------------------------------------------------
 
 PROOF_SIZE = scaled(70_000_000, 70_000)
-N_PROOFS = scaled(5000, 200)
+N_PROOFS = scaled(2000, 200)
 
 
 class PyTileProofs:
@@ -331,4 +331,25 @@ def test_proofs_from_tiles_native(benchmark: Any, proof_tiles: Proofs) -> None:
         baseline="test_proofs_from_tiles_baseline",
         note="ProofBuilder, one call per proof, tiles cached per builder on both sides",
     )
+    assert got == want
+
+
+@pytest.mark.benchmark(group="inclusion proofs from tiles")
+def test_proofs_from_tiles_batch_native(benchmark: Any, proof_tiles: Proofs) -> None:
+    store, indices, want = proof_tiles
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        return ProofBuilder(PROOF_SIZE, _reader(store)).inclusion_proofs(indices)
+
+    hashes, offsets = measure(
+        benchmark,
+        run,
+        ops=N_PROOFS,
+        baseline="test_proofs_from_tiles_baseline",
+        note="ProofBuilder.inclusion_proofs: one native call, shared nodes hashed once",
+    )
+    got = [
+        [bytes(h) for h in hashes[int(offsets[k]) : int(offsets[k + 1])]]
+        for k in range(len(indices))
+    ]
     assert got == want

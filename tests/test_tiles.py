@@ -725,3 +725,40 @@ def test_proof_node_lists_evaluate_to_the_vector_proofs() -> None:
         assert [evaluate(n, size) for n in nodes] == [b64(p) for p in case["proof"]]
         assert tiles.consistency_proof_tiles(case["size1"], size)
     assert tiles.consistency_proof_nodes(5, 5) == []
+
+
+def test_batch_inclusion_proofs_match_single_and_verify_in_one_call() -> None:
+    from rekorkit import merkle
+
+    _, expected = tiles70k()
+    counts: dict[str, int] = {}
+    size = 70000
+    indices = [0, 1, 255, 256, 65535, 65536, 69999, 12345, 12345]
+    builder = tiles.ProofBuilder(size, reader_70k(counts))
+    hashes, offsets = builder.inclusion_proofs(indices)
+    assert hashes.shape[1] == 32 and offsets.dtype == np.uint64
+    assert len(offsets) == len(indices) + 1 and int(offsets[-1]) == len(hashes)
+    single = tiles.ProofBuilder(size, reader_70k())
+    for k, i in enumerate(indices):
+        got = [bytes(h) for h in hashes[int(offsets[k]) : int(offsets[k + 1])]]
+        assert got == single.inclusion_proof(i)
+    assert max(counts.values()) == 1  # every tile read once for the whole batch
+    leaves = leaves_70k()[indices]
+    root = b64(expected["roots_b64"]["70000"])
+    result = merkle.verify_inclusion_batch(leaves, indices, size, hashes, offsets, root)
+    assert result.all_ok
+    empty_hashes, empty_offsets = builder.inclusion_proofs([])
+    assert empty_hashes.shape == (0, 32) and list(empty_offsets) == [0]
+    with pytest.raises(ValueError):
+        builder.inclusion_proofs([0, size])
+
+    async def main() -> None:
+        sync_read = reader_70k()
+
+        async def read(level: int, index: int, width: int) -> bytes:
+            return sync_read(level, index, width)
+
+        ah, ao = await tiles.AsyncProofBuilder(size, read).inclusion_proofs(indices)
+        assert ah.tobytes() == hashes.tobytes() and list(ao) == list(offsets)
+
+    asyncio.run(main())

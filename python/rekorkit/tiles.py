@@ -67,6 +67,7 @@ _U64 = 1 << 64
 
 Bytes: TypeAlias = bytes | bytearray | memoryview
 HashArray: TypeAlias = npt.NDArray[np.uint8]
+U64Array: TypeAlias = npt.NDArray[np.uint64]
 ReadTile: TypeAlias = Callable[[int, int, int], Bytes]
 """``read_tile(level, index, width) -> bytes``: the hash tile's bytes."""
 AsyncReadTile: TypeAlias = Callable[[int, int, int], Awaitable[Bytes]]
@@ -392,6 +393,18 @@ class ProofBuilder:
         ids = inclusion_proof_tiles(index, self.size)
         return _native.inclusion_proof_from_tiles(index, self.size, self._fetch(ids))
 
+    def inclusion_proofs(self, indices: Iterable[int]) -> tuple[HashArray, U64Array]:
+        """Inclusion proofs of many leaves in one native call.
+
+        Returns:
+            ``(hashes, offsets)``: proof ``k`` is ``hashes[offsets[k]:offsets[k+1]]``,
+            the layout ``rekorkit.merkle.verify_inclusion_batch`` takes. The tiles
+            are read once for the batch and nodes shared by proofs hashed once.
+        """
+        idx = list(indices)
+        ids = [TileID(*t) for t in _native.inclusion_tiles_many(idx, self.size)]
+        return _native.inclusion_proofs_from_tiles(idx, self.size, self._fetch(ids))
+
     def consistency_proof(self, old_size: int) -> list[bytes]:
         """The consistency proof from ``old_size`` (``0 < old_size <= size``) to this size.
 
@@ -457,6 +470,13 @@ class AsyncProofBuilder:
         """The inclusion proof (leaf to root) of leaf ``index``."""
         ids = inclusion_proof_tiles(index, self.size)
         return _native.inclusion_proof_from_tiles(index, self.size, await self._fetch(ids))
+
+    async def inclusion_proofs(self, indices: Iterable[int]) -> tuple[HashArray, U64Array]:
+        """Inclusion proofs of many leaves (see :meth:`ProofBuilder.inclusion_proofs`)."""
+        idx = list(indices)
+        ids = [TileID(*t) for t in _native.inclusion_tiles_many(idx, self.size)]
+        tiles = await self._fetch(ids)
+        return _native.inclusion_proofs_from_tiles(idx, self.size, tiles)
 
     async def consistency_proof(self, old_size: int) -> list[bytes]:
         """The consistency proof from ``old_size`` to this size (see :class:`ProofBuilder`)."""

@@ -6,6 +6,7 @@
 //! short tile is an error naming it. The results still have to be checked
 //! against a signed checkpoint root by the caller.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::error::{Error, Result};
@@ -54,6 +55,8 @@ pub fn is_perfect(level: u64, index: u64, size: u64) -> bool {
 pub struct TileSet<'a> {
     size: u64,
     tiles: HashMap<(u64, u64), &'a [u8]>,
+    /// Nodes folded from several hashes, kept: proofs in one batch share them.
+    memo: RefCell<HashMap<(u64, u64), Hash>>,
 }
 
 impl<'a> TileSet<'a> {
@@ -63,6 +66,7 @@ impl<'a> TileSet<'a> {
         TileSet {
             size,
             tiles: HashMap::new(),
+            memo: RefCell::new(HashMap::new()),
         }
     }
 
@@ -106,6 +110,9 @@ impl<'a> TileSet<'a> {
                 self.size
             )));
         }
+        if let Some(h) = self.memo.borrow().get(&(level, index)) {
+            return Ok(*h);
+        }
         let a = node_address(level, index)?;
         let tile = self
             .tiles
@@ -123,7 +130,11 @@ impl<'a> TileSet<'a> {
             at: format!("tile {}/{}", a.tile_level, a.tile_index),
             reason: format!("too short for node ({level}, {index})"),
         })?;
-        Ok(mth_of_concat(span))
+        let h = mth_of_concat(span);
+        if a.count > 1 {
+            self.memo.borrow_mut().insert((level, index), h);
+        }
+        Ok(h)
     }
 
     /// Evaluates a proof element: the fold of its nodes.

@@ -399,6 +399,51 @@ fn consistency_proof_from_tiles<'py>(
     Ok(hash_list(py, eval_elements(py, size, &els, &tiles)?))
 }
 
+/// Tiles (level, index, width) the inclusion proofs of all `indices` in `size` read.
+#[pyfunction]
+fn inclusion_tiles_many(
+    py: Python<'_>,
+    indices: Vec<u64>,
+    size: u64,
+) -> PyResult<Vec<(u64, u64, u64)>> {
+    let mut els = Vec::new();
+    for &i in &indices {
+        els.extend(inclusion_elements(i, size).py_err(py)?);
+    }
+    Ok(tile_tuples(tiles_for_elements(&els, size).py_err(py)?))
+}
+
+/// Proofs flattened: all hashes `(m, 32)` and offsets `(n + 1,)` into them.
+type FlatProofs<'py> = (Bound<'py, PyArray2<u8>>, Bound<'py, PyArray1<u64>>);
+
+/// Inclusion proofs of many leaves, flattened: `(hashes (m, 32), offsets (n + 1,))`.
+#[pyfunction]
+fn inclusion_proofs_from_tiles<'py>(
+    py: Python<'py>,
+    indices: Vec<u64>,
+    size: u64,
+    tiles: Vec<(u64, u64, Bound<'py, PyAny>)>,
+) -> PyResult<FlatProofs<'py>> {
+    let views = tiles
+        .iter()
+        .map(|(_, _, d)| ByteView::new(d, "hash tile"))
+        .collect::<PyResult<Vec<_>>>()?;
+    let mut set = TileSet::new(size);
+    for ((l, i, _), v) in tiles.iter().zip(&views) {
+        set.insert(*l, *i, v.as_slice()).py_err(py)?;
+    }
+    let mut flat: Vec<u8> = Vec::new();
+    let mut offsets: Vec<u64> = Vec::with_capacity(indices.len() + 1);
+    offsets.push(0);
+    for &index in &indices {
+        for e in inclusion_elements(index, size).py_err(py)? {
+            flat.extend_from_slice(&set.element(&e).py_err(py)?);
+        }
+        offsets.push((flat.len() / 32) as u64);
+    }
+    Ok((hashes_array(py, flat)?, PyArray1::from_vec(py, offsets)))
+}
+
 /// Root of tree `size` from tiles `(level, index, bytes)` (its partial tiles suffice).
 #[pyfunction]
 fn root_from_tiles<'py>(
@@ -554,6 +599,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify_tiles_against_parents, m)?)?;
     m.add_function(wrap_pyfunction!(inclusion_tiles, m)?)?;
     m.add_function(wrap_pyfunction!(inclusion_nodes, m)?)?;
+    m.add_function(wrap_pyfunction!(inclusion_tiles_many, m)?)?;
+    m.add_function(wrap_pyfunction!(inclusion_proofs_from_tiles, m)?)?;
     m.add_function(wrap_pyfunction!(consistency_nodes, m)?)?;
     m.add_function(wrap_pyfunction!(node_tile, m)?)?;
     m.add_function(wrap_pyfunction!(consistency_tiles, m)?)?;
