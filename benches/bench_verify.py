@@ -57,8 +57,12 @@ class SyntheticLog:
         app = tiles.TileAppender()
         for b in range(0, -(-n // 256)):
             for tid, data in app.append(self.leaf_hashes(b)):
-                if tid.level > 0 or tid.is_partial:
+                if tid.level > 0 and not tid.is_partial:
                     self.upper["/" + tid.path] = data
+        for level, data in app.edge_tiles.items():  # the final partial tiles only
+            if level > 0:
+                edge = tiles.TileID(level, n // 256 ** (level + 1), len(data) // 32)
+                self.upper["/" + edge.path] = data
         self.root = app.root()
         self.signer = Ed25519Signer.generate(ORIGIN)
         self.checkpoint = sign_checkpoint(Checkpoint(ORIGIN, n, self.root), self.signer)
