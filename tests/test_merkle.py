@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -471,6 +473,28 @@ def test_batch_rejects_inconsistent_arrays() -> None:
         merkle.hash_leaves([b"a", "b"])  # type: ignore[list-item]
     with pytest.raises(MalformedError, match="32 bytes"):
         merkle.flatten_proofs([[b"short"]])
+
+
+def test_batch_work_releases_the_gil() -> None:
+    """Python threads keep running while the core hashes (the GIL is released)."""
+    arr = np.random.default_rng(5).integers(0, 256, (1 << 20, 32), dtype=np.uint8)
+    span: list[float] = []
+
+    def work() -> None:
+        span.append(time.perf_counter())
+        merkle.root(arr, threads=1)
+        span.append(time.perf_counter())
+
+    worker = threading.Thread(target=work)
+    ticks: list[float] = []
+    worker.start()
+    while worker.is_alive():
+        ticks.append(time.perf_counter())
+    worker.join()
+    start, end = span
+    assert end - start > 0.02, "root of 2^20 leaves finished too fast to observe"
+    inside = [t for t in ticks if start + 0.005 < t < end - 0.005]
+    assert len(inside) > 100
 
 
 def test_errors_share_the_tree() -> None:
