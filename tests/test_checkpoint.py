@@ -27,6 +27,7 @@ from rekorkit.checkpoint import (
 )
 from rekorkit.errors import (
     CheckpointError,
+    InclusionError,
     MalformedError,
     SignatureError,
     VerificationError,
@@ -39,6 +40,7 @@ from rekorkit.note import (
     parse_verifier_key,
     sign_note,
 )
+from rekorkit.tlogproof import TlogProof, parse_tlog_proof, verify_tlog_proof
 
 TESSERA_VKEY = "example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx"
 ROOT = bytes(range(32))
@@ -348,3 +350,41 @@ def test_derived_tiles_70000_checkpoints() -> None:
     for size, sc in zip(expected["sizes"], opened, strict=True):
         assert sc.size == size
         assert sc.root == base64.b64decode(expected["roots_b64"][str(size)])
+
+
+def test_tlog_proof_vectors() -> None:
+    cases = _format_vectors()["tlog_proof_format_cases"]["cases"]
+    h1, h2 = hashlib.sha256(b"hash1").digest(), hashlib.sha256(b"hash2").digest()
+    built = {
+        "marshal: no extra": TlogProof(5, (h1, h2), b"test checkpoint\n"),
+        "marshal: with extra": TlogProof(10, (h1,), b"checkpoint data\n", b"extra information"),
+        "marshal: empty proof": TlogProof(0, (), b"checkpoint\n"),
+    }
+    for case in cases:
+        if "want" in case:
+            assert built[case["desc"]].to_bytes() == case["want"].encode()
+            assert parse_tlog_proof(case["want"]) == built[case["desc"]]
+        else:
+            with pytest.raises(MalformedError):
+                parse_tlog_proof(case["proof"])
+
+
+def test_tlog_proof_end_to_end() -> None:
+    from rekorkit import merkle
+
+    log = Ed25519Signer.generate("log.example")
+    leaves = [b"entry %d" % i for i in range(7)]
+    hashes = merkle.hash_leaves(leaves)
+    note = sign_checkpoint(Checkpoint("log.example", 7, merkle.root(hashes)), log)
+    proof = TlogProof(3, tuple(merkle.inclusion_proof(hashes, 3, 7)), note)
+    assert verify_tlog_proof(proof.to_bytes(), leaves[3], log.verifier()).size == 7
+    with pytest.raises(InclusionError):
+        verify_tlog_proof(proof, leaves[4], log.verifier())
+    with pytest.raises(SignatureError):
+        verify_tlog_proof(proof, leaves[3], Ed25519Signer.generate("log.example").verifier())
+
+
+@given(st.binary(max_size=200))
+def test_tlog_proof_random_bytes(data: bytes) -> None:
+    with contextlib.suppress(MalformedError):
+        parse_tlog_proof(b"c2sp.org/tlog-proof@v1\n" + data)
