@@ -11,6 +11,16 @@ Consistency policy (TLOG.md §3.4): a proof from old size 0 is rejected, as in
 transparency-dev/merkle. The empty tree is a prefix of every tree, so the
 witness protocol accepts an empty proof from size 0; do that at the protocol
 layer after checking that the old root is :data:`EMPTY_ROOT`.
+
+Example::
+
+    leaves = merkle.hash_leaves(entries)                  # (n, 32) uint8
+    head = merkle.root(leaves)
+    proofs, offsets = merkle.inclusion_proofs(leaves, indices)
+    result = merkle.verify_inclusion_batch(
+        leaves[indices], indices, len(leaves), proofs, offsets, head
+    )
+    assert result.all_ok, (result.first_failure, result.reason)
 """
 
 from __future__ import annotations
