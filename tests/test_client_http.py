@@ -195,3 +195,11 @@ def test_http2_without_h2_is_a_clear_error() -> None:
 
     with pytest.raises(RekorKitError, match="http2"):
         SyncSession("http://x", http2=True)
+
+
+def test_tls_verification_on_for_https_backends() -> None:
+    import ssl
+
+    secure = SyncSession(["http://mirror.test", "https://rekor.test"])
+    assert secure.transport._pool._ssl_context.verify_mode == ssl.CERT_REQUIRED  # type: ignore[attr-defined]
+    secure.close()

@@ -40,6 +40,13 @@ def _check_http2(http2: bool) -> None:
         )
 
 
+def _needs_tls(failover: Failover) -> bool:
+    """Whether any backend is https; plain-http logs (loopback, private) skip the
+    CA bundle, whose loading costs more than a hundred requests on loopback.
+    Redirects are never followed, so a plain-http session never meets TLS."""
+    return any(u.lower().startswith("https://") for u in failover.base_urls)
+
+
 def _limits(max_connections: int) -> httpx.Limits:
     return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
 
@@ -69,7 +76,7 @@ class SyncSession:
         self.retry = retry if retry is not None else RetryPolicy()
         self.timeout = (timeout or Timeouts()).to_httpx().as_dict()
         self.transport = transport or httpx.HTTPTransport(
-            limits=_limits(max_connections), http2=http2
+            limits=_limits(max_connections), http2=http2, verify=_needs_tls(self.failover)
         )
 
     def close(self) -> None:
@@ -128,7 +135,7 @@ class AsyncSession:
         self.retry = retry if retry is not None else RetryPolicy()
         self.timeout = (timeout or Timeouts()).to_httpx().as_dict()
         self.transport = transport or httpx.AsyncHTTPTransport(
-            limits=_limits(max_connections), http2=http2
+            limits=_limits(max_connections), http2=http2, verify=_needs_tls(self.failover)
         )
 
     async def aclose(self) -> None:
