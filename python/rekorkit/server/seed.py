@@ -26,6 +26,7 @@ import multiprocessing as mp
 import os
 import secrets
 from base64 import b64encode
+from binascii import hexlify
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -167,7 +168,7 @@ class SyntheticEntries:
             for j in range(i, stop):
                 h = copy()
                 h.update(b"%s-%d%s" % (tag, j, post))
-                append(tmpl % h.hexdigest().encode())
+                append(tmpl % hexlify(h.digest()))
             i = stop
         return out
 
