@@ -26,6 +26,7 @@ from rekorkit.client.v1 import AsyncRekorV1Client, RekorV1Client
 from rekorkit.client.v2 import AsyncRekorV2Client, RekorV2Client
 from rekorkit.errors import (
     DivergenceError,
+    NotFoundError,
     RateLimitedError,
     RekorAPIError,
     RequestTimeoutError,
@@ -315,3 +316,23 @@ def test_async_clients_under_faults(srv: LocalRekor) -> None:
     anyio.run(main)
     assert len(sleeps.waits) >= 5
     assert 2.0 in sleeps.waits and 1.0 in sleeps.waits
+
+
+def test_async_tile_batches_through_blocking_workers(srv: LocalRekor) -> None:
+    with v2(srv) as c:
+        for _ in range(3):
+            c.submit(v2_request(fresh()))
+        size = c.checkpoint().size
+    width = min(size, 256)
+    with TileReader(srv.url) as sync_reader:
+        want_tile = sync_reader.tile(0, 0, width)
+        want_bundle = sync_reader.entry_bundle(0, width)
+
+    async def main() -> None:
+        async with AsyncTileReader(srv.url, max_concurrency=4) as r:
+            assert await r.tiles([(0, 0, width)] * 12) == [want_tile] * 12
+            assert await r.entry_bundles([(0, width)] * 5) == [want_bundle] * 5
+            with pytest.raises(NotFoundError):
+                await r.tiles([(0, 0, width), (0, 999_999, 256)])
+
+    anyio.run(main)
