@@ -127,3 +127,19 @@ def test_integrate_dedups_within_and_across_batches(tmp_path: Path) -> None:
         log.integrate([b"x" * 65536])
     assert log.state.size == 3
     log.close()
+
+
+def test_index_filter_grows_and_never_hides_an_entry(tmp_path: Path) -> None:
+    index = EntryIndex(tmp_path / "f.duckdb")
+    hashes = hash_leaves([b"f%d" % i for i in range(100_000)])
+    index.add(0, hashes, 1)
+    assert index._bits.size * 8 >= 16 * 100_000  # resized as the log grew
+    sample = hashes[::997]
+    found = index.candidates(sample, below=100_000)
+    assert sum(len(v) for v in found.values()) == len(sample)
+    absent = hash_leaves([b"absent %d" % i for i in range(2000)])
+    assert len(index.candidates(absent, below=100_000)) < 20  # mostly answered in memory
+    index.close()
+    reopened = EntryIndex(tmp_path / "f.duckdb")  # the filter is rebuilt from the table
+    assert sum(len(v) for v in reopened.candidates(sample, below=100_000).values()) == len(sample)
+    reopened.close()

@@ -5,6 +5,12 @@ index and the integration time: that keeps bulk inserts cheap (one Arrow
 append per batch) and the table small. A prefix match is a candidate only;
 callers confirm it against the leaf hash in the level-0 tile, so a 64-bit
 prefix collision can never return the wrong entry.
+
+Almost every submission is new, and a DuckDB lookup is a column scan that
+grows with the log (about 12 ms per batch at a million entries). So a
+one-hash Bloom filter (a bit array of at least 16 bits per entry, resized as
+the log grows) answers "certainly absent" for most leaf hashes in memory,
+and only the hits go to DuckDB.
 """
 
 from __future__ import annotations
@@ -47,6 +53,37 @@ class EntryIndex:
         except duckdb.Error as exc:
             raise StoreError(f"cannot open index {path}: {exc}") from exc
         self._lock = threading.Lock()
+        self._bits = np.zeros(0, dtype=np.uint8)
+        self._rows = 0
+        self._rebuild_filter()
+
+    # -- the in-memory filter ----------------------------------------------------
+    def _rebuild_filter(self, extra: int = 0) -> None:
+        """Size the filter for the current rows (plus ``extra``) and refill it from DuckDB."""
+        rows = self._con.execute("SELECT count(*) FROM entries").fetchall()[0]
+        self._rows = int(rows[0]) if rows else 0
+        nbits = 1 << 20
+        while nbits < 16 * (self._rows + extra):
+            nbits <<= 1
+        self._bits = np.zeros(nbits // 8, dtype=np.uint8)
+        prefixes = self._con.execute("SELECT prefix FROM entries").fetchnumpy()["prefix"]
+        self._set_bits(np.asarray(prefixes, dtype=np.int64))
+
+    def _positions(self, prefixes: np.ndarray) -> np.ndarray:
+        return prefixes.view(np.uint64) & np.uint64(len(self._bits) * 8 - 1)
+
+    def _set_bits(self, prefixes: np.ndarray) -> None:
+        pos = self._positions(prefixes)
+        np.bitwise_or.at(
+            self._bits,
+            (pos >> np.uint64(3)).astype(np.intp),
+            (np.uint8(1) << (pos & np.uint64(7)).astype(np.uint8)),
+        )
+
+    def _maybe_present(self, prefixes: np.ndarray) -> np.ndarray:
+        pos = self._positions(prefixes)
+        byte = self._bits[(pos >> np.uint64(3)).astype(np.intp)]
+        return ((byte >> (pos & np.uint64(7)).astype(np.uint8)) & 1).astype(bool)
 
     def close(self) -> None:
         """Close the database."""
@@ -59,6 +96,18 @@ class EntryIndex:
         n = len(prefixes)
         if n == 0:
             return
+        self._add_rows(start, prefixes, integrated_times)
+        with self._lock:
+            self._rows += n
+            if 16 * self._rows > len(self._bits) * 8:
+                self._rebuild_filter()
+            else:
+                self._set_bits(prefixes)
+
+    def _add_rows(
+        self, start: int, prefixes: np.ndarray, integrated_times: np.ndarray | int
+    ) -> None:
+        n = len(prefixes)
         times = np.broadcast_to(np.asarray(integrated_times, dtype=np.int64), (n,))
         if n <= 256:
             # Small batches (the HTTP path): a VALUES list beats registering an Arrow table.
@@ -93,6 +142,10 @@ class EntryIndex:
         prefixes = hash_prefixes(leaf_hashes)
         if len(prefixes) == 0:
             return {}
+        with self._lock:
+            prefixes = prefixes[self._maybe_present(prefixes)]
+        if len(prefixes) == 0:
+            return {}
         # Literal IN lists let DuckDB prune with its min/max statistics; the
         # values are ints we produced, so building the SQL is safe.
         sql = (
@@ -122,12 +175,16 @@ class EntryIndex:
     def truncate(self, size: int) -> int:
         """Drop rows at or past ``size`` (recovery after a crash); returns how many."""
         with self._lock:
-            n = self._con.execute("SELECT count(*) FROM entries WHERE idx >= ?", [size]).fetchone()
+            n = self._con.execute("SELECT count(*) FROM entries WHERE idx >= ?", [size]).fetchall()[
+                0
+            ]
             self._con.execute("DELETE FROM entries WHERE idx >= ?", [size])
+            if n and n[0]:
+                self._rebuild_filter()
         return int(n[0]) if n else 0
 
     def count(self) -> int:
         """How many rows the index holds."""
         with self._lock:
-            row = self._con.execute("SELECT count(*) FROM entries").fetchone()
+            row = self._con.execute("SELECT count(*) FROM entries").fetchall()[0]
         return int(row[0]) if row else 0
