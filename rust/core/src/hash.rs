@@ -99,68 +99,108 @@ pub fn node_hash_x2(l0: &Hash, r0: &Hash, l1: &Hash, r1: &Hash) -> [Hash; 2] {
     }
 }
 
-/// Padded SHA-256 block `k` of the leaf message `0x00 || data` (FIPS 180-4 §5.1.1).
-#[inline(always)]
-fn leaf_block(data: &[u8], k: usize, blocks: usize) -> [u8; 64] {
-    let mut block = [0u8; 64];
-    let msg_len = data.len() + 1;
-    let start = 64 * k;
-    // Message bytes [start, start + 64) intersected with [0, msg_len).
-    if start == 0 {
-        block[0] = LEAF_PREFIX;
-        let n = data.len().min(63);
-        block[1..1 + n].copy_from_slice(&data[..n]);
-    } else if start < msg_len {
-        let from = start - 1;
-        let n = (data.len() - from).min(64);
-        block[..n].copy_from_slice(&data[from..from + n]);
-    }
-    if (start..start + 64).contains(&msg_len) {
-        block[msg_len - start] = 0x80;
-    }
-    if k + 1 == blocks {
-        let bits = (msg_len as u64).wrapping_mul(8);
-        block[56..].copy_from_slice(&bits.to_be_bytes());
-    }
-    block
+/// The SHA-256 blocks of a leaf message `0x00 || data` (FIPS 180-4 §5.1.1 padding):
+/// a built first block, the data's whole blocks read in place, one or two built tail blocks.
+struct LeafMessage<'a> {
+    head: [[u8; 64]; 1],
+    has_head: bool,
+    mid: &'a [[u8; 64]],
+    tail: [[u8; 64]; 2],
+    tail_len: usize,
 }
 
-/// Number of padded SHA-256 blocks for a leaf of `len` data bytes.
-#[inline(always)]
-fn leaf_blocks(len: usize) -> usize {
-    // prefix + data + 0x80 + 64-bit length, rounded up to whole blocks.
-    (len + 1 + 1 + 8).div_ceil(64)
+/// Reinterprets bytes as 64-byte blocks. The caller passes a multiple of 64 bytes.
+fn as_blocks(bytes: &[u8]) -> &[[u8; 64]] {
+    // SAFETY: `[u8; 64]` has size 64 and alignment 1, so the first
+    // `64 * (len / 64)` bytes form a valid block slice borrowed from `bytes`.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<[u8; 64]>(), bytes.len() / 64) }
 }
 
-/// Two leaf hashes at once, interleaved over their common block count.
+impl<'a> LeafMessage<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        let bits = (data.len() as u64).wrapping_add(1).wrapping_mul(8);
+        let mut m = LeafMessage {
+            head: [[0u8; 64]; 1],
+            has_head: false,
+            mid: &[],
+            tail: [[0u8; 64]; 2],
+            tail_len: 1,
+        };
+        // Bytes of the message already placed in tail[0]; always below 64.
+        let used = if data.len() >= 63 {
+            m.has_head = true;
+            m.head[0][0] = LEAF_PREFIX;
+            m.head[0][1..].copy_from_slice(&data[..63]);
+            let rest = &data[63..];
+            let whole = rest.len() - rest.len() % 64;
+            m.mid = as_blocks(&rest[..whole]);
+            let rem = &rest[whole..];
+            m.tail[0][..rem.len()].copy_from_slice(rem);
+            rem.len()
+        } else {
+            m.tail[0][0] = LEAF_PREFIX;
+            m.tail[0][1..=data.len()].copy_from_slice(data);
+            data.len() + 1
+        };
+        m.tail[0][used] = 0x80;
+        if used + 1 + 8 > 64 {
+            m.tail_len = 2;
+        }
+        m.tail[m.tail_len - 1][56..].copy_from_slice(&bits.to_be_bytes());
+        m
+    }
+
+    fn segments(&self) -> [&[[u8; 64]]; 3] {
+        let head: &[[u8; 64]] = if self.has_head { &self.head } else { &[] };
+        [head, self.mid, &self.tail[..self.tail_len]]
+    }
+}
+
+/// Two leaf hashes at once: their blocks go through the SHA unit interleaved
+/// while both have blocks left, the longer one finishes alone.
 pub fn leaf_hash_x2(a: &[u8], b: &[u8]) -> [Hash; 2] {
     if !sha_ni::available() {
         return [leaf_hash(a), leaf_hash(b)];
     }
-    let (na, nb) = (leaf_blocks(a.len()), leaf_blocks(b.len()));
-    let common = na.min(nb);
-    let (mut sa, mut sb) = (SHA256_IV, SHA256_IV);
-    // Groups of blocks per call amortise the state shuffles.
-    const GROUP: usize = 4;
-    let mut k = 0;
-    while k < common {
-        let g = GROUP.min(common - k);
-        let mut ba = [[0u8; 64]; GROUP];
-        let mut bb = [[0u8; 64]; GROUP];
-        for j in 0..g {
-            ba[j] = leaf_block(a, k + j, na);
-            bb[j] = leaf_block(b, k + j, nb);
+    let (ma, mb) = (LeafMessage::new(a), LeafMessage::new(b));
+    let (sa, sb) = (ma.segments(), mb.segments());
+    let (mut sta, mut stb) = (SHA256_IV, SHA256_IV);
+    let (mut ia, mut oa, mut ib, mut ob) = (0usize, 0usize, 0usize, 0usize);
+    loop {
+        while ia < 3 && oa == sa[ia].len() {
+            ia += 1;
+            oa = 0;
         }
-        sha_ni::compress_x2(&mut sa, &mut sb, &ba[..g], &bb[..g]);
-        k += g;
+        while ib < 3 && ob == sb[ib].len() {
+            ib += 1;
+            ob = 0;
+        }
+        if ia == 3 || ib == 3 {
+            break;
+        }
+        let run = (sa[ia].len() - oa).min(sb[ib].len() - ob);
+        sha_ni::compress_x2(
+            &mut sta,
+            &mut stb,
+            &sa[ia][oa..oa + run],
+            &sb[ib][ob..ob + run],
+        );
+        oa += run;
+        ob += run;
     }
-    for j in common..na {
-        compress256(&mut sa, &[leaf_block(a, j, na)]);
+    if ia < 3 {
+        compress256(&mut sta, &sa[ia][oa..]);
+        for seg in &sa[ia + 1..] {
+            compress256(&mut sta, seg);
+        }
     }
-    for j in common..nb {
-        compress256(&mut sb, &[leaf_block(b, j, nb)]);
+    if ib < 3 {
+        compress256(&mut stb, &sb[ib][ob..]);
+        for seg in &sb[ib + 1..] {
+            compress256(&mut stb, seg);
+        }
     }
-    [state_bytes(&sa), state_bytes(&sb)]
+    [state_bytes(&sta), state_bytes(&stb)]
 }
 
 /// Hashes adjacent pairs: `out[i] = node_hash(input[2i], input[2i+1])`.
