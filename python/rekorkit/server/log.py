@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,8 @@ class TransparencyLog:
         self._edge: dict[tuple[int, int], bytes] = {}
         self._edge_entries: list[bytes] = []
         self._edge_view: tuple[int, list[bytes]] = (0, [])
+        self._unsynced: list[str] = []
+        self._flushes: list[Future[None]] = []
         self.state = self._recover()
 
     # -- recovery ----------------------------------------------------------
@@ -296,8 +299,9 @@ class TransparencyLog:
 
         For bulk loads only: the log must end on a bundle boundary. ``bundles``
         are the encoded full bundles, or how many full bundles the caller has
-        already written (and flushed) under :attr:`store` (worker processes do);
-        ``tail`` are the entries after them. :meth:`publish` signs.
+        already written under :attr:`store` (worker processes do); ``tail`` are
+        the entries after them. Nothing is flushed until :meth:`publish`, which
+        fsyncs every file of the load, then signs.
         """
         with self._write_lock:
             start = self._appender.size
@@ -314,7 +318,14 @@ class TransparencyLog:
             if tail:
                 b = b0 + n_full
                 files.append((bundle_path(b, len(tail)), encode_entry_bundle(list(tail))))
-            self.store.write_files(files)
+            self.store.write_files(files, durable=False)
+            # Flush the previous chunk in the background while this one is built; a chunk's
+            # edge tiles may be rewritten by the next one, so they wait for publish.
+            done = [path for path, _ in files if ".p/" not in path]
+            if isinstance(bundles, int):
+                done.extend(bundle_path(b0 + i) for i in range(bundles))
+            self._flushes.append(self.store.sync_later(done))
+            self._unsynced.extend(path for path, _ in files if ".p/" in path)
             self.index.add(start, hashes, now)
             self._edge_entries = list(tail)
             self._edge_view = (start // WIDTH + n_full, self._edge_entries)
@@ -325,6 +336,11 @@ class TransparencyLog:
         with self._write_lock:
             if self._appender.size == self.state.size:
                 return self.state
+            for flush in self._flushes:
+                flush.result()
+            self._flushes = []
+            self.store.sync(dict.fromkeys(self._unsynced))
+            self._unsynced = []
             state = self._sign(self._appender.size, self._appender.root())
             self.store.publish_checkpoint(state.checkpoint)
             self.state = state

@@ -228,8 +228,8 @@ def _worker_chunk(job: tuple[int, int, int, int, str, bool]) -> tuple[bytes, int
         (bundle_path(first + k, WIDTH), encode_entry_bundle(bodies[b : b + WIDTH]))
         for k, b in enumerate(range(0, full, WIDTH))
     ]
-    # Flushed here, in parallel with the parent's appends; the parent publishes after.
-    TileStore(tiles_dir, fsync=fsync, cache_bytes=0).write_files(files)
+    # Not flushed here: the parent fsyncs every file of the load once, before publishing.
+    TileStore(tiles_dir, fsync=fsync, cache_bytes=0).write_files(files, durable=False)
     return hashes.tobytes(), len(files), bodies[full:]
 
 

@@ -18,7 +18,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -124,10 +124,23 @@ class TileStore:
         """Atomically replace the checkpoint; call only once its tiles are durable."""
         self.write_files([(name, data)])
 
-    def sync(self) -> None:
-        """Flush everything written without fsync (bulk loads) to stable storage."""
-        if self.fsync:
-            os.sync()
+    def sync_later(self, paths: Iterable[str]) -> Future[None]:
+        """:meth:`sync` in a background thread; wait on the future before publishing."""
+        todo = list(paths)
+        return _background().submit(self.sync, todo)
+
+    def sync(self, paths: Iterable[str] = ()) -> None:
+        """Flush files written with ``durable=False`` (bulk loads), and their directories.
+
+        ``paths`` are relative paths; they are flushed in parallel threads, so
+        a bulk load pays for its fsyncs once, at the end, without contending
+        with its own writes.
+        """
+        if not self.fsync:
+            return
+        files = [self.root / p for p in paths]
+        _fsync_all(files, directories=True)  # opening read-only is enough to fsync a file
+        _fsync_all(sorted({f.parent for f in files}), directories=True)
 
     def _next_seq(self) -> int:
         with self._lock:
@@ -284,6 +297,18 @@ def _fsync_all(targets: list[int] | list[Path], *, directories: bool = False) ->
             _pool = ThreadPoolExecutor(8, thread_name_prefix="rekorkit-fsync")
     for future in [_pool.submit(w) for w in work]:
         future.result()
+
+
+_flusher: ThreadPoolExecutor | None = None
+
+
+def _background() -> ThreadPoolExecutor:
+    """One thread that runs bulk-load flushes in order, beside the writer."""
+    global _flusher
+    with _pool_lock:
+        if _flusher is None:
+            _flusher = ThreadPoolExecutor(1, thread_name_prefix="rekorkit-flush")
+    return _flusher
 
 
 def _fsync_dir(path: Path) -> Callable[[], None]:
