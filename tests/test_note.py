@@ -137,6 +137,8 @@ def test_cosignature_signs_the_cosignature_message() -> None:
     # the same key as a plain Ed25519 verifier has a different key ID
     plain = Ed25519Verifier("witness.example", w.private_key.public_key())
     assert plain.key_id != w.key_id
+    converted = CosignatureVerifier.from_ed25519(plain)
+    assert converted.key_id == w.key_id and converted.verify(text.encode(), sig)
 
 
 def test_rsa_verifier_rekor_v2_key_id() -> None:

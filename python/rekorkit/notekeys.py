@@ -174,6 +174,15 @@ class CosignatureVerifier(Ed25519Verifier):
     type_byte = TYPE_COSIGNATURE
     __slots__ = ()
 
+    @classmethod
+    def from_ed25519(cls, verifier: Ed25519Verifier) -> CosignatureVerifier:
+        """The cosignature verifier for a witness published as a type 0x01 key.
+
+        The key ID changes with the type byte (TLOG.md §8.3), as transparency-dev's
+        ``NewVerifierForCosignatureV1`` does.
+        """
+        return cls(verifier.name, verifier.public_key)
+
     @staticmethod
     def timestamp(sig: bytes) -> int:
         """The cosignature's timestamp (Unix seconds).
