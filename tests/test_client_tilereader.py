@@ -133,7 +133,8 @@ def test_entry_bundle_too_few_entries() -> None:
     )
     with pytest.raises(MalformedError) as info:
         rd.entry_bundle(0, 2)
-    assert info.value.where == "byte 3"
+    assert info.value.where == "byte 3, entry 1"
+    assert "entry bundle 0 from" in str(info.value)
 
 
 def test_checkpoint_and_retry_on_503() -> None:

@@ -264,6 +264,48 @@ def test_malformed_bundles_name_offset_and_entry(data: bytes, where: str, reason
         assert info.value.where == where
 
 
+@given(
+    st.lists(st.lists(st.binary(max_size=40), max_size=12), min_size=1, max_size=5),
+    st.data(),
+)
+@settings(max_examples=150, deadline=None)
+def test_entry_columns_match_a_python_split(groups: list[list[bytes]], data: st.DataObject) -> None:
+    bundles = [tiles.encode_entry_bundle(g) for g in groups]
+    flat = [e for g in groups for e in g]
+    skip = data.draw(st.integers(0, len(flat)))
+    take = data.draw(st.integers(0, len(flat) - skip))
+    buf, offsets = tiles.entry_columns(bundles, skip, take)
+    assert offsets.dtype == np.int32 and len(offsets) == take + 1
+    got = [buf[offsets[i] : offsets[i + 1]].tobytes() for i in range(take)]
+    assert got == flat[skip : skip + take]
+    if skip + take < len(flat) or skip + take == 0:
+        return
+    with pytest.raises(ValueError, match="skipped"):
+        tiles.entry_columns(bundles, skip, take + 1)
+
+
+def test_entry_columns_name_the_bundle_that_does_not_parse() -> None:
+    good = tiles.encode_entry_bundle([b"a", b"b"])
+    with pytest.raises(MalformedError) as info:
+        tiles.entry_columns([good, b"\x00\x05ab"], 0, 3)
+    assert info.value.where == "bundle 1 of the group, byte 0, entry 0"
+
+
+@given(st.lists(st.binary(max_size=30), max_size=20), st.data())
+@settings(max_examples=150, deadline=None)
+def test_bundle_prefix_len(entries: list[bytes], data: st.DataObject) -> None:
+    raw = tiles.encode_entry_bundle(entries)
+    count = data.draw(st.integers(0, len(entries)))
+    cut = tiles.bundle_prefix_len(raw, count)
+    assert tiles.parse_entry_bundle(raw[:cut]) == entries[:count]
+    with pytest.raises(MalformedError, match=f"ends after {len(entries)} entries") as info:
+        tiles.bundle_prefix_len(raw, len(entries) + 1)
+    assert info.value.where == f"byte {len(raw)}, entry {len(entries)}"
+    if entries and entries[-1]:
+        with pytest.raises(MalformedError, match="runs past the end"):
+            tiles.bundle_prefix_len(raw[:-1], len(entries))
+
+
 def test_encode_limits() -> None:
     with pytest.raises(ValueError, match="entry 1 is 65536 bytes"):
         tiles.encode_entry_bundle([b"", bytes(65536)])

@@ -32,11 +32,13 @@ __all__ = [
     "ReadTile",
     "TileAppender",
     "TileID",
+    "bundle_prefix_len",
     "consistency_proof_nodes",
     "consistency_proof_tiles",
     "edge_tiles_for_size",
     "encode_entry_bundle",
     "entries_path",
+    "entry_columns",
     "hash_entry_bundle",
     "inclusion_proof_nodes",
     "inclusion_proof_tiles",
@@ -241,6 +243,35 @@ def parse_entry_bundle(data: Bytes) -> list[bytes]:
         MalformedError: a dangling or over-long length, naming the byte offset and entry.
     """
     return _native.parse_entry_bundle(data)
+
+
+def bundle_prefix_len(data: Bytes, count: int) -> int:
+    """Length of the prefix of a bundle that holds exactly its first ``count`` entries.
+
+    Entries after ``count`` are not parsed (a full bundle served in place of a
+    partial one is cut to this length).
+
+    Raises:
+        MalformedError: the bundle ends early or an entry runs past its end,
+            naming the byte offset and entry.
+    """
+    return _native.bundle_prefix_len(data, count)
+
+
+def entry_columns(
+    bundles: Sequence[Bytes], skip: int, take: int
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int32]]:
+    """The entries of consecutive bundles as one buffer plus ``take + 1`` offsets.
+
+    Skips the first ``skip`` entries and takes the next ``take``; the result is
+    the layout of an Arrow binary column (entry ``i`` is
+    ``data[offsets[i]:offsets[i + 1]]``), built without the GIL.
+
+    Raises:
+        MalformedError: a bundle does not parse (naming the bundle, byte and entry).
+        ValueError: the bundles hold fewer than ``skip + take`` entries.
+    """
+    return _native.entry_columns(list(bundles), skip, take)
 
 
 def encode_entry_bundle(entries: Sequence[Bytes]) -> bytes:

@@ -325,23 +325,16 @@ def _group_batch(
     hi: int,
 ) -> tuple[pa.RecordBatch, int]:
     """The verified entries of ``group`` within ``[lo, hi)`` as one Arrow batch, and their bytes."""
-    bodies: list[bytes] = []
-    hashes: list[np.ndarray] = []
-    first = max(lo, group[0][0].index * TILE_WIDTH)
-    for tid, tile, bundle in group:
-        base = tid.index * TILE_WIDTH
-        a, b = max(lo, base) - base, min(hi, base + tid.width) - base
-        entries = tiles.parse_entry_bundle(bundle)
-        bodies.extend(entries[a:b])
-        hashes.append(tiles.parse_hash_tile(tile)[a:b])
-    # One buffer and an offsets array: cheaper than converting a list of bytes.
-    data = b"".join(bodies)
-    offsets = np.zeros(len(bodies) + 1, np.int32)
-    np.cumsum(np.fromiter(map(len, bodies), np.int32, len(bodies)), out=offsets[1:])
+    base = group[0][0].index * TILE_WIDTH
+    first = max(lo, base)
+    last = min(hi, group[-1][0].index * TILE_WIDTH + group[-1][0].width)
+    # One native pass: the bodies without their length prefixes, and offsets.
+    data, offsets = tiles.entry_columns([b for _, _, b in group], first - base, last - first)
     arr = pa.BinaryArray.from_buffers(
-        pa.binary(), len(bodies), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+        pa.binary(), last - first, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     )
-    leaf = np.ascontiguousarray(np.concatenate(hashes)) if hashes else np.zeros((0, HASH), np.uint8)
+    leaf = np.frombuffer(b"".join(tile for _, tile, _ in group), np.uint8).reshape(-1, HASH)
+    leaf = leaf[first - base : last - base]
     return entry_batch(origin, first, arr, leaf, checkpoint_size=size), len(data)
 
 

@@ -24,6 +24,7 @@ from rekorkit.client._http import RequestSpec
 from rekorkit.client._session import AsyncSession, SyncSession, _base_urls
 from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
 from rekorkit.errors import MalformedError, NotFoundError
+from rekorkit.tiles import bundle_prefix_len
 
 __all__ = ["AsyncTileReader", "TileReader"]
 
@@ -130,22 +131,12 @@ def _gunzip(data: bytes, url: str) -> bytes:
 
 def _first_entries(data: bytes, width: int, index: int, url: str) -> bytes:
     """The prefix of a bundle holding exactly its first ``width`` entries."""
-    offset = 0
-    for i in range(width):
-        if offset + 2 > len(data):
-            raise MalformedError(
-                f"entry bundle {index} from {url} has {i} entries, need {width}",
-                what="entry bundle",
-                where=f"byte {offset}",
-            )
-        offset += 2 + int.from_bytes(data[offset : offset + 2], "big")
-        if offset > len(data):
-            raise MalformedError(
-                f"entry bundle {index} from {url}: entry {i} runs past the end",
-                what="entry bundle",
-                where=f"byte {len(data)}",
-            )
-    return data[:offset]
+    try:
+        return data[: bundle_prefix_len(data, width)]
+    except MalformedError as exc:
+        raise MalformedError(
+            f"entry bundle {index} from {url}: {exc}", what="entry bundle", where=exc.where
+        ) from exc
 
 
 def bundle_entry(data: bytes, position: int) -> bytes:
@@ -154,25 +145,8 @@ def bundle_entry(data: bytes, position: int) -> bytes:
     Raises:
         MalformedError: the bundle ends before that entry does.
     """
-    offset = 0
-    for i in range(position + 1):
-        if offset + 2 > len(data):
-            raise MalformedError(
-                f"entry bundle has {i} entries, need {position + 1}",
-                what="entry bundle",
-                where=f"byte {offset}",
-            )
-        n = int.from_bytes(data[offset : offset + 2], "big")
-        if offset + 2 + n > len(data):
-            raise MalformedError(
-                f"entry {i} runs past the end of the bundle",
-                what="entry bundle",
-                where=f"byte {offset}",
-            )
-        if i == position:
-            return data[offset + 2 : offset + 2 + n]
-        offset += 2 + n
-    raise AssertionError("unreachable")
+    start = bundle_prefix_len(data, position)
+    return data[start + 2 : bundle_prefix_len(data, position + 1)]
 
 
 class _TileCache:

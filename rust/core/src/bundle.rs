@@ -20,6 +20,29 @@ fn malformed(at: String, reason: String) -> Error {
     }
 }
 
+/// Reads entry `n` of `data`, whose length prefix starts at `off`: the entry
+/// and the offset just past it. The error names the byte offset and entry.
+fn entry_at(data: &[u8], off: usize, n: usize) -> Result<(&[u8], usize)> {
+    let Some(prefix) = data.get(off..off + 2) else {
+        return Err(malformed(
+            format!("byte {off}, entry {n}"),
+            "dangling length byte: a length prefix needs 2 bytes, 1 remains".into(),
+        ));
+    };
+    let len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
+    let start = off + 2;
+    let Some(entry) = data.get(start..start + len) else {
+        return Err(malformed(
+            format!("byte {off}, entry {n}"),
+            format!(
+                "length {len} runs past the end: {} bytes remain",
+                data.len() - start
+            ),
+        ));
+    };
+    Ok((entry, start + len))
+}
+
 /// Walks the bundle, calling `f(entry_number, entry)` for each entry in order.
 /// Every error names the byte offset and the entry number.
 fn walk<'a>(data: &'a [u8], mut f: impl FnMut(usize, &'a [u8])) -> Result<usize> {
@@ -32,28 +55,71 @@ fn walk<'a>(data: &'a [u8], mut f: impl FnMut(usize, &'a [u8])) -> Result<usize>
                 format!("more than {MAX_BUNDLE_ENTRIES} entries"),
             ));
         }
-        let Some(prefix) = data.get(off..off + 2) else {
-            return Err(malformed(
-                format!("byte {off}, entry {n}"),
-                "dangling length byte: a length prefix needs 2 bytes, 1 remains".into(),
-            ));
-        };
-        let len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
-        let start = off + 2;
-        let Some(entry) = data.get(start..start + len) else {
-            return Err(malformed(
-                format!("byte {off}, entry {n}"),
-                format!(
-                    "length {len} runs past the end: {} bytes remain",
-                    data.len() - start
-                ),
-            ));
-        };
+        let (entry, next) = entry_at(data, off, n)?;
         f(n, entry);
-        off = start + len;
+        off = next;
         n += 1;
     }
     Ok(n)
+}
+
+/// Length of the prefix of `data` that holds exactly its first `count`
+/// entries (a full bundle served where a partial one was asked for is cut
+/// to this length). Entries after `count` are not looked at.
+pub fn prefix_len(data: &[u8], count: usize) -> Result<usize> {
+    let mut off = 0usize;
+    for n in 0..count {
+        if off == data.len() {
+            return Err(malformed(
+                format!("byte {off}, entry {n}"),
+                format!("the bundle ends after {n} entries, {count} expected"),
+            ));
+        }
+        off = entry_at(data, off, n)?.1;
+    }
+    Ok(off)
+}
+
+/// The entries of consecutive bundles, without their length prefixes, as
+/// one buffer and `take + 1` offsets into it (the Arrow binary layout),
+/// skipping the first `skip` entries. Errors name the bundle, byte and entry.
+pub fn entry_columns(bundles: &[&[u8]], skip: usize, take: usize) -> Result<(Vec<u8>, Vec<u64>)> {
+    let mut spans: Vec<&[u8]> = Vec::with_capacity(take);
+    let mut seen = 0usize;
+    for (b, data) in bundles.iter().enumerate() {
+        if spans.len() == take {
+            break;
+        }
+        walk(data, |_, e| {
+            if seen >= skip && spans.len() < take {
+                spans.push(e);
+            }
+            seen += 1;
+        })
+        .map_err(|e| match e {
+            Error::Malformed { what, at, reason } => Error::Malformed {
+                what,
+                at: format!("bundle {b} of the group, {at}"),
+                reason,
+            },
+            other => other,
+        })?;
+    }
+    if spans.len() < take {
+        return Err(Error::InvalidArgument(format!(
+            "the bundles hold {seen} entries; {skip} skipped + {take} taken needs {}",
+            skip + take
+        )));
+    }
+    let total: usize = spans.iter().map(|e| e.len()).sum();
+    let mut data = Vec::with_capacity(total);
+    let mut offsets = Vec::with_capacity(take + 1);
+    offsets.push(0u64);
+    for e in spans {
+        data.extend_from_slice(e);
+        offsets.push(data.len() as u64);
+    }
+    Ok((data, offsets))
 }
 
 /// Parses a bundle into the byte ranges `(start, end)` of its entries.
@@ -328,6 +394,46 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("byte 512, entry 256"));
+    }
+
+    #[test]
+    fn prefix_of_the_first_entries() {
+        let b = b"\x00\x03one\x00\x03two\x00\x05three";
+        assert_eq!(prefix_len(b, 0).unwrap(), 0);
+        assert_eq!(prefix_len(b, 2).unwrap(), 10);
+        assert_eq!(prefix_len(b, 3).unwrap(), b.len());
+        let e = prefix_len(b, 4).unwrap_err().to_string();
+        assert!(
+            e.contains("byte 17, entry 3: the bundle ends after 3 entries, 4 expected"),
+            "{e}"
+        );
+        // Entries past `count` are not parsed: a broken tail does not matter.
+        assert_eq!(prefix_len(b"\x00\x01a\x00\x09", 1).unwrap(), 3);
+        let e = prefix_len(b"\x00\x01a\x00\x09", 2).unwrap_err().to_string();
+        assert!(
+            e.contains("byte 3, entry 1: length 9 runs past the end"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn columns_of_several_bundles() {
+        let a = encode(&[b"a0".as_slice(), b"a1", b"a2"]).unwrap();
+        let b = encode(&[b"b0".as_slice(), b"", b"b2"]).unwrap();
+        let (data, offsets) = entry_columns(&[&a, &b], 2, 3).unwrap();
+        assert_eq!(data, b"a2b0".to_vec());
+        assert_eq!(offsets, vec![0, 2, 4, 4]);
+        let (data, offsets) = entry_columns(&[&a, &b], 0, 0).unwrap();
+        assert!(data.is_empty() && offsets == vec![0]);
+        let e = entry_columns(&[&a, &b], 4, 3).unwrap_err().to_string();
+        assert!(
+            e.contains("hold 6 entries; 4 skipped + 3 taken needs 7"),
+            "{e}"
+        );
+        let e = entry_columns(&[&a, b"\x00\x05ab"], 0, 5)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bundle 1 of the group, byte 0, entry 0"), "{e}");
     }
 
     #[test]

@@ -155,6 +155,44 @@ fn parse_entry_bundle<'py>(
     PyList::new(py, spans.iter().map(|&(s, e)| PyBytes::new(py, &buf[s..e])))
 }
 
+/// Length of the prefix of a bundle holding exactly its first `count` entries.
+#[pyfunction]
+fn bundle_prefix_len(py: Python<'_>, data: &Bound<'_, PyAny>, count: usize) -> PyResult<usize> {
+    let v = ByteView::new(data, "entry bundle")?;
+    bundle::prefix_len(v.as_slice(), count).py_err(py)
+}
+
+type EntryColumns<'py> = (Bound<'py, PyArray1<u8>>, Bound<'py, PyArray1<i32>>);
+
+/// Entries of consecutive bundles as one uint8 buffer and int32 offsets
+/// (the Arrow binary layout), skipping `skip` entries and taking `take`.
+#[pyfunction]
+fn entry_columns<'py>(
+    py: Python<'py>,
+    bundles: Vec<Bound<'py, PyAny>>,
+    skip: usize,
+    take: usize,
+) -> PyResult<EntryColumns<'py>> {
+    let views = bundles
+        .iter()
+        .map(|b| ByteView::new(b, "entry bundle"))
+        .collect::<PyResult<Vec<_>>>()?;
+    let slices: Vec<&[u8]> = views.iter().map(ByteView::as_slice).collect();
+    let (data, offsets) = py
+        .detach(|| bundle::entry_columns(&slices, skip, take))
+        .py_err(py)?;
+    // Arrow's binary type has 32-bit offsets; a group of bundles is far smaller.
+    let offsets = offsets
+        .into_iter()
+        .map(i32::try_from)
+        .collect::<Result<Vec<i32>, _>>()
+        .map_err(|_| PyValueError::new_err("entry data over 2 GiB: use fewer bundles per call"))?;
+    Ok((
+        PyArray1::from_vec(py, data),
+        PyArray1::from_vec(py, offsets),
+    ))
+}
+
 /// Encodes entries as an entry bundle.
 #[pyfunction]
 fn encode_entry_bundle<'py>(
@@ -591,6 +629,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(edge_tiles_for_size, m)?)?;
     m.add_function(wrap_pyfunction!(tile_root, m)?)?;
     m.add_function(wrap_pyfunction!(parse_entry_bundle, m)?)?;
+    m.add_function(wrap_pyfunction!(bundle_prefix_len, m)?)?;
+    m.add_function(wrap_pyfunction!(entry_columns, m)?)?;
     m.add_function(wrap_pyfunction!(encode_entry_bundle, m)?)?;
     m.add_function(wrap_pyfunction!(hash_entry_bundle, m)?)?;
     m.add_function(wrap_pyfunction!(verify_bundle_against_tile, m)?)?;
