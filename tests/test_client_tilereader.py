@@ -260,3 +260,79 @@ def test_tile_cache_serves_repeats_without_requests() -> None:
     plain.tile(0, 0)
     plain.tile(0, 0)
     assert calls[-2:] == ["/tile/0/000", "/tile/0/000"]
+
+
+def _tiles_and_bundles(rd: AsyncTileReader) -> tuple[list[bytes | Exception], ...]:
+    async def main() -> tuple[list[bytes | Exception], ...]:
+        async with rd:
+            return (
+                await rd.tiles([(0, i, 256) for i in range(4)], return_exceptions=True),
+                await rd.entry_bundles([(0, 1), (1, 256), (2, 1)], return_exceptions=True),
+            )
+
+    return anyio.run(main)
+
+
+def _serve(path: str) -> tuple[int, bytes]:
+    parts = path.strip("/").split("/")
+    if path == "/tile/0/002":
+        return 200, b"short"  # not a whole number of hashes
+    if path == "/tile/entries/001":  # a full bundle has no fallback
+        return 404, b""
+    if parts[1] == "entries":
+        return 200, bundle([b"e"])
+    return 200, fake_tile(0, int(parts[2]), 256)
+
+
+def _check_batch_results(
+    tiles_out: list[bytes | Exception], bundles_out: list[bytes | Exception]
+) -> None:
+    assert tiles_out[0] == fake_tile(0, 0, 256) and tiles_out[3] == fake_tile(0, 3, 256)
+    assert isinstance(tiles_out[2], MalformedError) and "tile 0/2" in str(tiles_out[2])
+    assert bundles_out[0] == bundles_out[2] == bundle([b"e"])
+    assert isinstance(bundles_out[1], NotFoundError)
+
+
+def test_async_batches_return_exceptions_in_place() -> None:
+    def handler(r: httpx.Request) -> httpx.Response:
+        status, body = _serve(r.url.path)
+        return httpx.Response(status, content=body)
+
+    rd = AsyncTileReader("http://t.test", transport=httpx.MockTransport(handler), retry=NO_WAIT)
+    _check_batch_results(*_tiles_and_bundles(rd))
+
+
+def test_blocking_pool_batches_return_exceptions_in_place() -> None:
+    # No transport given: batches run on the reader's pool of blocking workers.
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = _serve(self.path)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        rd = AsyncTileReader(url, retry=NO_WAIT)
+        assert rd._blocking is not None
+        _check_batch_results(*_tiles_and_bundles(rd))
+
+        async def plain() -> list[bytes]:
+            async with AsyncTileReader(url, retry=NO_WAIT) as reader:
+                return await reader.tiles([(0, 1, 256), (0, 2, 256)])
+
+        with pytest.raises(MalformedError):  # without the flag the first failure raises
+            anyio.run(plain)
+    finally:
+        server.shutdown()
+        server.server_close()

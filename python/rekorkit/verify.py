@@ -8,8 +8,9 @@ The engine, for one run:
    or rollback: :class:`~rekorkit.errors.DivergenceError`);
 3. recomputes the root from the rightmost tiles and compares it with the
    checkpoint, which authenticates those tiles (TLOG.md §6.5, "Trust");
-4. streams the level-0 tiles and entry bundles of the range with bounded
-   concurrency; each group of bundles is hashed and compared with its tiles
+4. streams the level-0 tiles and entry bundles of the range in groups (each
+   group read as two batches with bounded concurrency, the next group read
+   while one is verified); each group of bundles is hashed and compared with its tiles
    in one native call, each full tile is hashed and compared with its hash in
    the parent tile (parents are checked the same way up to the authenticated
    edge);
@@ -237,36 +238,64 @@ class _Authenticated:
             del self._tiles[k]
 
 
-async def _fetch_tile(reader: AsyncTileReader, level: int, index: int, width: int) -> bytes:
-    try:
-        return await reader.tile(level, index, width)
-    except MalformedError as exc:
-        raise TileError(
-            f"tile {level}/{index}: {exc}", level=level, index=index, where=exc.where
-        ) from exc
+def _tile_fetch_error(exc: Exception, level: int, index: int) -> Exception:
+    """A tile that arrived but does not parse is a verification failure, named."""
+    if isinstance(exc, MalformedError):
+        error = TileError(f"tile {level}/{index}: {exc}", level=level, index=index, where=exc.where)
+        error.__cause__ = exc
+        return error
+    return exc
 
 
-async def _fetch_pair(
-    reader: AsyncTileReader, auth: _Authenticated, tid: tiles.TileID, fetch_level0: bool
-) -> tuple[bytes, bytes]:
-    tile = auth.edge(0, tid.index)
-    if tile is None:
-        # b"": derive the tile from the bundle (it is still checked against its parent).
-        tile = await _fetch_tile(reader, 0, tid.index, tid.width) if fetch_level0 else b""
-    try:
-        bundle = await reader.entry_bundle(tid.index, tid.width)
-    except MalformedError as exc:
-        raise TileError(
+def _bundle_fetch_error(exc: Exception, tid: tiles.TileID) -> Exception:
+    if isinstance(exc, MalformedError):
+        error = TileError(
             f"entry bundle {tid.index}: {exc}",
             level=0,
             index=tid.index,
             entry_index=tid.index * TILE_WIDTH,
             where=exc.where,
-        ) from exc
-    return tile, bundle
+        )
+        error.__cause__ = exc
+        return error
+    return exc
+
+
+async def _fetch_tile(reader: AsyncTileReader, level: int, index: int, width: int) -> bytes:
+    try:
+        return await reader.tile(level, index, width)
+    except MalformedError as exc:
+        raise _tile_fetch_error(exc, level, index) from exc
 
 
 Group = list[tuple[tiles.TileID, bytes, bytes]]
+
+
+async def _fetch_group(
+    reader: AsyncTileReader, auth: _Authenticated, ids: list[tiles.TileID], fetch_level0: bool
+) -> tuple[Group, Exception | None]:
+    """The tiles and bundles of ``ids``, read as two batches.
+
+    Returns the pairs that arrived in order up to the first failed read, and
+    that read's error: what came before it is still verified and stored.
+    A tile given as ``b""`` is to be derived from its bundle (still checked
+    against its parent).
+    """
+    wanted = [t for t in ids if fetch_level0 and auth.edge(0, t.index) is None]
+    got_tiles, got_bundles = await asyncio.gather(
+        reader.tiles([(0, t.index, t.width) for t in wanted], return_exceptions=True),
+        reader.entry_bundles([(t.index, t.width) for t in ids], return_exceptions=True),
+    )
+    fetched = {t.index: d for t, d in zip(wanted, got_tiles, strict=True)}
+    group: Group = []
+    for tid, bundle in zip(ids, got_bundles, strict=True):
+        tile = auth.edge(0, tid.index) or fetched.get(tid.index, b"")
+        if isinstance(tile, Exception):
+            return group, _tile_fetch_error(tile, 0, tid.index)
+        if isinstance(bundle, Exception):
+            return group, _bundle_fetch_error(bundle, tid)
+        group.append((tid, tile, bundle))
+    return group, None
 
 
 def _derive_tile(tid: tiles.TileID, bundle: bytes) -> bytes:
@@ -426,8 +455,9 @@ async def verify_tile_log(
         start: first index (default: where the store left off, else 0).
         end: end index, exclusive (default: the checkpoint size).
         origin: the expected checkpoint origin (default: from the key name).
-        concurrency: tile/bundle pairs fetched at once.
-        group_size: bundles hashed per native call.
+        concurrency: tile/bundle pairs to read ahead (at least two groups
+            are in flight; the reader's own bound limits requests at once).
+        group_size: bundles read as one batch and hashed per native call.
         url: the log URL, for the report.
         progress: called as ``progress(entries, nbytes)`` after each group.
         on_plan: called once as ``on_plan(start, end, entries_to_verify)``.
@@ -500,42 +530,33 @@ async def verify_tile_log(
     auth = _Authenticated(reader, size, edge)
     committer = _Committer(store, signed.origin, stored_cp)
     verified = verified_bytes = 0
-    window = max(2, 2 * concurrency)
+    # Groups in flight: the one being verified and at least one being read.
+    window = max(2, -(-2 * concurrency // group_size))
     for a, b in gaps:
         ids = tiles.level0_tiles(a, b, size)
-        inflight: deque[tuple[tiles.TileID, asyncio.Task[tuple[bytes, bytes]]]] = deque()
+        chunks = [ids[k : k + group_size] for k in range(0, len(ids), group_size)]
+        inflight: deque[asyncio.Task[tuple[Group, Exception | None]]] = deque()
         pos = 0
         try:
-            while pos < len(ids) or inflight:
-                while pos < len(ids) and len(inflight) < window:
-                    tid = ids[pos]
-                    inflight.append(
-                        (tid, asyncio.ensure_future(_fetch_pair(reader, auth, tid, fetch_level0)))
-                    )
+            while pos < len(chunks) or inflight:
+                while pos < len(chunks) and len(inflight) < window:
+                    fetch = _fetch_group(reader, auth, chunks[pos], fetch_level0)
+                    inflight.append(asyncio.ensure_future(fetch))
                     pos += 1
-                group: list[tuple[tiles.TileID, bytes, bytes]] = []
-                fetch_error: BaseException | None = None
-                while inflight and len(group) < group_size:
-                    tid, task = inflight.popleft()
-                    try:
-                        tile, bundle = await task
-                    except Exception as exc:  # verify what arrived before it, then fail
-                        fetch_error = exc
-                        break
-                    group.append((tid, tile, bundle))
+                group, fetch_error = await inflight.popleft()
                 if group:
                     n, nbytes = await _process(auth, committer, signed.origin, size, group, a, b)
                     verified += n
                     verified_bytes += nbytes
                     if progress is not None:
                         progress(n, nbytes)
-                if fetch_error is not None:
+                if fetch_error is not None:  # what arrived before it is verified and kept
                     raise fetch_error
                 await committer.maybe_commit()
         except BaseException:
-            for _, task in inflight:
+            for task in inflight:
                 task.cancel()
-            await asyncio.gather(*(t for _, t in inflight), return_exceptions=True)
+            await asyncio.gather(*inflight, return_exceptions=True)
             await committer.flush()
             raise
         await committer.flush()

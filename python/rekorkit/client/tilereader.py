@@ -15,7 +15,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Literal, Protocol, overload
 
 import anyio
 import httpx
@@ -343,18 +343,31 @@ class AsyncTileReader:
         if self._blocking is not None:
             self._blocking.close()
 
-    def _run_blocking(self, fn: Callable[..., bytes], keys: list[tuple[int, ...]]) -> list[bytes]:
+    def _run_blocking(
+        self,
+        fn: Callable[..., bytes],
+        keys: list[tuple[int, ...]],
+        return_exceptions: bool = False,
+    ) -> list[bytes | Exception]:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(
                 self.max_concurrency, thread_name_prefix="rekorkit-tiles"
             )
         futures = [self._pool.submit(fn, *k) for k in keys]
+        results: list[bytes | Exception] = []
         try:
-            return [f.result() for f in futures]
+            for f in futures:
+                try:
+                    results.append(f.result())
+                except Exception as exc:
+                    if not return_exceptions:
+                        raise
+                    results.append(exc)
         except BaseException:
             for f in futures:
                 f.cancel()
             raise
+        return results
 
     async def __aenter__(self) -> AsyncTileReader:
         return self
@@ -400,26 +413,59 @@ class AsyncTileReader:
                 raw = await self._session.request(_bundle_spec(index, TILE_WIDTH))
         return _first_entries(_gunzip(raw.body, raw.url), width, index, raw.url)
 
-    async def tiles(self, ids: Iterable[TileKey]) -> list[bytes]:
-        """Many hash tiles, in the order given, at most ``max_concurrency`` in flight."""
+    @overload
+    async def tiles(
+        self, ids: Iterable[TileKey], *, return_exceptions: Literal[False] = ...
+    ) -> list[bytes]: ...
+    @overload
+    async def tiles(
+        self, ids: Iterable[TileKey], *, return_exceptions: bool
+    ) -> list[bytes | Exception]: ...
+    async def tiles(
+        self, ids: Iterable[TileKey], *, return_exceptions: bool = False
+    ) -> list[bytes] | list[bytes | Exception]:
+        """Many hash tiles, in the order given, at most ``max_concurrency`` in flight.
+
+        With ``return_exceptions``, a read that fails (after retries) gives its
+        exception in its place instead of raising, as ``asyncio.gather`` does.
+        """
         keys: list[tuple[int, ...]] = [_key(t) for t in ids]
         if self._blocking is not None and len(keys) > 1:
-            return await anyio.to_thread.run_sync(self._run_blocking, self._blocking.tile, keys)
-        return await self._gather([(self.tile, k) for k in keys])
+            return await anyio.to_thread.run_sync(
+                self._run_blocking, self._blocking.tile, keys, return_exceptions
+            )
+        return await self._gather([(self.tile, k) for k in keys], return_exceptions)
 
-    async def entry_bundles(self, ids: Iterable[tuple[int, int]]) -> list[bytes]:
-        """Many entry bundles ``(index, width)``, in order, bounded concurrency."""
+    @overload
+    async def entry_bundles(
+        self, ids: Iterable[tuple[int, int]], *, return_exceptions: Literal[False] = ...
+    ) -> list[bytes]: ...
+    @overload
+    async def entry_bundles(
+        self, ids: Iterable[tuple[int, int]], *, return_exceptions: bool
+    ) -> list[bytes | Exception]: ...
+    async def entry_bundles(
+        self, ids: Iterable[tuple[int, int]], *, return_exceptions: bool = False
+    ) -> list[bytes] | list[bytes | Exception]:
+        """Many entry bundles ``(index, width)``, in order, bounded concurrency.
+
+        ``return_exceptions`` as for :meth:`tiles`.
+        """
         keys: list[tuple[int, ...]] = list(ids)
         if self._blocking is not None and len(keys) > 1:
             return await anyio.to_thread.run_sync(
-                self._run_blocking, self._blocking.entry_bundle, keys
+                self._run_blocking, self._blocking.entry_bundle, keys, return_exceptions
             )
-        return await self._gather([(self.entry_bundle, tuple(k)) for k in keys])
+        return await self._gather(
+            [(self.entry_bundle, tuple(k)) for k in keys], return_exceptions
+        )
 
     async def _gather(
-        self, calls: list[tuple[Callable[..., Awaitable[bytes]], tuple[int, ...]]]
-    ) -> list[bytes]:
-        results: list[bytes] = [b""] * len(calls)
+        self,
+        calls: list[tuple[Callable[..., Awaitable[bytes]], tuple[int, ...]]],
+        return_exceptions: bool = False,
+    ) -> list[bytes | Exception]:
+        results: list[bytes | Exception] = [b""] * len(calls)
         pending = iter(range(len(calls)))
 
         # A fixed pool of workers, not one task per call: memory stays bounded
@@ -427,7 +473,12 @@ class AsyncTileReader:
         async def worker() -> None:
             for i in pending:
                 fn, args = calls[i]
-                results[i] = await fn(*args)
+                try:
+                    results[i] = await fn(*args)
+                except Exception as exc:
+                    if not return_exceptions:
+                        raise
+                    results[i] = exc
 
         async with anyio.create_task_group() as tg:
             for _ in range(min(self.max_concurrency, len(calls))):
