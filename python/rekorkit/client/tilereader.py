@@ -456,9 +456,7 @@ class AsyncTileReader:
             return await anyio.to_thread.run_sync(
                 self._run_blocking, self._blocking.entry_bundle, keys, return_exceptions
             )
-        return await self._gather(
-            [(self.entry_bundle, tuple(k)) for k in keys], return_exceptions
-        )
+        return await self._gather([(self.entry_bundle, tuple(k)) for k in keys], return_exceptions)
 
     async def _gather(
         self,
