@@ -367,27 +367,57 @@ def test_verify_server_python_baseline(benchmark: Any, served: Any) -> None:
     assert done == SERVER_N
 
 
-def test_verify_server_duckdb(benchmark: Any, served: Any, tmp_path_factory: Any) -> None:
+def _run_served(served: Any, store: DuckDBStore | None) -> VerifyReport:
     from rekorkit.note import parse_verifier_key
 
     v = parse_verifier_key(served.checkpoint_vkey)
 
+    async def go() -> VerifyReport:
+        async with AsyncTileReader(served.url, max_concurrency=16) as reader:
+            return await verify_tile_log(reader, v, store=store)
+
+    return asyncio.run(go())
+
+
+def test_verify_server_no_store(benchmark: Any, served: Any) -> None:
+    report = measure(
+        benchmark,
+        lambda: _run_served(served, None),
+        ops=SERVER_N,
+        rounds=3,
+        baseline="test_verify_server_python_baseline",
+        note="rekorkit serve on loopback (same 2 cores), storage off",
+    )
+    assert report.entries == SERVER_N
+
+
+def test_verify_server_python_duckdb_baseline(
+    benchmark: Any, served: Any, tmp_path_factory: Any
+) -> None:
+    from rekorkit.note import parse_verifier_key
+
+    v = parse_verifier_key(served.checkpoint_vkey)
+    done = measure(
+        benchmark,
+        lambda: py_verify(served.url, v, db=tmp_path_factory.mktemp("pysrv") / "p.duckdb"),
+        ops=SERVER_N,
+        rounds=1,
+        note="pure-Python monitor against rekorkit serve, inserting each bundle into DuckDB",
+    )
+    assert done == SERVER_N
+
+
+def test_verify_server_duckdb(benchmark: Any, served: Any, tmp_path_factory: Any) -> None:
     def once() -> VerifyReport:
-        path = tmp_path_factory.mktemp("db") / "srv.duckdb"
-
-        async def go() -> VerifyReport:
-            with DuckDBStore(path) as store:
-                async with AsyncTileReader(served.url, max_concurrency=16) as reader:
-                    return await verify_tile_log(reader, v, store=store)
-
-        return asyncio.run(go())
+        with DuckDBStore(tmp_path_factory.mktemp("db") / "srv.duckdb") as store:
+            return _run_served(served, store)
 
     report = measure(
         benchmark,
         once,
         ops=SERVER_N,
-        rounds=1,
-        baseline="test_verify_server_python_baseline",
+        rounds=3,
+        baseline="test_verify_server_python_duckdb_baseline",
         note="rekorkit serve on loopback (same 2 cores), DuckDB on",
     )
     assert report.entries == SERVER_N
