@@ -318,7 +318,7 @@ def test_async_clients_under_faults(srv: LocalRekor) -> None:
     assert 2.0 in sleeps.waits and 1.0 in sleeps.waits
 
 
-def test_async_tile_batches_through_blocking_workers(srv: LocalRekor) -> None:
+def test_async_tile_batches_against_the_log(srv: LocalRekor) -> None:
     with v2(srv) as c:
         for _ in range(3):
             c.submit(v2_request(fresh()))

@@ -302,8 +302,8 @@ def test_async_batches_return_exceptions_in_place() -> None:
     _check_batch_results(*_tiles_and_bundles(rd))
 
 
-def test_blocking_pool_batches_return_exceptions_in_place() -> None:
-    # No transport given: batches run on the reader's pool of blocking workers.
+def test_own_transport_batches_return_exceptions_in_place() -> None:
+    # No transport given: batches run over the reader's own HTTP/1.1 transport.
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -324,7 +324,6 @@ def test_blocking_pool_batches_return_exceptions_in_place() -> None:
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         rd = AsyncTileReader(url, retry=NO_WAIT)
-        assert rd._blocking is not None
         _check_batch_results(*_tiles_and_bundles(rd))
 
         async def plain() -> list[bytes]:

@@ -22,6 +22,7 @@ from rekorkit.client._http import (
     check_response,
     translate_errors,
 )
+from rekorkit.client._transport import AsyncHTTP1Transport
 from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
 from rekorkit.errors import RekorKitError
 
@@ -134,9 +135,19 @@ class AsyncSession:
         self.failover = failover or Failover(_base_urls(base_url))
         self.retry = retry if retry is not None else RetryPolicy()
         self.timeout = (timeout or Timeouts()).to_httpx().as_dict()
-        self.transport = transport or httpx.AsyncHTTPTransport(
-            limits=_limits(max_connections), http2=http2, verify=_needs_tls(self.failover)
-        )
+        self.transport: httpx.AsyncBaseTransport
+        if transport is not None:
+            self.transport = transport
+        elif http2:
+            self.transport = httpx.AsyncHTTPTransport(
+                limits=_limits(max_connections), http2=True, verify=_needs_tls(self.failover)
+            )
+        else:
+            # See rekorkit.client._transport: httpx's own async pool costs more
+            # client CPU per small request than the log spends answering it.
+            self.transport = AsyncHTTP1Transport(
+                max_connections=max_connections, verify=_needs_tls(self.failover)
+            )
 
     async def aclose(self) -> None:
         """Close the connection pool."""
