@@ -338,6 +338,12 @@ def test_hashedrekord_v002_errors() -> None:
     bad[w]["digest"] = base64.b64encode(hashlib.sha256(b"b").digest()).decode()
     with pytest.raises(SignatureError):
         canonicalize_v2(bad)
+    # A client computing the body it expects back skips only the signature check.
+    unchecked = json.loads(canonicalize_v2(bad, check_signature=False))
+    assert unchecked["spec"]["hashedRekordV002"]["data"]["digest"] == bad[w]["digest"]
+    assert unchecked == json.loads(canonicalize_v2(good)) | {"spec": unchecked["spec"]}
+    with pytest.raises(MalformedError):
+        canonicalize_v2({**bad, "extra": 1}, check_signature=False)
     assert (
         json.loads(canonicalize_v2(good))["spec"]["hashedRekordV002"]["signature"]["verifier"][
             "keyDetails"

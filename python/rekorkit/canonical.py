@@ -350,10 +350,15 @@ def _pick(obj: Mapping[str, Any], camel: str, snake: str) -> Any:
     return obj.get(camel, obj.get(snake))
 
 
-def canonicalize_v2(request: Mapping[str, Any]) -> bytes:
+def canonicalize_v2(request: Mapping[str, Any], *, check_signature: bool = True) -> bytes:
     """Validate a Rekor v2 CreateEntryRequest (hashedRekordRequestV002) and return the leaf.
 
     Unknown fields are rejected, as rekor-tiles does (REKOR_API.md §4.1).
+
+    Args:
+        request: the request as JSON-shaped data.
+        check_signature: verify the signature over the digest (a log must; a
+            client computing the body it expects the log to store need not).
 
     Raises:
         MalformedError: bad structure, unknown field, disallowed key details, digest length.
@@ -425,7 +430,7 @@ def canonicalize_v2(request: Mapping[str, Any]) -> bytes:
             where=f"{w}.digest",
         )
     _no_prehashed_ed25519(key, f"{vw}.keyDetails")
-    if not verify_signature(key, signature, digest, prehashed=hash_alg):
+    if check_signature and not verify_signature(key, signature, digest, prehashed=hash_alg):
         raise SignatureError(
             "signature does not verify over the digest", field=f"{w}.signature.content"
         )

@@ -445,6 +445,24 @@ class ProofBuilder:
         ids = consistency_proof_tiles(old_size, self.size)
         return _native.consistency_proof_from_tiles(old_size, self.size, self._fetch(ids))
 
+    def consistency_proofs(self, old_sizes: Iterable[int]) -> list[list[bytes]]:
+        """Consistency proofs from each of ``old_sizes`` to this size.
+
+        The tiles of all of them are read first, once each: proofs to one size
+        from nearby older sizes share almost every tile.
+        """
+        olds = list(old_sizes)
+        tiles = self._fetch(_union_consistency_tiles(olds, self.size))
+        return [_native.consistency_proof_from_tiles(o, self.size, tiles) for o in olds]
+
+
+def _union_consistency_tiles(old_sizes: list[int], size: int) -> list[TileID]:
+    seen: dict[tuple[int, int], TileID] = {}
+    for old in old_sizes:
+        for t in _native.consistency_tiles(old, size):
+            seen.setdefault((t[0], t[1]), TileID(*t))
+    return list(seen.values())
+
 
 class AsyncProofBuilder:
     """Async twin of :class:`ProofBuilder`: the tiles a call needs are fetched concurrently.
@@ -514,6 +532,12 @@ class AsyncProofBuilder:
         ids = consistency_proof_tiles(old_size, self.size)
         tiles = await self._fetch(ids)
         return _native.consistency_proof_from_tiles(old_size, self.size, tiles)
+
+    async def consistency_proofs(self, old_sizes: Iterable[int]) -> list[list[bytes]]:
+        """Consistency proofs from each of ``old_sizes``, tiles read once (see ProofBuilder)."""
+        olds = list(old_sizes)
+        tiles = await self._fetch(_union_consistency_tiles(olds, self.size))
+        return [_native.consistency_proof_from_tiles(o, self.size, tiles) for o in olds]
 
 
 def root_from_tiles(size: int, read_tile: ReadTile) -> bytes:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from rekorkit.checkpoint import SignedCheckpoint
 from rekorkit.errors import RekorKitError
 
 T = TypeVar("T")
@@ -34,6 +35,36 @@ class TileProof:
     kind: str
     size: int
     arg: int
+
+
+@dataclass(frozen=True, slots=True)
+class TileConsistencyProofs:
+    """Ask the driver for consistency proofs to one size, built from one set of tiles.
+
+    Attributes:
+        size: the newer tree size (backed by a verified checkpoint).
+        old_sizes: the older sizes, each ``0 < s < size``; one proof each, in order.
+    """
+
+    size: int
+    old_sizes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Observe:
+    """Ask the driver to accept a signature-verified checkpoint into the client's tracker.
+
+    The driver answers None or raises :class:`~rekorkit.errors.DivergenceError`.
+    A blocking driver checks it at once; an async one may check it together
+    with the checkpoints of other requests in flight (one set of proofs).
+
+    Attributes:
+        checkpoint: the checkpoint.
+        floor: its origin's trusted size before the request was sent (0: none).
+    """
+
+    checkpoint: SignedCheckpoint
+    floor: int
 
 
 def drive(flow: Flow[T], handle: Callable[[Any], Any]) -> T:

@@ -15,7 +15,7 @@ from typing import Any
 from rekorkit import merkle
 from rekorkit.canonical import canonicalize_v2
 from rekorkit.checkpoint import SignedCheckpoint
-from rekorkit.client._flow import Flow, TileProof
+from rekorkit.client._flow import Flow, Observe, TileConsistencyProofs, TileProof
 from rekorkit.client._http import RawResponse, RequestSpec
 from rekorkit.client.tilereader import TILE_WIDTH, bundle_entry
 from rekorkit.client.tracking import CheckpointTracker
@@ -28,6 +28,7 @@ from rekorkit.client.verification import (
 from rekorkit.entries import InclusionProof, TransparencyLogEntry
 from rekorkit.errors import (
     ConflictError,
+    DivergenceError,
     InclusionError,
     MalformedError,
     NotFoundError,
@@ -81,17 +82,27 @@ class V2Flows:
         self.tracker = tracker or CheckpointTracker()
         self._verified = CheckpointCache()
 
-    def _proof(self, older: SignedCheckpoint, newer: SignedCheckpoint) -> Flow[list[bytes]]:
-        if older.size == 0:
-            return []
-        hashes: list[bytes] = yield TileProof("consistency", newer.size, older.size)
-        return hashes
+    def _proofs(self, size: int, old_sizes: list[int]) -> Flow[list[list[bytes]]]:
+        proofs: list[list[bytes]] = yield TileConsistencyProofs(size, tuple(old_sizes))
+        return proofs
 
     def _track(self, cp: SignedCheckpoint, baseline: dict[str, int]) -> Flow[None]:
         if self.options.consistency:
-            yield from self.tracker.observe(
-                cp, self._proof, baseline=baseline, refuse_stale=self.options.refuse_stale
+            yield Observe(cp, baseline.get(cp.origin, 0))
+
+    def observe_many(
+        self, items: list[tuple[SignedCheckpoint, int]]
+    ) -> Flow[list[DivergenceError | None]]:
+        """Accept ``(checkpoint, floor)`` pairs into the tracker, proofs built from tiles.
+
+        The flow a driver runs for :class:`~rekorkit.client._flow.Observe`
+        (one item, or the checkpoints of many requests in flight together).
+        """
+        return (
+            yield from self.tracker.observe_many(
+                items, self._proofs, refuse_stale=self.options.refuse_stale
             )
+        )
 
     def verify_entry(
         self, entry: TransparencyLogEntry, *, expected_body: bytes | None = None
@@ -203,7 +214,14 @@ class V2Flows:
     def submit(self, request: Mapping[str, Any]) -> Flow[TransparencyLogEntry]:
         """POST a v2 CreateEntryRequest; a 409 recovers the existing entry from tiles."""
         baseline = self.tracker.snapshot()
-        expected = canonicalize_v2(request) if self.options.body_matches_request else None
+        # The body the log must store; whether the signature verifies is the
+        # log's check on write (and any verifier's on read), not worth an ECDSA
+        # verify per submission here.
+        expected = (
+            canonicalize_v2(request, check_signature=False)
+            if self.options.body_matches_request
+            else None
+        )
         try:
             raw: RawResponse = yield RequestSpec(
                 "POST", "api/v2/log/entries", json_body=dict(request), expect=frozenset({201})

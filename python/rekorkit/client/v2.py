@@ -15,7 +15,7 @@ Checkpoint consistency is proven with proofs built from tiles
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -27,7 +27,14 @@ from rekorkit.canonical import (
     hashedrekord_v002_request,
 )
 from rekorkit.checkpoint import SignedCheckpoint
-from rekorkit.client._flow import Flow, TileProof, adrive, drive
+from rekorkit.client._flow import (
+    Flow,
+    Observe,
+    TileConsistencyProofs,
+    TileProof,
+    adrive,
+    drive,
+)
 from rekorkit.client._http import RequestSpec
 from rekorkit.client._session import AsyncSession, SyncSession
 from rekorkit.client._v2_flows import TILE_CACHE, TileFetch, V2Flows
@@ -38,6 +45,7 @@ from rekorkit.client.tracking import CheckpointTracker
 from rekorkit.client.verification import VerifyOptions
 from rekorkit.dsse import Envelope
 from rekorkit.entries import TransparencyLogEntry
+from rekorkit.errors import DivergenceError
 from rekorkit.note import NoteVerifier
 from rekorkit.trust import LogInstance, log_from_key, log_id_v2
 
@@ -76,6 +84,86 @@ def _resolve(
             # The key name (= origin) may differ from the URL host, e.g. a local log.
             log = dataclasses.replace(log, log_id=log_id_v2(verifier.name, log.public_key))
     return urls, reads, log
+
+
+_Outcome = DivergenceError | None
+_RunRound = Callable[[list[tuple[SignedCheckpoint, int]]], Awaitable[list[_Outcome]]]
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _Waiter:
+    checkpoint: SignedCheckpoint
+    floor: int
+    wake: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+    done: bool = False
+    error: BaseException | None = None
+
+
+class _ObserveRounds:
+    """Checkpoints from requests in flight, accepted into the tracker in rounds.
+
+    Each response of a growing log carries a new checkpoint. While one round
+    builds its proofs, the checkpoints that arrive queue up; the next round
+    takes them all, and proves them all to the largest one with one set of
+    tiles (``CheckpointTracker.observe_many``), instead of one set of tiles
+    per response. A round is run by one of the waiting callers, not a
+    background task: it hands out every outcome, then wakes the next caller
+    queued. A tree head accepted before needs no round.
+    """
+
+    def __init__(self, run: _RunRound, accepted: Callable[[SignedCheckpoint], bool]) -> None:
+        self._run = run
+        self._accepted = accepted
+        self._queue: list[_Waiter] = []
+        self._leading = False
+
+    async def observe(self, checkpoint: SignedCheckpoint, floor: int) -> None:
+        """Return once ``checkpoint`` is accepted; raise its DivergenceError otherwise."""
+        if self._accepted(checkpoint):
+            [refused] = await self._run([(checkpoint, floor)])  # no proof: the floor check only
+            if refused is not None:
+                raise refused
+            return
+        me = _Waiter(checkpoint, floor)
+        self._queue.append(me)
+        while not me.done:
+            if self._leading:
+                me.wake = anyio.Event()
+                try:
+                    await me.wake.wait()
+                except BaseException:
+                    if me in self._queue:
+                        self._queue.remove(me)
+                    if not self._leading:
+                        self._wake_next()  # it may have been woken to lead
+                    raise
+                continue
+            await self._lead(me)
+        if me.error is not None:
+            raise me.error
+
+    async def _lead(self, me: _Waiter) -> None:
+        self._leading = True
+        batch, self._queue = self._queue, []
+        outcomes: list[BaseException | None]
+        try:
+            outcomes = list(await self._run([(w.checkpoint, w.floor) for w in batch]))
+        except Exception as exc:  # e.g. a tile read failed: every caller in the round hears it
+            outcomes = [exc] * len(batch)
+        except BaseException:
+            self._queue[:0] = [w for w in batch if w is not me]  # cancelled: the rest go again
+            self._leading = False
+            self._wake_next()
+            raise
+        self._leading = False
+        for w, outcome in zip(batch, outcomes, strict=True):
+            w.done, w.error = True, outcome
+            w.wake.set()
+        self._wake_next()
+
+    def _wake_next(self) -> None:
+        if self._queue:
+            self._queue[0].wake.set()
 
 
 class RekorV2Client:
@@ -156,10 +244,18 @@ class RekorV2Client:
             if op.kind == "checkpoint":
                 return self.tiles.checkpoint()
             return self.tiles.entry_bundle(op.index, op.width)
-        if isinstance(op, TileProof):
+        if isinstance(op, Observe):
+            flow = self.flows.observe_many([(op.checkpoint, op.floor)])
+            [refused] = drive(flow, self._handle)
+            if refused is not None:
+                raise refused
+            return None
+        if isinstance(op, TileConsistencyProofs | TileProof):
             from rekorkit.tiles import ProofBuilder
 
             builder = ProofBuilder(op.size, self.tiles.read_tile)
+            if isinstance(op, TileConsistencyProofs):
+                return builder.consistency_proofs(op.old_sizes)
             if op.kind == "inclusion":
                 return builder.inclusion_proof(op.arg)
             return builder.consistency_proof(op.arg)
@@ -233,6 +329,10 @@ class AsyncRekorV2Client:
         )
         self._proofs: dict[TileProof, list[bytes]] = {}
         self._pending: dict[TileProof, anyio.Event] = {}
+        self._rounds = _ObserveRounds(
+            lambda items: adrive(self.flows.observe_many(items), self._handle),
+            self.flows.tracker.accepted,
+        )
         self.tiles = AsyncTileReader(
             reads,
             transport=transport,
@@ -266,6 +366,14 @@ class AsyncRekorV2Client:
             if op.kind == "checkpoint":
                 return await self.tiles.checkpoint()
             return await self.tiles.entry_bundle(op.index, op.width)
+        if isinstance(op, Observe):
+            await self._rounds.observe(op.checkpoint, op.floor)
+            return None
+        if isinstance(op, TileConsistencyProofs):
+            from rekorkit.tiles import AsyncProofBuilder
+
+            builder = AsyncProofBuilder(op.size, self.tiles.read_tile)
+            return await builder.consistency_proofs(op.old_sizes)
         if isinstance(op, TileProof):
             return await self._tile_proof(op)
         raise TypeError(f"unknown flow operation {op!r}")
