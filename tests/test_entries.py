@@ -353,6 +353,27 @@ def test_hashedrekord_v002_errors() -> None:
     numbered = copy.deepcopy(good)
     numbered[w]["signature"]["verifier"]["keyDetails"] = 5
     assert canonicalize_v2(numbered) == canonicalize_v2(good)
+    leaf = canonicalize_v2(good)
+    assert leaf == rfc8785.dumps(json.loads(leaf))
+
+
+_strings = st.text(max_size=12)
+_string_trees = st.recursive(
+    _strings, lambda inner: st.dictionaries(_strings, inner, max_size=4), max_leaves=12
+)
+
+
+@given(st.dictionaries(_strings, _string_trees, max_size=5))
+def test_v2_leaf_serializer_is_jcs(obj: dict[str, Any]) -> None:
+    # The fast path for v2 leaves (all values strings) must be RFC 8785 exactly,
+    # including for strings that need escapes (those take the general path).
+    from rekorkit.canonical import _jcs_of_strings
+
+    try:
+        want = rfc8785.dumps(obj)
+    except rfc8785.CanonicalizationError:
+        return  # e.g. lone surrogates: not JSON text at all
+    assert _jcs_of_strings(obj) == want
 
 
 def test_dsse_as_hashedrekord_v002() -> None:

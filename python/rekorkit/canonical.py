@@ -447,7 +447,23 @@ def canonicalize_v2(request: Mapping[str, Any], *, check_signature: bool = True)
             }
         },
     }
-    return rfc8785.dumps(leaf)
+    return _jcs_of_strings(leaf)
+
+
+def _jcs_of_strings(obj: dict[str, Any]) -> bytes:
+    """RFC 8785 (JCS) bytes of nested objects whose every leaf value is a string.
+
+    Every value of a v2 leaf is base64 or a name from a fixed table. For
+    strings that need no escape, sorted-key compact ``json.dumps`` is JCS byte
+    for byte (ASCII keys sort the same by code point as by UTF-16 unit), at a
+    fraction of the general serializer's cost, paid on every write of a log
+    and every submission of a client. Any escape (a quote, a control or
+    non-ASCII character) sends the object to ``rfc8785`` instead.
+    """
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    if "\\" not in text:
+        return text.encode()
+    return rfc8785.dumps(obj)
 
 
 def _check_key_matches(key: Any, details: str, where: str) -> None:
