@@ -250,3 +250,37 @@ def test_async_twin(log: FakeV2Log) -> None:
                 await c.checkpoint()
 
     anyio.run(main)
+
+
+def test_async_writes_in_flight_stay_within_the_bound(log: FakeV2Log) -> None:
+    # Flows may outnumber writes (answered ones are checked while the next go
+    # out), but never more than max_concurrency writes are in flight at once.
+    fill(log, 10)
+    in_flight = peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        await request.aread()
+        is_write = request.method == "POST"
+        if is_write:
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await anyio.sleep(0.002)
+        try:
+            return log.handler(request)
+        finally:
+            in_flight -= is_write
+
+    async def main() -> list[int]:
+        async with AsyncRekorV2Client(
+            f"http://{log.origin}",
+            log=log.log,
+            transport=httpx.MockTransport(handler),
+            retry=NO_WAIT,
+            max_concurrency=3,
+        ) as c:
+            done = await c.submit_many([v2_request(i) for i in range(20)])
+            return [e.log_index for e in done]
+
+    assert sorted(anyio.run(main)) == list(range(10, 30))
+    assert peak == 3

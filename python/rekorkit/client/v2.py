@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 
 from rekorkit.canonical import (
@@ -317,7 +318,11 @@ class AsyncRekorV2Client:
         urls, reads, log = _resolve(base_url, public_key, log, verifier, read_url)
         self.flows = V2Flows(log, verifier=verifier, options=verify, tracker=tracker)
         self.max_concurrency = max_concurrency
+        # Writes in flight are bounded by max_concurrency; flows by twice that,
+        # so the checks on answered writes overlap the next writes instead of
+        # holding their slots (memory stays bounded by the concurrency).
         self._limit = anyio.CapacityLimiter(max_concurrency)
+        self._flows = anyio.CapacityLimiter(2 * max_concurrency)
         self._session = AsyncSession(
             urls,
             transport=transport,
@@ -361,7 +366,13 @@ class AsyncRekorV2Client:
 
     async def _handle(self, op: Any) -> Any:
         if isinstance(op, RequestSpec):
-            return await self._session.request(op)
+            async with self._limit:
+                raw = await self._session.request(op)
+            # A log answers a whole batch of writes at once: let a flow waiting
+            # for this slot send its write before this one checks its answer, so
+            # the writes land together in the log's next batch.
+            await anyio.lowlevel.checkpoint()
+            return raw
         if isinstance(op, TileFetch):
             if op.kind == "checkpoint":
                 return await self.tiles.checkpoint()
@@ -405,7 +416,7 @@ class AsyncRekorV2Client:
             event.set()
 
     async def _run(self, flow: Flow[Any]) -> Any:
-        async with self._limit:
+        async with self._flows:
             return await adrive(flow, self._handle)
 
     async def submit(self, request: Mapping[str, Any]) -> TransparencyLogEntry:
@@ -415,7 +426,11 @@ class AsyncRekorV2Client:
     async def submit_many(
         self, requests: Sequence[Mapping[str, Any]]
     ) -> list[TransparencyLogEntry]:
-        """Log many entries concurrently (bounded); results in input order."""
+        """Log many entries concurrently; results in input order.
+
+        At most ``max_concurrency`` writes are in flight; up to as many more
+        answered ones are being checked meanwhile.
+        """
         results: list[Any] = [None] * len(requests)
         pending = iter(range(len(requests)))
 
@@ -424,7 +439,7 @@ class AsyncRekorV2Client:
                 results[i] = await self.submit(requests[i])
 
         async with anyio.create_task_group() as tg:
-            for _ in range(min(self.max_concurrency, len(requests))):
+            for _ in range(min(2 * self.max_concurrency, len(requests))):
                 tg.start_soon(worker)
         return results
 
