@@ -114,7 +114,12 @@ def scripted() -> Iterator[Scripted]:
 
 
 def fetch(
-    url: str, paths: list[str], *, transport: AsyncHTTP1Transport | None = None, **kw: Any
+    url: str,
+    paths: list[str],
+    *,
+    transport: AsyncHTTP1Transport | None = None,
+    uvloop: bool = False,
+    **kw: Any,
 ) -> list[httpx.Response]:
     async def main() -> list[httpx.Response]:
         tr = transport or AsyncHTTP1Transport(verify=False)
@@ -128,7 +133,7 @@ def fetch(
             await tr.aclose()
         return out
 
-    return anyio.run(main)
+    return anyio.run(main, backend_options={"use_uvloop": uvloop})
 
 
 def test_framings(scripted: Scripted) -> None:
@@ -142,6 +147,15 @@ def test_framings(scripted: Scripted) -> None:
         b"hello gzip",
         b"",
     ]
+
+
+def test_under_uvloop(scripted: Scripted) -> None:
+    # uvloop's transports are asyncio-alike, not asyncio.Transport subclasses.
+    pytest.importorskip("uvloop")
+    before = scripted.connections
+    got = fetch(scripted.url, ["/plain", "/eof", "/chunked"], uvloop=True)
+    assert [r.content for r in got] == [b"hello", b"until the end", b"hello"]
+    assert scripted.connections - before == 2  # /eof ends the first connection
 
 
 def test_keep_alive_reuses_one_connection(scripted: Scripted) -> None:
