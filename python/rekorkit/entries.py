@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import rfc8785
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from rekorkit.canonical import (
     canonicalize_v1,
@@ -453,8 +455,15 @@ def entry_set_payload(entry: LogEntry | TransparencyLogEntry) -> bytes:
     return set_payload(_b64(body), entry.integrated_time, entry.log_id.hex(), entry.log_index)
 
 
-def sign_set(payload: bytes, private_key: PrivateKey) -> bytes:
-    """Sign a SET payload (ECDSA-SHA256 DER, Ed25519, or RSA PKCS#1 v1.5 SHA-256)."""
+def sign_set(payload: bytes, private_key: PrivateKey, *, deterministic: bool = False) -> bytes:
+    """Sign a SET payload (ECDSA-SHA256 DER, Ed25519, or RSA PKCS#1 v1.5 SHA-256).
+
+    ``deterministic`` derives the ECDSA nonce from the key and payload (RFC 6979),
+    so signing the same payload again gives the same SET (Ed25519 and RSA
+    PKCS#1 v1.5 always do).
+    """
+    if deterministic and isinstance(private_key, ec.EllipticCurvePrivateKey):
+        return private_key.sign(payload, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
     return sign_message(private_key, payload)
 
 

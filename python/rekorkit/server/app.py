@@ -30,6 +30,7 @@ from rekorkit.server.integrator import Integrator
 from rekorkit.server.log import TransparencyLog
 from rekorkit.server.responses import DEFAULT_MAX_BODY, json_response
 from rekorkit.server.storage import TileStore
+from rekorkit.server.v1_reads import V1EntryReader
 
 __all__ = ["LogService", "ServerOptions", "create_app", "open_service"]
 
@@ -77,6 +78,7 @@ class LogService:
         )
         self.faults = FaultController(self.options.fault_seed)
         self.fork: ForkView | None = None
+        self.v1_reads = V1EntryReader(log)
         self.log_id_b64 = base64.b64encode(log.identity.v2_log_id).decode()
 
     @property

@@ -172,6 +172,24 @@ class EntryIndex:
         with self._lock:
             return {int(i): int(t) for i, t in self._con.execute(sql).fetchall()}
 
+    def integrated_times_between(self, start: int, end: int) -> np.ndarray:
+        """Integration times of indices ``start .. end`` as int64 (0 where no row is stored).
+
+        One range scan: DuckDB prunes row groups by the ``idx`` min/max, so a
+        bundle's worth costs what a single row does (about a millisecond).
+        """
+        out = np.zeros(max(0, end - start), dtype=np.int64)
+        if end <= start:
+            return out
+        with self._lock:
+            cols = self._con.execute(
+                "SELECT idx, integrated_time FROM entries WHERE idx >= ? AND idx < ?",
+                [start, end],
+            ).fetchnumpy()
+        idx = np.asarray(cols["idx"], dtype=np.int64)
+        out[idx - start] = np.asarray(cols["integrated_time"], dtype=np.int64)
+        return out
+
     def truncate(self, size: int) -> int:
         """Drop rows at or past ``size`` (recovery after a crash); returns how many."""
         with self._lock:

@@ -189,17 +189,29 @@ class TransparencyLog:
 
     def leaf(self, index: int) -> bytes:
         """The leaf (entry) bytes at ``index`` from its entry bundle."""
+        return self.leaves([index])[0]
+
+    def leaves(self, indices: Sequence[int]) -> list[bytes]:
+        """The leaves at ``indices`` (all published), each entry bundle read and parsed once."""
         size = self.state.size
-        if not 0 <= index < size:
-            raise IndexError(index)
-        b = index // WIDTH
         # The writer swaps in a new (bundle index, entries) pair as one object, so a
         # reader never pairs one bundle's entries with another bundle's index.
-        edge_bundle, entries = self._edge_view
-        if b == edge_bundle and index % WIDTH < len(entries):
-            return entries[index % WIDTH]
-        width = min(WIDTH, size - b * WIDTH)
-        return parse_entry_bundle(self.store.read_bundle(b, width))[index % WIDTH]
+        edge_bundle, edge_entries = self._edge_view
+        parsed: dict[int, list[bytes]] = {}
+        out = []
+        for index in indices:
+            if not 0 <= index < size:
+                raise IndexError(index)
+            b, k = divmod(index, WIDTH)
+            if b == edge_bundle and k < len(edge_entries):
+                out.append(edge_entries[k])
+                continue
+            entries = parsed.get(b)
+            if entries is None:
+                width = min(WIDTH, size - b * WIDTH)
+                entries = parsed[b] = parse_entry_bundle(self.store.read_bundle(b, width))
+            out.append(entries[k])
+        return out
 
     def find(self, leaf_hashes: np.ndarray, size: int | None = None) -> list[int | None]:
         """The index of each leaf hash in the tree of ``size`` (default: published), or None."""

@@ -21,14 +21,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rekorkit.entries import set_payload, sign_set
-from rekorkit.merkle import leaf_hash
+from rekorkit.merkle import hash_leaves, leaf_hash
 from rekorkit.server.responses import BodyTooLarge, empty_404, json_response, read_body, v1_error
 
 if TYPE_CHECKING:
     from rekorkit.server.app import LogService
+    from rekorkit.server.log import LogState
 
-__all__ = ["log_entry", "routes"]
+__all__ = ["log_entries_json", "log_entry", "routes"]
 
 # REKOR_API.md §1.6: entry IDs are 64-hex UUIDs or 80-hex (treeID + UUID).
 _UUID = re.compile(r"[0-9a-fA-F]{64}|[0-9a-fA-F]{80}")
@@ -54,18 +54,17 @@ def log_entry(
     root: bytes,
     checkpoint: bytes,
 ) -> tuple[str, dict[str, Any]]:
-    """The ``(entryID, LogEntry)`` pair of REKOR_API.md §1.5, with a fresh SET."""
+    """The ``(entryID, LogEntry)`` pair of REKOR_API.md §1.5 (its SET signed once, then kept)."""
     ident = service.log.identity
     entry_id = ident.tree_id_hex + leaf_hash(leaf).hex()
     body = _b64(leaf)
-    log_id = ident.v1_log_id.hex()
     # REKOR_API.md §2.5: the SET signs JCS {body, integratedTime, logID, logIndex}.
-    set_sig = sign_set(set_payload(body, integrated_time, log_id, index), ident.ecdsa)
+    set_b64 = service.v1_reads.set_for(index, body, integrated_time)
     return entry_id, {
         entry_id: {
             "body": body,
             "integratedTime": integrated_time,
-            "logID": log_id,
+            "logID": ident.v1_log_id.hex(),
             "logIndex": index,
             "verification": {
                 "inclusionProof": {
@@ -75,36 +74,77 @@ def log_entry(
                     "rootHash": root.hex(),
                     "treeSize": size,
                 },
-                "signedEntryTimestamp": _b64(set_sig),
+                "signedEntryTimestamp": set_b64,
             },
         }
     }
 
 
-def _lookup(service: LogService, indices: list[int]) -> list[dict[str, Any]]:
-    """LogEntries for existing ``indices`` in the published tree (blocking: disk + index)."""
-    log = service.log
-    state = log.state
-    wanted = [i for i in indices if 0 <= i < state.size]
-    if not wanted:
+_state_json: dict[int, tuple[LogState, str, str]] = {}
+
+
+def _state_parts(state: LogState) -> tuple[str, str]:
+    """(root hex, v1 checkpoint as a JSON string), computed once per published tree head."""
+    hit = _state_json.get(state.size)
+    if hit is not None and hit[0] is state:
+        return hit[1], hit[2]
+    parts = (state.root.hex(), json.dumps(state.v1_checkpoint.decode()))
+    if len(_state_json) > 64:
+        _state_json.clear()
+    _state_json[state.size] = (state, *parts)
+    return parts
+
+
+def log_entries_json(service: LogService, indices: list[int], state: LogState) -> list[str]:
+    """The LogEntry objects of published ``indices`` as JSON texts, proofs to ``state``.
+
+    The hot path of every v1 read: the records come in one batch
+    (:class:`~rekorkit.server.v1_reads.V1EntryReader`), the inclusion proofs
+    from one native call, and the text is formatted directly. Every value is
+    hex, base64, decimal or a JSON-escaped string, so formatting is exact; a
+    test checks it against :func:`log_entry`.
+    """
+    if not indices:
         return []
-    times = log.index.integrated_times(wanted)
-    builder = log.proof_builder(state.size)
+    recs = service.v1_reads.read(indices, state.size)
+    hashes, offsets = service.log.proof_builder(state.size).inclusion_proofs(indices)
+    hx = hashes.tobytes().hex()
+    bounds = (offsets.astype(np.int64) * 64).tolist()
+    leaf_hex = hash_leaves(recs.leaves).tobytes().hex()
+    root, checkpoint = _state_parts(state)
+    ident = service.log.identity
+    tree = ident.tree_id_hex
+    log_id = ident.v1_log_id.hex()
+    size = state.size
     out = []
-    for i in wanted:
-        proof = builder.inclusion_proof(i)
-        _, entry = log_entry(
-            service,
-            i,
-            log.leaf(i),
-            times.get(i, 0),
-            proof,
-            state.size,
-            state.root,
-            state.v1_checkpoint,
+    for k, index in enumerate(indices):
+        a, b = bounds[k], bounds[k + 1]
+        proof = '","'.join([hx[j : j + 64] for j in range(a, b, 64)])
+        proof = f'"{proof}"' if proof else ""
+        uuid = leaf_hex[64 * k : 64 * k + 64]
+        out.append(
+            f'{{"{tree}{uuid}":{{"body":"{recs.bodies[k]}","integratedTime":{recs.times[k]},'
+            f'"logID":"{log_id}","logIndex":{index},"verification":{{"inclusionProof":'
+            f'{{"checkpoint":{checkpoint},"hashes":[{proof}],"logIndex":{index},'
+            f'"rootHash":"{root}","treeSize":{size}}},'
+            f'"signedEntryTimestamp":"{recs.sets[k]}"}}}}}}'
         )
-        out.append(entry)
     return out
+
+
+def _lookup(service: LogService, indices: list[int]) -> list[str]:
+    """LogEntry JSON texts for existing ``indices`` in the published tree (blocking)."""
+    state = service.log.state
+    return log_entries_json(service, [i for i in indices if 0 <= i < state.size], state)
+
+
+def _json_array(items: list[str]) -> Response:
+    body = ("[" + ",".join(items) + "]").encode()
+    return Response(body, media_type="application/json")
+
+
+def _json_one(item: str) -> Response:
+    return Response(item.encode(), media_type="application/json")
 
 
 def _find_uuids(service: LogService, uuids: list[str]) -> list[int]:
@@ -144,7 +184,7 @@ async def get_entry_by_index(request: Request) -> Response:
     if index < 0:
         return v1_error(422, "logIndex in query should be greater than or equal to 0", code=MINIMUM)
     entries = await run_in_threadpool(_lookup, request.app.state.service, [index])
-    return json_response(entries[0]) if entries else empty_404()
+    return _json_one(entries[0]) if entries else empty_404()
 
 
 async def get_entry_by_uuid(request: Request) -> Response:
@@ -157,11 +197,11 @@ async def get_entry_by_uuid(request: Request) -> Response:
         return err
     service = request.app.state.service
 
-    def work() -> list[dict[str, Any]]:
+    def work() -> list[str]:
         return _lookup(service, _find_uuids(service, [uuid]))
 
     entries = await run_in_threadpool(work)
-    return json_response(entries[0]) if entries else empty_404()
+    return _json_one(entries[0]) if entries else empty_404()
 
 
 async def create_entry(request: Request) -> Response:
@@ -262,11 +302,11 @@ async def search_entries(request: Request) -> Response:
         except Exception as exc:
             return v1_error(400, f"error processing entry {n}: {exc}")
 
-    def work() -> list[dict[str, Any]]:
+    def work() -> list[str]:
         found = _find_uuids(service, uuids + leaf_ids) + list(indexes)
         return _lookup(service, found)
 
-    return json_response(await run_in_threadpool(work))
+    return _json_array(await run_in_threadpool(work))
 
 
 async def log_info(request: Request) -> Response:

@@ -1,0 +1,153 @@
+"""Batched v1 reads: times and SETs kept per bundle, the fast LogEntry text."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+from rekorkit.canonical import hashedrekord_v001_request
+from rekorkit.checkpoint import open_checkpoint
+from rekorkit.entries import LogEntry, entry_set_payload, verify_set
+from rekorkit.note import parse_verifier_key
+from rekorkit.server.app import LogService, open_service
+from rekorkit.server.v1 import log_entries_json, log_entry
+from rekorkit.server.v1_reads import V1EntryReader
+from rekorkit.testing import LocalRekor, start_server
+from rekorkit.trust import load_public_key
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[LogService]:
+    svc = open_service(tmp_path / "log", fsync=False)
+    yield svc
+    svc.close()
+
+
+def test_fast_v1_json_equals_the_dict_form(service: LogService) -> None:
+    log = service.log
+    log.integrate([b"leaf %d" % i for i in range(1)], now=1_700_000_000)
+    state = log.state
+    (text,) = log_entries_json(service, [0], state)
+    _, expected = log_entry(
+        service, 0, log.leaf(0), 1_700_000_000, [], 1, state.root, state.v1_checkpoint
+    )
+    assert json.loads(text) == expected  # a one-leaf tree: an empty proof
+    log.integrate([b"leaf %d" % i for i in range(1, 600)], now=1_700_000_001)
+    state = log.state
+    builder = log.proof_builder()
+    indices = [0, 7, 255, 256, 599, 7]  # across bundles, the partial edge one, a repeat
+    for index, text in zip(indices, log_entries_json(service, indices, state), strict=True):
+        t = 1_700_000_000 if index == 0 else 1_700_000_001
+        _, expected = log_entry(
+            service,
+            index,
+            log.leaf(index),
+            t,
+            builder.inclusion_proof(index),
+            state.size,
+            state.root,
+            state.v1_checkpoint,
+        )
+        assert json.loads(text) == expected, index
+
+
+def test_sets_are_signed_once_and_verify(service: LogService) -> None:
+    log = service.log
+    log.integrate([b"entry %d" % i for i in range(300)], now=1_700_000_000)
+    reader = service.v1_reads
+    first = reader.read([3, 290, 3], log.state.size)
+    assert reader.signed == 2  # the repeat in one request is signed once
+    again = reader.read([290, 3], log.state.size)
+    assert reader.signed == 2 and again.sets == [first.sets[1], first.sets[0]]
+    # Deterministic ECDSA: a fresh reader (say, after a restart) signs the same bytes.
+    fresh = V1EntryReader(log).read([3, 290], log.state.size)
+    assert fresh.sets == first.sets[:2]
+    key = log.identity.ecdsa.public_key()
+    for text in log_entries_json(service, [3, 290], log.state):
+        entry = LogEntry.from_json(text)
+        assert entry.signed_entry_timestamp is not None
+        verify_set(entry_set_payload(entry), entry.signed_entry_timestamp, key)
+
+
+def test_edge_bundle_times_follow_the_log(service: LogService) -> None:
+    log = service.log
+    log.integrate([b"a %d" % i for i in range(10)], now=1_000)
+    reader = service.v1_reads
+    assert reader.read([9], log.state.size).times == [1_000]
+    # The same (partial) bundle grows: its new rows are read, the kept ones stay.
+    log.integrate([b"b %d" % i for i in range(5)], now=2_000)
+    recs = reader.read([9, 14], log.state.size)
+    assert recs.times == [1_000, 2_000]
+    assert recs.leaves == [b"a 9", b"b 4"]
+    with pytest.raises(IndexError):
+        reader.read([15], log.state.size)
+
+
+def test_kept_bundles_are_bounded(service: LogService) -> None:
+    log = service.log
+    log.integrate([b"x %d" % i for i in range(256 * 3)], now=5)
+    reader = V1EntryReader(log, max_bundles=2)
+    reader.read([0, 256, 512], log.state.size)
+    assert reader.signed == 3
+    reader.read([512, 256], log.state.size)  # still kept
+    assert reader.signed == 3
+    reader.read([0], log.state.size)  # bundle 0 was dropped: signed again
+    assert reader.signed == 4
+    with pytest.raises(ValueError):
+        V1EntryReader(log, max_bundles=0)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRekor]:
+    with start_server(tmp_path_factory.mktemp("v1reads"), seed=300, fsync=False) as srv:
+        yield srv
+
+
+def test_one_checkpoint_per_size_signed_again_when_the_log_grows(server: LocalRekor) -> None:
+    verifier = parse_verifier_key(server.v1_vkey)
+    key = load_public_key(server.public_key_pem)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+
+        def retrieve(indexes: list[int]) -> list[LogEntry]:
+            r = client.post("/api/v1/log/entries/retrieve", json={"logIndexes": indexes})
+            assert r.status_code == 200, r.text
+            return [LogEntry.from_json(item) for item in r.json()]
+
+        a, b = retrieve([1, 2]), retrieve([2, 299])
+        cps = {e.inclusion_proof.checkpoint for e in a + b if e.inclusion_proof}
+        assert len(cps) == 1  # one signed checkpoint for the size, reused
+        assert a[1].signed_entry_timestamp == b[0].signed_entry_timestamp
+        old = open_checkpoint(cps.pop().encode(), verifier)
+        assert old.size == 300
+        created = client.post(
+            "/api/v1/log/entries",
+            content=json.dumps(_proposed()),
+            headers={"content-type": "application/json"},
+        )
+        assert created.status_code == 201, created.text
+        (c,) = retrieve([2])
+        assert c.inclusion_proof is not None and c.inclusion_proof.checkpoint is not None
+        new = open_checkpoint(c.inclusion_proof.checkpoint.encode(), verifier)
+        assert new.size == 301 and c.inclusion_proof.tree_size == 301
+        # The entry's SET does not depend on the tree size: the kept one is served.
+        assert c.signed_entry_timestamp == a[1].signed_entry_timestamp
+        created_entry = LogEntry.from_json(created.json())
+        (again,) = retrieve([created_entry.log_index])
+        assert again.signed_entry_timestamp == created_entry.signed_entry_timestamp
+        for e in (c, again):
+            assert e.signed_entry_timestamp is not None
+            verify_set(entry_set_payload(e), e.signed_entry_timestamp, key)
+
+
+def _proposed() -> dict[str, object]:
+    k = ec.generate_private_key(ec.SECP256R1())
+    digest = hashlib.sha256(base64.b64encode(b"v1 reads")).digest()
+    sig = k.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    return hashedrekord_v001_request(sig, k.public_key(), digest)
