@@ -102,6 +102,24 @@ def test_kept_bundles_are_bounded(service: LogService) -> None:
     assert reader.signed == 4
     with pytest.raises(ValueError):
         V1EntryReader(log, max_bundles=0)
+    with pytest.raises(ValueError):
+        V1EntryReader(log, max_proof_tiles=0)
+
+
+def test_proofs_from_tiles_equal_the_proof_builder(service: LogService) -> None:
+    log = service.log
+    done = 0
+    # Sizes at, just past and short of tile boundaries, and past a level-1 tile.
+    for grow in (1, 255, 1, 255, 1, 300, 65536 - 813, 1, 700):
+        log.integrate([b"e %d" % (done + i) for i in range(grow)])
+        done += grow
+        size = log.state.size
+        reader = V1EntryReader(log, max_proof_tiles=2)
+        builder = log.proof_builder(size)
+        picks = sorted({0, 1, 255, 256, size // 2, size - 257, size - 1} & set(range(size)))
+        picks += [picks[0], size - 1]  # repeats, and a tile asked for again after others
+        got = reader.proofs(picks, size)
+        assert got == [b"".join(builder.inclusion_proof(i)).hex() for i in picks], size
 
 
 @pytest.fixture(scope="module")

@@ -98,18 +98,15 @@ def _state_parts(state: LogState) -> tuple[str, str]:
 def log_entries_json(service: LogService, indices: list[int], state: LogState) -> list[str]:
     """The LogEntry objects of published ``indices`` as JSON texts, proofs to ``state``.
 
-    The hot path of every v1 read: the records come in one batch
-    (:class:`~rekorkit.server.v1_reads.V1EntryReader`), the inclusion proofs
-    from one native call, and the text is formatted directly. Every value is
+    The hot path of every v1 read: the records and proofs come in one batch
+    (:class:`~rekorkit.server.v1_reads.V1EntryReader`) and the text is
+    formatted directly. Every value is
     hex, base64, decimal or a JSON-escaped string, so formatting is exact; a
     test checks it against :func:`log_entry`.
     """
     if not indices:
         return []
     recs = service.v1_reads.read(indices, state.size)
-    hashes, offsets = service.log.proof_builder(state.size).inclusion_proofs(indices)
-    hx = hashes.tobytes().hex()
-    bounds = (offsets.astype(np.int64) * 64).tolist()
     leaf_hex = hash_leaves(recs.leaves).tobytes().hex()
     root, checkpoint = _state_parts(state)
     ident = service.log.identity
@@ -118,8 +115,8 @@ def log_entries_json(service: LogService, indices: list[int], state: LogState) -
     size = state.size
     out = []
     for k, index in enumerate(indices):
-        a, b = bounds[k], bounds[k + 1]
-        proof = '","'.join([hx[j : j + 64] for j in range(a, b, 64)])
+        hx = recs.proofs[k]
+        proof = '","'.join([hx[j : j + 64] for j in range(0, len(hx), 64)])
         proof = f'"{proof}"' if proof else ""
         uuid = leaf_hex[64 * k : 64 * k + 64]
         out.append(

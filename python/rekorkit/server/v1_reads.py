@@ -9,6 +9,14 @@ entry bundle parsed once, a bundle's integration times fetched with one range
 query, and both the times and the SETs kept per bundle (least recently used
 bundle dropped first), since neither changes once the entry is published.
 
+Inclusion proofs are built per level-0 tile and tree size: a full tile is a
+perfect subtree (TLOG.md §6.5), so a proof for any of its 256 leaves is the
+leaf's 8-hash path inside the tile followed by the tile's path to the root,
+the same for all of them. One native call gives every in-tile path, one
+proof gives the shared part, and the next requests of a range read (about
+25 per tile) only slice them. Leaves of the partial edge tile get their
+proofs from the tiles directly.
+
 SETs are signed with deterministic ECDSA (RFC 6979), so a kept SET is
 byte-for-byte the one the log would sign again: keeping them changes nothing
 a client can observe.
@@ -25,13 +33,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rekorkit import merkle
 from rekorkit.entries import set_payload, sign_set
 from rekorkit.server.log import WIDTH
+from rekorkit.tiles import parse_entry_bundle
 
 if TYPE_CHECKING:
     from rekorkit.server.log import TransparencyLog
 
 __all__ = ["V1EntryReader", "V1Records"]
+
+_PARSED_BUNDLES = 4  # full bundles kept parsed (about 200 KiB each for Rekor-sized entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +56,8 @@ class V1Records:
         bodies: each leaf as base64 (the LogEntry ``body``).
         times: each integration time (Unix seconds).
         sets: each SET as base64 (the ``signedEntryTimestamp``).
+        proofs: each inclusion proof in the tree of the size read, its hashes as
+            one hex string (64 characters per hash, leaf to root).
     """
 
     indices: list[int]
@@ -51,6 +65,7 @@ class V1Records:
     bodies: list[str]
     times: list[int]
     sets: list[str]
+    proofs: list[str]
 
 
 @dataclass(slots=True)
@@ -67,15 +82,21 @@ class V1EntryReader:
     Args:
         log: the log to read.
         max_bundles: bundles whose times and SETs are kept (about 40 KiB each).
+        max_proof_tiles: tiles whose proofs are kept, per tree size (about 130 KiB each).
     """
 
-    def __init__(self, log: TransparencyLog, *, max_bundles: int = 512) -> None:
-        if max_bundles < 1:
-            raise ValueError("max_bundles must be at least 1")
+    def __init__(
+        self, log: TransparencyLog, *, max_bundles: int = 512, max_proof_tiles: int = 16
+    ) -> None:
+        if max_bundles < 1 or max_proof_tiles < 1:
+            raise ValueError("max_bundles and max_proof_tiles must be at least 1")
         self.log = log
         self.max_bundles = max_bundles
+        self.max_proof_tiles = max_proof_tiles
         self.signed = 0
         self._bundles: OrderedDict[int, _Bundle] = OrderedDict()
+        self._proofs: OrderedDict[tuple[int, int], tuple[str, str]] = OrderedDict()
+        self._parsed: OrderedDict[int, list[bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self._log_id = log.identity.v1_log_id.hex()
 
@@ -97,7 +118,7 @@ class V1EntryReader:
             IndexError: an index is not in the published tree.
         """
         idx = list(indices)
-        leaves = self.log.leaves(idx)
+        leaves = self._leaves(idx, size)
         bodies = [base64.b64encode(leaf).decode() for leaf in leaves]
         times: list[int] = []
         sets: list[str] = []
@@ -118,7 +139,69 @@ class V1EntryReader:
             if s is None:
                 s = rec.sets[k] = self._sign(i, body, t)
             sets.append(s)
-        return V1Records(idx, leaves, bodies, times, sets)
+        return V1Records(idx, leaves, bodies, times, sets, self.proofs(idx, size))
+
+    def proofs(self, indices: Sequence[int], size: int) -> list[str]:
+        """The inclusion proof of each index in the tree of ``size``, as one hex string each."""
+        full = size // WIDTH  # tiles below this one are full: perfect subtrees
+        out = [""] * len(indices)
+        edge = []
+        for k, i in enumerate(indices):
+            b, j = divmod(i, WIDTH)
+            if b < full:
+                inner, upper = self._tile_proofs(b, size)
+                out[k] = inner[512 * j : 512 * (j + 1)] + upper
+            else:
+                edge.append(k)
+        if edge:
+            builder = self.log.proof_builder(size)
+            hashes, offsets = builder.inclusion_proofs([indices[k] for k in edge])
+            hx = hashes.tobytes().hex()
+            bounds = (offsets.astype(np.int64) * 64).tolist()
+            for n, k in enumerate(edge):
+                out[k] = hx[bounds[n] : bounds[n + 1]]
+        return out
+
+    def _tile_proofs(self, b: int, size: int) -> tuple[str, str]:
+        """(every in-tile path of tile ``b`` as hex, 512 characters each; the shared rest)."""
+        key = (b, size)
+        with self._lock:
+            hit = self._proofs.get(key)
+            if hit is not None:
+                self._proofs.move_to_end(key)
+                return hit
+        tile = np.frombuffer(self.log.read_tile(0, b), np.uint8).reshape(WIDTH, 32)
+        inner, _ = merkle.inclusion_proofs(tile, np.arange(WIDTH, dtype=np.uint64), WIDTH)
+        upper = self.log.proof_builder(size).inclusion_proof(b * WIDTH)[8:]
+        parts = (inner.tobytes().hex(), b"".join(upper).hex())
+        with self._lock:
+            self._proofs[key] = parts
+            while len(self._proofs) > self.max_proof_tiles:
+                self._proofs.popitem(last=False)
+        return parts
+
+    def _leaves(self, indices: list[int], size: int) -> list[bytes]:
+        """The leaves; the last few full bundles are kept parsed (a range read asks
+        for 10 entries at a time, about 25 requests per bundle)."""
+        full = size // WIDTH
+        out: list[bytes] = []
+        for i in indices:
+            b, j = divmod(i, WIDTH)
+            if b >= full:
+                out.append(self.log.leaves([i])[0])
+                continue
+            with self._lock:
+                entries = self._parsed.get(b)
+                if entries is not None:
+                    self._parsed.move_to_end(b)
+            if entries is None:
+                entries = parse_entry_bundle(self.log.store.read_bundle(b))
+                with self._lock:
+                    self._parsed[b] = entries
+                    while len(self._parsed) > _PARSED_BUNDLES:
+                        self._parsed.popitem(last=False)
+            out.append(entries[j])
+        return out
 
     def set_for(self, index: int, body_b64: str, integrated_time: int) -> str:
         """The SET of a just-integrated entry as base64 (signed once, then kept)."""
