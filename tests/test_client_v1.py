@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -15,6 +16,7 @@ from rekorkit.client import RetryPolicy
 from rekorkit.client.tracking import CheckpointTracker
 from rekorkit.client.v1 import AsyncRekorV1Client, RekorV1Client
 from rekorkit.client.verification import VerifyOptions
+from rekorkit.entries import LogEntry
 from rekorkit.errors import (
     CheckpointError,
     DivergenceError,
@@ -108,6 +110,54 @@ def test_get_entries_in_order_and_missing(log: FakeV1Log) -> None:
     assert [e.log_index for e in c.get_entries([4, 0, 2])] == [4, 0, 2]
     with pytest.raises(NotFoundError, match="17"):
         c.get_entries([1, 17])
+
+
+def test_entry_columns_in_order_and_missing(log: FakeV1Log) -> None:
+    for i in range(20):
+        log.add(b"more %d" % i)
+    c = make(log)
+    cols = c.get_entry_columns([24, 0, 13, 2])
+    assert cols.log_indexes.tolist() == [24, 0, 13, 2]
+
+    # The fake signs fresh (randomised) SETs and checkpoints per response: compare the rest.
+    def unsigned(e: LogEntry) -> LogEntry:
+        assert e.inclusion_proof is not None
+        proof = replace(e.inclusion_proof, checkpoint=None)
+        return replace(e, signed_entry_timestamp=None, inclusion_proof=proof)
+
+    expected = [unsigned(e) for e in c.get_entries([24, 0, 13, 2])]
+    assert [unsigned(cols.entry(i)) for i in range(4)] == expected
+    assert len(c.get_entry_columns([])) == 0
+    with pytest.raises(NotFoundError, match="31"):
+        c.get_entry_columns([1, 31])
+
+    async def main() -> None:
+        async with AsyncRekorV1Client(
+            f"http://{log.host}", log=log.log, transport=log.async_transport(), retry=NO_WAIT
+        ) as ac:
+            got = await ac.get_entry_columns(list(range(24, -1, -1)))
+            assert got.log_indexes.tolist() == list(range(24, -1, -1))
+
+    anyio.run(main)
+
+
+def test_entry_columns_are_verified_unless_opted_out(log: FakeV1Log) -> None:
+    def bad(i: int, inner: dict[str, Any]) -> dict[str, Any]:
+        if i == 3:
+            inner["verification"]["inclusionProof"]["hashes"][0] = "00" * 32
+        return inner
+
+    log.tamper = bad
+    with pytest.raises(InclusionError):
+        make(log).get_entry_columns([1, 2, 3])
+    unchecked = make(log, verify=VerifyOptions.none()).get_entry_columns([1, 2, 3])
+    assert unchecked.log_indexes.tolist() == [1, 2, 3]  # the caller checks them itself
+    log.tamper = None
+    log.override = lambda req: (
+        httpx.Response(200, json=[log.entry(4)]) if req.url.path.endswith("/retrieve") else None
+    )
+    with pytest.raises(InclusionError, match="not asked for"):
+        make(log).get_entry_columns([1])
 
 
 @pytest.mark.parametrize("inactive", [None, [], "missing"])

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import rfc8785
 from conftest import require_vectors
@@ -39,6 +40,7 @@ from rekorkit.entries import (
     sign_set,
     verify_entry,
     verify_set,
+    verify_set_batch,
     verify_sets,
 )
 from rekorkit.errors import (
@@ -481,6 +483,26 @@ def test_sign_and_verify_set(kind: str) -> None:
     verify_set(payload, sig, key.public_key())
     with pytest.raises(SignatureError):
         verify_set(payload.replace(b'"logIndex":2', b'"logIndex":3'), sig, key.public_key())
+
+
+def test_set_batch_names_the_bad_one_and_deterministic_signing() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    payloads = [set_payload("Ym9keQ==", 1700000000 + i, "ab" * 32, i) for i in range(40)]
+    sigs: list[bytes | None] = [sign_set(p, key) for p in payloads]
+    sigs[17] = sign_set(payloads[16], key)  # a valid signature, over another entry
+    sigs[30] = None
+    for threads in (1, 3, None):
+        ok = verify_set_batch(payloads, sigs, key.public_key(), threads=threads)
+        assert np.flatnonzero(~ok).tolist() == [17, 30]
+    assert verify_set_batch([], [], key.public_key()).shape == (0,)
+    with pytest.raises(ValueError, match="2 payloads but 1 signatures"):
+        verify_set_batch(payloads[:2], sigs[:1], key.public_key())
+    # RFC 6979: the same payload gives the same SET; the default stays randomised.
+    a = sign_set(payloads[0], key, deterministic=True)
+    assert a == sign_set(payloads[0], key, deterministic=True)
+    assert verify_set_batch([payloads[0]], [a], key.public_key()).all()
+    ed = ed25519.Ed25519PrivateKey.generate()
+    assert sign_set(b"x", ed, deterministic=True) == sign_set(b"x", ed)
 
 
 def test_tlog_entry_json_roundtrip() -> None:

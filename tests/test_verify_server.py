@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from rekorkit.cli import main
-from rekorkit.errors import InclusionError, SignatureError, VerificationError
+from rekorkit.errors import CheckpointError, InclusionError, SignatureError, VerificationError
 from rekorkit.store.duckdb import DuckDBStore
 from rekorkit.testing import LocalRekor, start_server
 
@@ -197,3 +197,54 @@ def test_v1_bad_set_and_body(tmp_path: Path, srv: LocalRekor) -> None:
     assert isinstance(err, InclusionError) and err.evidence["entry_index"] == 42
     assert store.count(srv.v1_origin) == 40
     store.close()
+
+
+def test_v1_foreign_log_id_and_missing_checkpoint(tmp_path: Path, srv: LocalRekor) -> None:
+    def foreign(entry: dict[str, Any]) -> None:
+        entry["logID"] = "ab" * 32
+
+    err, store = _v1(srv, foreign, tmp_path / "l.duckdb")
+    assert isinstance(err, SignatureError) and err.evidence["entry_index"] == 42
+    assert "logID" in str(err)
+    store.close()
+
+    def no_checkpoint(entry: dict[str, Any]) -> None:
+        del entry["verification"]["inclusionProof"]["checkpoint"]
+
+    err, store = _v1(srv, no_checkpoint, tmp_path / "c.duckdb")
+    assert isinstance(err, CheckpointError) and err.evidence["entry_index"] >= 40
+    store.close()
+
+
+class Shuffle(httpx.AsyncHTTPTransport):
+    """Answers every search with its hits in reverse order."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if not request.url.path.endswith("/entries/retrieve"):
+            return response
+        body = json.loads(await response.aread())[::-1]
+        return httpx.Response(response.status_code, json=body)
+
+
+def test_v1_hits_in_any_order_are_placed_by_index(tmp_path: Path, srv: LocalRekor) -> None:
+    from rekorkit.client.v1 import AsyncRekorV1Client
+    from rekorkit.client.verification import VerifyOptions
+    from rekorkit.note import parse_verifier_key
+    from rekorkit.verify_v1 import verify_v1_log
+
+    async def go() -> Any:
+        async with AsyncRekorV1Client(
+            srv.url, verify=VerifyOptions.none(), transport=Shuffle()
+        ) as client:
+            return await verify_v1_log(
+                srv.url,
+                parse_verifier_key(srv.v1_vkey),
+                start=5,
+                end=77,
+                window=16,
+                client=client,
+            )
+
+    report = asyncio.run(go())
+    assert report.entries == 72

@@ -69,6 +69,7 @@ __all__ = [
     "sign_set",
     "verify_entry",
     "verify_set",
+    "verify_set_batch",
     "verify_sets",
 ]
 
@@ -489,15 +490,38 @@ def verify_sets(
     per core) spreads the work: ``cryptography`` releases the GIL while OpenSSL
     verifies.
     """
-    n = len(entries)
+    sigs = [
+        e.signed_entry_timestamp if isinstance(e, LogEntry) else e.inclusion_promise
+        for e in entries
+    ]
+    payloads = [
+        entry_set_payload(e) if s is not None else b"" for e, s in zip(entries, sigs, strict=True)
+    ]
+    return verify_set_batch(payloads, sigs, public_key, threads=threads)
+
+
+def verify_set_batch(
+    payloads: Sequence[bytes],
+    signatures: Sequence[bytes | None],
+    public_key: PublicKey,
+    *,
+    threads: int | None = 1,
+) -> NDArray[np.bool_]:
+    """Verify many SET signatures over their payloads with one log key; one bool each.
+
+    ``payloads[i]`` is what :func:`set_payload` gives for entry ``i``; a
+    ``None`` signature counts as failed. ``threads`` as for :func:`verify_sets`.
+    """
+    n = len(payloads)
+    if len(signatures) != n:
+        raise ValueError(f"{n} payloads but {len(signatures)} signatures")
     out = np.zeros(n, dtype=np.bool_)
 
     def run(start: int, stop: int) -> None:
         for i in range(start, stop):
-            e = entries[i]
-            sig = e.signed_entry_timestamp if isinstance(e, LogEntry) else e.inclusion_promise
+            sig = signatures[i]
             if sig is not None:
-                out[i] = verify_signature(public_key, sig, entry_set_payload(e))
+                out[i] = verify_signature(public_key, sig, payloads[i])
 
     workers = max(1, min(threads or os.cpu_count() or 1, n))
     if workers == 1:

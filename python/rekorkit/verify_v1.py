@@ -4,19 +4,29 @@ For each shard (``inactiveShards`` oldest first, then the active one) the
 engine verifies the shard's signed checkpoint and its consistency with the
 last one stored for that origin (the log's ``/api/v1/log/proof``), then
 fetches the entries of the range by index in search requests of at most 10
-(REKOR_API.md §1.6), many in flight at once. Each window of entries is
+(REKOR_API.md §1.6), many in flight at once, read straight into columns
+(:class:`~rekorkit.entry_columns.LogEntryColumns`). Each window of entries is
 checked with batch calls: leaf hashes in one native call, UUIDs against them,
-every inclusion proof in one ``merkle.verify_inclusion_batch`` call, the SETs
-with ``entries.verify_sets``. Each distinct checkpoint the proofs end in is
-verified once and proved consistent with the shard's checkpoint. What
-verified is stored in order, like the tile engine.
+every inclusion proof in one ``merkle.verify_inclusion_batch`` call, the
+log IDs in one comparison and the SETs on one thread per core. Each distinct
+checkpoint the proofs end in is verified once and proved consistent with the
+shard's checkpoint. What verified is stored in order, like the tile engine.
+
+The next windows are fetched while one is checked and stored, so the log
+serves while the SETs (the bulk of the client's work) are verified.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
+import contextlib
+import hashlib
+import itertools
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import numpy as np
@@ -26,7 +36,8 @@ from rekorkit import merkle
 from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint
 from rekorkit.client.v1 import AsyncRekorV1Client
 from rekorkit.client.verification import VerifyOptions
-from rekorkit.entries import LogEntry, verify_sets
+from rekorkit.entries import set_payload, verify_set_batch
+from rekorkit.entry_columns import LogEntryColumns
 from rekorkit.errors import (
     CheckpointError,
     ConsistencyError,
@@ -42,13 +53,15 @@ from rekorkit.verify import ProgressCallback, RangeError, VerifyReport, check_co
 __all__ = ["verify_v1_log"]
 
 WINDOW = 2048  # entries fetched and verified per batch call
+AHEAD = 2  # windows fetched while one is checked (memory: (AHEAD + 1) windows)
 
 
-def _public_key(verifier: NoteVerifier) -> Any:
+def _public_key(verifier: NoteVerifier) -> tuple[Any, bytes | None]:
+    """The log's key and its v1 log ID (REKOR_API.md §2.4), if the verifier has an SPKI."""
     spki = getattr(verifier, "spki", None)
     if spki is None:
-        return None
-    return serialization.load_der_public_key(spki)
+        return None, None
+    return serialization.load_der_public_key(spki), hashlib.sha256(spki).digest()
 
 
 async def _consistent(
@@ -82,95 +95,171 @@ async def _consistent(
         ) from exc
 
 
+def _checkpoint_rows(texts: list[str | None], known: list[str]) -> list[int]:
+    """Each row's position in ``known``, appending the texts not known yet."""
+    pos = {text: k for k, text in enumerate(known)}
+    rows = []
+    for text in texts:
+        if text is None:
+            raise CheckpointError("inclusion proof without a checkpoint")
+        k = pos.get(text)
+        if k is None:
+            k = pos[text] = len(known)
+            known.append(text)
+        rows.append(k)
+    return rows
+
+
 async def _verify_window(
     client: AsyncRekorV1Client,
     verifier: NoteVerifier,
     public_key: Any,
+    log_id: bytes | None,
     anchor: SignedCheckpoint,
     tree_id: int,
-    seen: dict[bytes, SignedCheckpoint],
-    entries: Sequence[LogEntry],
+    seen: dict[str, SignedCheckpoint],
+    cols: LogEntryColumns,
     local: np.ndarray,
-) -> None:
-    """Verify a window of entries with batch calls; raise on the first failure."""
-    n = len(entries)
-    bodies = [e.body for e in entries]
-    leaves = merkle.hash_leaves(bodies)
+) -> np.ndarray:
+    """Verify a window of entries with batch calls; raise on the first failure.
+
+    Returns the leaf hashes, ``(n, 32)``.
+    """
+    gidx = cols.log_indexes
+    leaves = merkle.hash_leaves(cols.bodies)
     # UUIDs: the last 64 hex of each entryID must be the leaf hash.
-    uuids = np.frombuffer(bytes.fromhex("".join(e.uuid for e in entries)), np.uint8).reshape(n, 32)
+    uuids = cols.uuids
     bad = np.flatnonzero(np.any(uuids != leaves, axis=1))
     if bad.size:
         i = int(bad[0])
         raise InclusionError(
-            f"entry {entries[i].log_index}: UUID {entries[i].uuid} "
+            f"entry {int(gidx[i])}: UUID {cols.entry_ids[i][-64:]} "
             "is not the leaf hash of its body",
-            entry_index=entries[i].log_index,
+            entry_index=int(gidx[i]),
             expected=leaves[i].tobytes(),
             actual=uuids[i].tobytes(),
         )
-    proofs = [e.inclusion_proof for e in entries]
-    missing = [i for i, p in enumerate(proofs) if p is None]
-    if missing:
+    if not cols.has_proof.all():
+        i = int(np.flatnonzero(~cols.has_proof)[0])
         raise InclusionError(
-            f"entry {entries[missing[0]].log_index} has no inclusion proof",
-            entry_index=entries[missing[0]].log_index,
+            f"entry {int(gidx[i])} has no inclusion proof", entry_index=int(gidx[i])
         )
-    idx = np.array([p.log_index for p in proofs], np.uint64)  # type: ignore[union-attr]
-    if not np.array_equal(idx, local.astype(np.uint64)):
-        i = int(np.flatnonzero(idx != local.astype(np.uint64))[0])
+    idx = cols.proof_indexes
+    want = local.astype(np.uint64)
+    if not np.array_equal(idx, want):
+        i = int(np.flatnonzero(idx != want)[0])
         raise InclusionError(
-            f"entry {entries[i].log_index}: proof is for shard index {int(idx[i])}, "
+            f"entry {int(gidx[i])}: proof is for shard index {int(idx[i])}, "
             f"expected {int(local[i])}",
-            entry_index=entries[i].log_index,
+            entry_index=int(gidx[i]),
         )
     # Each distinct checkpoint the proofs end in: signature once, consistency with the anchor.
-    for p in proofs:
-        text = p.checkpoint  # type: ignore[union-attr]
-        if text is None:
-            raise CheckpointError(
-                "inclusion proof without a checkpoint", entry_index=entries[0].log_index
-            )
-        raw = text.encode()
-        if raw not in seen:
-            signed = open_checkpoint(raw, verifier, origin=anchor.origin)
-            await _consistent(client, anchor, signed, tree_id)
-            seen[raw] = signed
-        cp = seen[raw]
-        if cp.size != p.tree_size or cp.root != p.root_hash:  # type: ignore[union-attr]
-            raise CheckpointError(
-                f"inclusion proof (size {p.tree_size}) does not end in "  # type: ignore[union-attr]
-                f"its checkpoint (size {cp.size})",
-                expected=cp.root,
-                actual=p.root_hash,  # type: ignore[union-attr]
-            )
-    sizes = np.array([p.tree_size for p in proofs], np.uint64)  # type: ignore[union-attr]
-    roots = np.frombuffer(b"".join(p.root_hash for p in proofs), np.uint8).reshape(n, 32)  # type: ignore[union-attr]
-    flat = [h for p in proofs for h in p.hashes]  # type: ignore[union-attr]
-    offsets = np.zeros(n + 1, np.uint64)
-    np.cumsum([len(p.hashes) for p in proofs], out=offsets[1:])  # type: ignore[union-attr]
-    hashes = (
-        np.frombuffer(b"".join(flat), np.uint8).reshape(-1, 32)
-        if flat
-        else np.zeros((0, 32), np.uint8)
+    known = list(seen)
+    try:
+        rows = np.array(_checkpoint_rows(cols.checkpoints, known), np.intp)
+    except CheckpointError as exc:
+        exc.evidence.setdefault("entry_index", int(gidx[0]))
+        raise
+    for text in known[len(seen) :]:
+        signed = open_checkpoint(text.encode(), verifier, origin=anchor.origin)
+        await _consistent(client, anchor, signed, tree_id)
+        seen[text] = signed
+    cps = list(seen.values())
+    sizes = np.array([c.size for c in cps], np.uint64)[rows]
+    roots = np.frombuffer(b"".join(c.root for c in cps), np.uint8).reshape(-1, 32)[rows]
+    off = np.flatnonzero((cols.tree_sizes != sizes) | np.any(cols.root_hashes != roots, axis=1))
+    if off.size:
+        i = int(off[0])
+        raise CheckpointError(
+            f"entry {int(gidx[i])}: inclusion proof (size {int(cols.tree_sizes[i])}) does not "
+            f"end in its checkpoint (size {int(sizes[i])})",
+            entry_index=int(gidx[i]),
+            expected=roots[i].tobytes(),
+            actual=cols.root_hashes[i].tobytes(),
+        )
+    result = merkle.verify_inclusion_batch(
+        leaves, idx, cols.tree_sizes, cols.proof_hashes, cols.proof_offsets, cols.root_hashes
     )
-    result = merkle.verify_inclusion_batch(leaves, idx, sizes, hashes, offsets, roots)
     if not result.all_ok:
         i = int(result.first_failure or 0)
         raise InclusionError(
-            f"entry {entries[i].log_index}: inclusion proof does not verify ({result.reason})",
-            entry_index=entries[i].log_index,
+            f"entry {int(gidx[i])}: inclusion proof does not verify ({result.reason})",
+            entry_index=int(gidx[i]),
             leaf_hash=leaves[i].tobytes(),
-            root=roots[i].tobytes(),
-            tree_size=int(sizes[i]),
+            root=cols.root_hashes[i].tobytes(),
+            tree_size=int(cols.tree_sizes[i]),
         )
-    if public_key is not None:
-        ok = await asyncio.to_thread(verify_sets, list(entries), public_key, threads=None)
-        if not bool(np.all(ok)):
-            i = int(np.flatnonzero(~ok)[0])
-            raise SignatureError(
-                f"entry {entries[i].log_index}: signed entry timestamp does not verify",
-                entry_index=entries[i].log_index,
+    if public_key is not None and log_id is not None:
+        await _verify_sets(cols, public_key, log_id)
+    return leaves
+
+
+async def _verify_sets(cols: LogEntryColumns, public_key: Any, log_id: bytes) -> None:
+    """The log ID and SET of every entry; SETs on one thread per core (no GIL in OpenSSL)."""
+    gidx = cols.log_indexes
+    other = np.flatnonzero(np.any(cols.log_ids != np.frombuffer(log_id, np.uint8), axis=1))
+    if other.size:
+        i = int(other[0])
+        raise SignatureError(
+            f"entry {int(gidx[i])}: logID {cols.log_ids[i].tobytes().hex()} is not "
+            f"the log key's {log_id.hex()}",
+            entry_index=int(gidx[i]),
+            expected=log_id.hex(),
+            actual=cols.log_ids[i].tobytes().hex(),
+        )
+    b2a, lid = binascii.b2a_base64, log_id.hex()
+    # REKOR_API.md §2.5: the SET signs JCS {body, integratedTime, logID, logIndex} (global).
+    payloads = [
+        set_payload(b2a(body, newline=False).decode(), t, lid, i)
+        for body, t, i in zip(
+            cols.bodies, cols.integrated_times.tolist(), gidx.tolist(), strict=True
+        )
+    ]
+    n = len(payloads)
+    step = -(-n // max(1, min(os.cpu_count() or 1, n // 64)))
+    results = await asyncio.gather(
+        *(
+            asyncio.to_thread(
+                verify_set_batch, payloads[a : a + step], cols.sets[a : a + step], public_key
             )
+            for a in range(0, n, step)
+        )
+    )
+    ok = np.concatenate(results) if results else np.ones(0, np.bool_)
+    if not bool(np.all(ok)):
+        i = int(np.flatnonzero(~ok)[0])
+        raise SignatureError(
+            f"entry {int(gidx[i])}: signed entry timestamp does not verify",
+            entry_index=int(gidx[i]),
+        )
+
+
+async def _prefetched(
+    client: AsyncRekorV1Client, spans: list[tuple[int, int]], offset: int
+) -> AsyncGenerator[tuple[int, int, LogEntryColumns], None]:
+    """Yield each span's entries in order, fetching up to :data:`AHEAD` spans ahead."""
+    todo = iter(spans)
+    pending: deque[tuple[int, int, asyncio.Future[LogEntryColumns]]] = deque()
+
+    def launch() -> None:
+        for a, b in itertools.islice(todo, 1):
+            task = asyncio.ensure_future(client.get_entry_columns(range(a + offset, b + offset)))
+            pending.append((a, b, task))
+
+    try:
+        for _ in range(AHEAD + 1):
+            launch()
+        while pending:
+            a, b, task = pending.popleft()
+            cols = await task
+            launch()
+            yield a, b, cols
+    finally:
+        for *_, task in pending:
+            task.cancel()
+        for *_, task in pending:
+            with contextlib.suppress(BaseException):
+                await task
 
 
 async def verify_v1_log(
@@ -209,7 +298,7 @@ async def verify_v1_log(
     own = client is None
     if client is None:
         client = AsyncRekorV1Client(url, verify=VerifyOptions.none(), max_concurrency=concurrency)
-    public_key = _public_key(verifier)
+    public_key, log_id = _public_key(verifier)
     try:
         info = await client.log_info()
         shards = [*info.inactive_shards, info.active]
@@ -249,40 +338,54 @@ async def verify_v1_log(
         if on_plan is not None:
             on_plan(lo, hi, todo)
         verified = nbytes = stored = 0
-        for shard, cp, offset, gaps in plans:
-            seen: dict[bytes, SignedCheckpoint] = {cp.raw: cp}
-            for a, b in gaps:
-                for w in range(a, b, window):
-                    local = np.arange(w, min(b, w + window), dtype=np.int64)
-                    fetched = await client.get_entries([int(i) + offset for i in local])
-                    await _verify_window(
-                        client, verifier, public_key, cp, shard.tree_id, seen, fetched, local
-                    )
-                    n = len(fetched)
-                    size = sum(len(e.body) for e in fetched)
-                    verified += n
-                    nbytes += size
-                    if store is not None:
-                        leaves = merkle.hash_leaves([e.body for e in fetched])
-                        batch = entry_batch(
-                            cp.origin,
-                            int(local[0]),
-                            [e.body for e in fetched],
-                            leaves,
-                            checkpoint_size=cp.size,
-                            integrated_time=[e.integrated_time for e in fetched],
-                            global_index=local + offset,
+        # One commit in flight, in order: the store writes window k while k + 1 is checked.
+        committing: asyncio.Future[int] | None = None
+        try:
+            for shard, cp, offset, gaps in plans:
+                seen: dict[str, SignedCheckpoint] = {cp.raw.decode(): cp}
+                spans = [(w, min(b, w + window)) for a, b in gaps for w in range(a, b, window)]
+                async with contextlib.aclosing(_prefetched(client, spans, offset)) as windows:
+                    async for a, b, cols in windows:
+                        local = np.arange(a, b, dtype=np.int64)
+                        leaves = await _verify_window(
+                            client,
+                            verifier,
+                            public_key,
+                            log_id,
+                            cp,
+                            shard.tree_id,
+                            seen,
+                            cols,
+                            local,
                         )
-                        await asyncio.to_thread(
-                            store.commit_entries,
-                            cp.origin,
-                            [batch],
-                            start=int(local[0]),
-                            end=int(local[-1]) + 1,
-                        )
-                        stored += n
-                    if progress is not None:
-                        progress(n, size)
+                        n = len(cols)
+                        size = sum(len(body) for body in cols.bodies)
+                        verified += n
+                        nbytes += size
+                        if store is not None:
+                            batch = entry_batch(
+                                cp.origin,
+                                a,
+                                cols.bodies,
+                                leaves,
+                                checkpoint_size=cp.size,
+                                integrated_time=cols.integrated_times,
+                                global_index=local + offset,
+                            )
+                            if committing is not None:
+                                await committing
+                            committing = asyncio.ensure_future(
+                                asyncio.to_thread(
+                                    store.commit_entries, cp.origin, [batch], start=a, end=b
+                                )
+                            )
+                            stored += n
+                        if progress is not None:
+                            progress(n, size)
+        finally:
+            # What verified before a failure is kept (the next run starts after it).
+            if committing is not None:
+                await committing
         last = signed[-1]
         return VerifyReport(
             url=url,

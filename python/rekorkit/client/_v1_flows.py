@@ -26,6 +26,7 @@ from rekorkit.client.verification import (
     read_checkpoint,
 )
 from rekorkit.entries import LogEntry, entry_set_payload, verify_set
+from rekorkit.entry_columns import LogEntryColumns
 from rekorkit.errors import (
     CheckpointError,
     ConflictError,
@@ -372,6 +373,39 @@ class V1Flows:
                 )
         yield from self._accept(cps, baseline)
         return found
+
+    def search_columns(self, indexes: Sequence[int]) -> Flow[LogEntryColumns]:
+        """One ``/entries/retrieve`` call for at most 10 indexes, read as columns.
+
+        The rows are the hits as the server sent them (order, repeats). With
+        checks enabled each row is verified as :meth:`search_chunk` does; a
+        caller that opted out checks the columns itself, in batch calls.
+        """
+        if len(indexes) > MAX_SEARCH_ITEMS:
+            raise ValueError(f"a search request holds at most {MAX_SEARCH_ITEMS} items")
+        if not indexes:
+            return LogEntryColumns.from_entries([])
+        opts = self.options
+        baseline = self.tracker.snapshot()
+        raw = yield RequestSpec(
+            "POST", "api/v1/log/entries/retrieve", json_body={"logIndexes": list(indexes)}
+        )
+        data = raw.json()
+        cols = LogEntryColumns.from_json(
+            data if isinstance(data, list) else [data], source=f"response from {raw.url}"
+        )
+        if opts.entry_uuid or opts.inclusion or opts.consistency or opts.needs_key:
+            wanted = set(indexes)
+            cps = []
+            for i in range(len(cols)):
+                e = cols.entry(i)
+                cps.append(self.verify_entry(e))
+                if opts.entry_uuid and e.log_index not in wanted:
+                    raise InclusionError(
+                        f"search returned entry {e.uuid} that was not asked for", actual=e.uuid
+                    )
+            yield from self._accept(cps, baseline)
+        return cols
 
     def log_info(self) -> Flow[LogInfo]:
         """``GET /api/v1/log`` with every shard's checkpoint verified and tracked."""
