@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -16,7 +17,7 @@ from rekorkit.canonical import hashedrekord_v001_request
 from rekorkit.checkpoint import open_checkpoint
 from rekorkit.entries import LogEntry, entry_set_payload, verify_set
 from rekorkit.note import parse_verifier_key
-from rekorkit.server.app import LogService, open_service
+from rekorkit.server.app import LogService, create_app, open_service
 from rekorkit.server.v1 import log_entries_json, log_entry
 from rekorkit.server.v1_reads import V1EntryReader
 from rekorkit.testing import LocalRekor, start_server
@@ -120,6 +121,65 @@ def test_proofs_from_tiles_equal_the_proof_builder(service: LogService) -> None:
         picks += [picks[0], size - 1]  # repeats, and a tile asked for again after others
         got = reader.proofs(picks, size)
         assert got == [b"".join(builder.inclusion_proof(i)).hex() for i in picks], size
+
+
+def test_kept_says_when_a_read_does_no_blocking_work(service: LogService) -> None:
+    log = service.log
+    log.integrate([b"k %d" % i for i in range(300)], now=9)
+    reader = service.v1_reads
+    size = log.state.size
+    assert not reader.kept([1, 260], size)
+    reader.read([1], size)
+    assert reader.kept([1], size) and not reader.kept([1, 260], size)
+    reader.read([260], size)
+    assert reader.kept([1, 260], size)
+    assert not reader.kept([300], size) and not reader.kept([-1], size)
+
+
+def _asgi_search(
+    service: LogService, messages: list[dict[str, object]], length: int
+) -> list[dict[str, object]]:
+    """Drive the app's front door with a raw ASGI POST to /entries/retrieve."""
+    app = create_app(service)
+    sent: list[dict[str, object]] = []
+    pending = iter(messages)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/v1/log/entries/retrieve/",
+        "headers": [(b"content-length", str(length).encode())],
+        "query_string": b"",
+        "client": ("127.0.0.1", 1),
+    }
+
+    async def receive() -> dict[str, object]:
+        return next(pending, {"type": "http.disconnect"})
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_front_door_search_reads_bodies_with_the_limit(service: LogService) -> None:
+    service.log.integrate([b"f %d" % i for i in range(20)], now=3)
+    body = json.dumps({"logIndexes": [3, 19, 25]}).encode()
+    chunks = [
+        {"type": "http.request", "body": body[:7], "more_body": True},
+        {"type": "http.request", "body": body[7:], "more_body": False},
+    ]
+    sent = _asgi_search(service, chunks, len(body))
+    assert sent[0]["status"] == 200
+    hits = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))  # type: ignore[misc]
+    assert [next(iter(h.values()))["logIndex"] for h in hits] == [3, 19]  # 25: past the end
+    # Over the limit: declared, or streamed past it without a length.
+    limit = service.max_body
+    assert _asgi_search(service, chunks, limit + 1)[0]["status"] == 413
+    big = [{"type": "http.request", "body": b" " * (limit // 2 + 1), "more_body": True}] * 3
+    assert _asgi_search(service, big, 0)[0]["status"] == 413
+    # The client went away mid-body: nothing is sent, nothing raised.
+    assert _asgi_search(service, chunks[:1], len(body)) == []
 
 
 @pytest.fixture(scope="module")

@@ -197,7 +197,8 @@ async def admin_fork(request: Request) -> Response:
 
 
 class _Dispatcher:
-    """Front door: loopback-only admin, trailing slashes, fast static reads, then routes."""
+    """Front door: loopback-only admin, trailing slashes, fast static reads and v1 searches
+    (the bulk of a follower's and a v1 auditor's traffic), then routes."""
 
     def __init__(self, service: LogService, router: ASGIApp):
         self.service = service
@@ -213,6 +214,9 @@ class _Dispatcher:
                 path == "/checkpoint" or path.startswith("/tile/")
             ):
                 await v2.serve_static(self.service, path[1:], scope, receive, send)
+                return
+            if scope["method"] == "POST" and path == "/api/v1/log/entries/retrieve":
+                await v1.serve_search(self.service, scope, receive, send)
                 return
             if path.startswith("/_rekorkit/"):
                 client = scope.get("client")

@@ -17,18 +17,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from rekorkit.merkle import hash_leaves, leaf_hash
-from rekorkit.server.responses import BodyTooLarge, empty_404, json_response, read_body, v1_error
+from rekorkit.server.responses import (
+    BodyTooLarge,
+    empty_404,
+    json_response,
+    read_asgi_body,
+    read_body,
+    v1_error,
+)
 
 if TYPE_CHECKING:
     from rekorkit.server.app import LogService
     from rekorkit.server.log import LogState
 
-__all__ = ["log_entries_json", "log_entry", "routes"]
+__all__ = ["log_entries_json", "log_entry", "routes", "serve_search"]
 
 # REKOR_API.md §1.6: entry IDs are 64-hex UUIDs or 80-hex (treeID + UUID).
 _UUID = re.compile(r"[0-9a-fA-F]{64}|[0-9a-fA-F]{80}")
@@ -135,6 +143,11 @@ def _lookup(service: LogService, indices: list[int]) -> list[str]:
     return log_entries_json(service, [i for i in indices if 0 <= i < state.size], state)
 
 
+def _kept(service: LogService, indices: list[int]) -> bool:
+    """Whether a lookup of ``indices`` does no blocking work (see ``V1EntryReader.kept``)."""
+    return service.v1_reads.kept(indices, service.log.state.size)
+
+
 def _json_array(items: list[str]) -> Response:
     body = ("[" + ",".join(items) + "]").encode()
     return Response(body, media_type="application/json")
@@ -180,7 +193,11 @@ async def get_entry_by_index(request: Request) -> Response:
         return v1_error(422, f'logIndex in query must be of type int64: "{raw}"', code=INVALID_TYPE)
     if index < 0:
         return v1_error(422, "logIndex in query should be greater than or equal to 0", code=MINIMUM)
-    entries = await run_in_threadpool(_lookup, request.app.state.service, [index])
+    service = request.app.state.service
+    if _kept(service, [index]):
+        entries = _lookup(service, [index])
+    else:
+        entries = await run_in_threadpool(_lookup, service, [index])
     return _json_one(entries[0]) if entries else empty_404()
 
 
@@ -254,6 +271,24 @@ async def search_entries(request: Request) -> Response:
         raw = await read_body(request, service.max_body)
     except BodyTooLarge as exc:
         return v1_error(413, str(exc))
+    return await _search(service, raw)
+
+
+async def serve_search(service: LogService, scope: Scope, receive: Receive, send: Send) -> None:
+    """:func:`search_entries` for the front door: a range read's only request, so it skips
+    the router and its middleware (about a third of the time of a 10-entry search)."""
+    try:
+        raw = await read_asgi_body(scope, receive, service.max_body)
+    except BodyTooLarge as exc:
+        response = v1_error(413, str(exc))
+    except ClientDisconnect:
+        return
+    else:
+        response = await _search(service, raw)
+    await response(scope, receive, send)
+
+
+async def _search(service: LogService, raw: bytes) -> Response:
     try:
         query = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
@@ -303,6 +338,8 @@ async def search_entries(request: Request) -> Response:
         found = _find_uuids(service, uuids + leaf_ids) + list(indexes)
         return _lookup(service, found)
 
+    if not uuids and not leaf_ids and _kept(service, indexes):
+        return _json_array(_lookup(service, indexes))  # nothing blocks: skip the thread hop
     return _json_array(await run_in_threadpool(work))
 
 

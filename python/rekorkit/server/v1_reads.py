@@ -111,6 +111,22 @@ class V1EntryReader:
                 self._bundles.move_to_end(b)
             return rec
 
+    def kept(self, indices: Sequence[int], size: int) -> bool:
+        """Whether the times and SETs of ``indices`` (published, below ``size``) are all kept.
+
+        Then :meth:`read` does no blocking work (no DuckDB query, no signature),
+        and a request handler may call it without a thread hop.
+        """
+        with self._lock:
+            for i in indices:
+                if not 0 <= i < size:
+                    return False
+                b, k = divmod(i, WIDTH)
+                rec = self._bundles.get(b)
+                if rec is None or k >= len(rec.times) or rec.sets[k] is None:
+                    return False
+        return True
+
     def read(self, indices: Sequence[int], size: int) -> V1Records:
         """The records of ``indices``, each below the published ``size``.
 
