@@ -37,6 +37,7 @@ from rekorkit.entries import (
     hashedrekord_v002_request,
     intoto_v002_request,
     set_payload,
+    set_payloads,
     sign_set,
     verify_entry,
     verify_set,
@@ -483,6 +484,33 @@ def test_sign_and_verify_set(kind: str) -> None:
     verify_set(payload, sig, key.public_key())
     with pytest.raises(SignatureError):
         verify_set(payload.replace(b'"logIndex":2', b'"logIndex":3'), sig, key.public_key())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.binary(max_size=40), st.integers(0, 2**53 - 1), st.integers(0, 2**53 - 1)),
+        max_size=5,
+    ),
+    st.sampled_from(["ab" * 32, "AB" * 32, "not hex"]),
+)
+def test_set_payloads_equal_set_payload(rows: list[tuple[bytes, int, int]], log_id: str) -> None:
+    bodies, times, indexes = [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+    expected = [
+        set_payload(base64.b64encode(b).decode(), t, log_id, i)
+        for b, t, i in zip(bodies, times, indexes, strict=True)
+    ]
+    assert set_payloads(bodies, times, log_id, indexes) == expected
+
+
+def test_set_payloads_refuse_what_jcs_cannot_say() -> None:
+    with pytest.raises(MalformedError, match="logIndex 9007199254740992"):
+        set_payloads([b"a", b"b"], [1, 2], "ab", [3, 2**53])
+    with pytest.raises(MalformedError, match="integratedTime"):
+        set_payloads([b"a"], [-(2**53)], "ab", [3])
+    with pytest.raises(ValueError, match="length"):
+        set_payloads([b"a"], [1, 2], "ab", [3])
+    assert set_payloads([], [], "ab", []) == []
 
 
 def test_set_batch_names_the_bad_one_and_deterministic_signing() -> None:

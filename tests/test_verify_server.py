@@ -217,34 +217,51 @@ def test_v1_foreign_log_id_and_missing_checkpoint(tmp_path: Path, srv: LocalReko
 
 
 class Shuffle(httpx.AsyncHTTPTransport):
-    """Answers every search with its hits in reverse order."""
+    """Rewrites every search answer (by default: its hits in reverse order)."""
+
+    def __init__(
+        self, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = lambda e: e[::-1]
+    ):
+        super().__init__()
+        self.edit = edit
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await super().handle_async_request(request)
         if not request.url.path.endswith("/entries/retrieve"):
             return response
-        body = json.loads(await response.aread())[::-1]
+        body = self.edit(json.loads(await response.aread()))
         return httpx.Response(response.status_code, json=body)
 
 
-def test_v1_hits_in_any_order_are_placed_by_index(tmp_path: Path, srv: LocalRekor) -> None:
+async def _v1_run(
+    srv: LocalRekor, transport: httpx.AsyncBaseTransport, store: DuckDBStore | None, **kw: Any
+) -> Any:
     from rekorkit.client.v1 import AsyncRekorV1Client
     from rekorkit.client.verification import VerifyOptions
     from rekorkit.note import parse_verifier_key
     from rekorkit.verify_v1 import verify_v1_log
 
-    async def go() -> Any:
-        async with AsyncRekorV1Client(
-            srv.url, verify=VerifyOptions.none(), transport=Shuffle()
-        ) as client:
-            return await verify_v1_log(
-                srv.url,
-                parse_verifier_key(srv.v1_vkey),
-                start=5,
-                end=77,
-                window=16,
-                client=client,
-            )
+    async with AsyncRekorV1Client(
+        srv.url, verify=VerifyOptions.none(), transport=transport
+    ) as client:
+        return await verify_v1_log(
+            srv.url, parse_verifier_key(srv.v1_vkey), store=store, client=client, **kw
+        )
 
-    report = asyncio.run(go())
+
+def test_v1_hits_in_any_order_are_placed_by_index(tmp_path: Path, srv: LocalRekor) -> None:
+    report = asyncio.run(_v1_run(srv, Shuffle(), None, start=5, end=77, window=16))
     assert report.entries == 72
+
+
+def test_v1_read_failure_keeps_the_windows_before(tmp_path: Path, srv: LocalRekor) -> None:
+    from rekorkit.errors import NotFoundError
+
+    def drop_late(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in entries if next(iter(e.values()))["logIndex"] < 65]
+
+    store = DuckDBStore(tmp_path / "f.duckdb")
+    with pytest.raises(NotFoundError, match="65"):
+        asyncio.run(_v1_run(srv, Shuffle(drop_late), store, end=100, window=20))
+    assert store.verified_ranges(srv.v1_origin) == [(0, 60)]
+    store.close()

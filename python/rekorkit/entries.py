@@ -66,6 +66,7 @@ __all__ = [
     "intoto_v002_request",
     "key_details_for",
     "set_payload",
+    "set_payloads",
     "sign_set",
     "verify_entry",
     "verify_set",
@@ -448,6 +449,39 @@ def set_payload(body_b64: str, integrated_time: int, log_id_hex: str, log_index:
             "logIndex": int(log_index),
         }
     )
+
+
+def set_payloads(
+    bodies: Sequence[bytes],
+    integrated_times: Sequence[int],
+    log_id_hex: str,
+    log_indexes: Sequence[int],
+) -> list[bytes]:
+    """:func:`set_payload` for many entries of one log, the bodies given as bytes.
+
+    Raises:
+        MalformedError: an integer outside the range JCS can represent exactly (2^53).
+    """
+    if not len(bodies) == len(integrated_times) == len(log_indexes):
+        raise ValueError("bodies, integrated_times and log_indexes differ in length")
+    times = [int(t) for t in integrated_times]
+    indexes = [int(i) for i in log_indexes]
+    for name, values in (("integratedTime", times), ("logIndex", indexes)):
+        if values and (min(values) < -_JCS_MAX_INT or max(values) > _JCS_MAX_INT):
+            bad = next(v for v in values if not -_JCS_MAX_INT <= v <= _JCS_MAX_INT)
+            raise MalformedError(f"{name} {bad} is outside the JCS integer range", where=name)
+    if not _HEX_CHARS.fullmatch(log_id_hex):
+        return [
+            set_payload(_b64(b), t, log_id_hex, i)
+            for b, t, i in zip(bodies, times, indexes, strict=True)
+        ]
+    # Base64 and hex need no JSON escaping: the formatted text is RFC 8785 (see set_payload).
+    b2a = binascii.b2a_base64
+    return [
+        f'{{"body":"{b2a(b, newline=False).decode()}","integratedTime":{t},'
+        f'"logID":"{log_id_hex}","logIndex":{i}}}'.encode()
+        for b, t, i in zip(bodies, times, indexes, strict=True)
+    ]
 
 
 def entry_set_payload(entry: LogEntry | TransparencyLogEntry) -> bytes:

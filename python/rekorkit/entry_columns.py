@@ -15,6 +15,7 @@ read again entry by entry with :meth:`LogEntry.from_json`, whose
 from __future__ import annotations
 
 import binascii
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from rekorkit.errors import MalformedError
 
 __all__ = ["LogEntryColumns"]
 
-_ENTRY_ID = re.compile(r"[0-9a-fA-F]{64}|[0-9a-fA-F]{80}")
+_HEX = re.compile(r"[0-9a-fA-F]*")
 _I64 = 1 << 63
 _WHAT = "log entry"
 
@@ -138,15 +139,19 @@ class LogEntryColumns:
 
     @classmethod
     def _fast(cls, items: Sequence[Any]) -> LogEntryColumns:
-        """The one-pass reader; raises a builtin error on anything unusual."""
+        """The one-pass reader; raises a builtin error on anything unusual.
+
+        Like fields are gathered into one list each, so a response costs a
+        handful of array conversions, not a few per field.
+        """
         a2b = binascii.a2b_base64
         ids: list[str] = []
         bodies: list[bytes] = []
         times: list[Any] = []
-        log_ids: list[Any] = []
         indexes: list[Any] = []
         p_index: list[Any] = []
         p_size: list[Any] = []
+        log_ids: list[Any] = []
         roots: list[Any] = []
         hashes: list[Any] = []
         counts: list[int] = []
@@ -159,39 +164,38 @@ class LogEntryColumns:
                 ver = e["verification"]
                 p = ver["inclusionProof"]
                 cp = p["checkpoint"]
-                if type(cp) is not str or not cp or e.get("attestation") is not None:
+                h = p["hashes"]
+                if type(cp) is not str or not cp or type(h) is not list or "attestation" in e:
                     raise ValueError("unusual entry")
                 ids.append(eid)
                 bodies.append(a2b(e["body"], strict_mode=True))
+                sets.append(a2b(ver["signedEntryTimestamp"], strict_mode=True))
                 times.append(e["integratedTime"])
-                log_ids.append(e["logID"])
                 indexes.append(e["logIndex"])
                 p_index.append(p["logIndex"])
                 p_size.append(p["treeSize"])
+                log_ids.append(e["logID"])
                 roots.append(p["rootHash"])
-                h = p["hashes"]
-                if type(h) is not list:
-                    raise ValueError("hashes")
-                hashes.extend(h)
+                hashes += h
                 counts.append(len(h))
                 cps.append(cp)
-                sets.append(a2b(ver["signedEntryTimestamp"], strict_mode=True))
-        if not all(type(i) is str and _ENTRY_ID.fullmatch(i) for i in ids):
-            raise ValueError("entry ID")
         n = len(ids)
-        offsets = np.zeros(n + 1, np.uint64)
-        np.cumsum(counts, out=offsets[1:])
+        if set(map(len, ids)) - {64, 80} or not _HEX.fullmatch("".join(ids)):
+            raise ValueError("entry ID")
+        nums = _ints(times + indexes + p_index + p_size).reshape(4, n)
+        raw = _hex32(log_ids + roots + hashes)
+        offsets = np.fromiter(itertools.accumulate(counts, initial=0), np.uint64, n + 1)
         return cls(
             entry_ids=ids,
             bodies=bodies,
-            integrated_times=_ints(times),
-            log_ids=_hex32(log_ids),
-            log_indexes=_ints(indexes),
+            integrated_times=nums[0],
+            log_ids=raw[:n],
+            log_indexes=nums[1],
             has_proof=np.ones(n, np.bool_),
-            proof_indexes=_ints(p_index).astype(np.uint64),
-            tree_sizes=_ints(p_size).astype(np.uint64),
-            root_hashes=_hex32(roots),
-            proof_hashes=_hex32(hashes),
+            proof_indexes=nums[2].astype(np.uint64),
+            tree_sizes=nums[3].astype(np.uint64),
+            root_hashes=raw[n : 2 * n],
+            proof_hashes=raw[2 * n :],
             proof_offsets=offsets,
             checkpoints=cps,
             sets=sets,

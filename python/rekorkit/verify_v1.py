@@ -19,13 +19,10 @@ serves while the SETs (the bulk of the client's work) are verified.
 from __future__ import annotations
 
 import asyncio
-import binascii
 import contextlib
 import hashlib
-import itertools
 import os
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
@@ -36,7 +33,7 @@ from rekorkit import merkle
 from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint
 from rekorkit.client.v1 import AsyncRekorV1Client
 from rekorkit.client.verification import VerifyOptions
-from rekorkit.entries import set_payload, verify_set_batch
+from rekorkit.entries import set_payloads, verify_set_batch
 from rekorkit.entry_columns import LogEntryColumns
 from rekorkit.errors import (
     CheckpointError,
@@ -53,7 +50,7 @@ from rekorkit.verify import ProgressCallback, RangeError, VerifyReport, check_co
 __all__ = ["verify_v1_log"]
 
 WINDOW = 2048  # entries fetched and verified per batch call
-AHEAD = 2  # windows fetched while one is checked (memory: (AHEAD + 1) windows)
+AHEAD = 1  # windows fetched and waiting while one is checked (memory: AHEAD + 2 windows)
 
 
 def _public_key(verifier: NoteVerifier) -> tuple[Any, bytes | None]:
@@ -207,14 +204,10 @@ async def _verify_sets(cols: LogEntryColumns, public_key: Any, log_id: bytes) ->
             expected=log_id.hex(),
             actual=cols.log_ids[i].tobytes().hex(),
         )
-    b2a, lid = binascii.b2a_base64, log_id.hex()
     # REKOR_API.md §2.5: the SET signs JCS {body, integratedTime, logID, logIndex} (global).
-    payloads = [
-        set_payload(b2a(body, newline=False).decode(), t, lid, i)
-        for body, t, i in zip(
-            cols.bodies, cols.integrated_times.tolist(), gidx.tolist(), strict=True
-        )
-    ]
+    payloads = set_payloads(
+        cols.bodies, cols.integrated_times.tolist(), log_id.hex(), gidx.tolist()
+    )
     n = len(payloads)
     step = -(-n // max(1, min(os.cpu_count() or 1, n // 64)))
     results = await asyncio.gather(
@@ -237,29 +230,33 @@ async def _verify_sets(cols: LogEntryColumns, public_key: Any, log_id: bytes) ->
 async def _prefetched(
     client: AsyncRekorV1Client, spans: list[tuple[int, int]], offset: int
 ) -> AsyncGenerator[tuple[int, int, LogEntryColumns], None]:
-    """Yield each span's entries in order, fetching up to :data:`AHEAD` spans ahead."""
-    todo = iter(spans)
-    pending: deque[tuple[int, int, asyncio.Future[LogEntryColumns]]] = deque()
+    """Yield each span's entries in order, fetched up to :data:`AHEAD` spans ahead.
 
-    def launch() -> None:
-        for a, b in itertools.islice(todo, 1):
-            task = asyncio.ensure_future(client.get_entry_columns(range(a + offset, b + offset)))
-            pending.append((a, b, task))
+    Spans are fetched one after another (each with all of the client's
+    requests in flight), not side by side: side by side, the requests of
+    later spans take turns with the first one's, and none is done early.
+    """
+    ready: asyncio.Queue[tuple[int, int, LogEntryColumns] | Exception | None] = asyncio.Queue(AHEAD)
 
+    async def fetch() -> None:
+        try:
+            for a, b in spans:
+                cols = await client.get_entry_columns(range(a + offset, b + offset))
+                await ready.put((a, b, cols))
+        except Exception as exc:  # handed to the reader, in order
+            await ready.put(exc)
+        else:
+            await ready.put(None)
+
+    task = asyncio.ensure_future(fetch())
     try:
-        for _ in range(AHEAD + 1):
-            launch()
-        while pending:
-            a, b, task = pending.popleft()
-            cols = await task
-            launch()
-            yield a, b, cols
+        while (item := await ready.get()) is not None:
+            if isinstance(item, Exception):
+                raise item
+            yield item
     finally:
-        for *_, task in pending:
-            task.cancel()
-        for *_, task in pending:
-            with contextlib.suppress(BaseException):
-                await task
+        task.cancel()
+        await asyncio.wait([task])  # its cancellation is not ours: wait, do not raise it
 
 
 async def verify_v1_log(
