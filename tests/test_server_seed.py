@@ -71,3 +71,30 @@ def test_seed_writes_tiles_bundles_index_and_checkpoint(tmp_path: Path, workers:
     assert results[0].duplicate and results[0].index == 123
     assert results[1].index == size
     reopened.close()
+
+
+def test_seed_cut_short_before_publish_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = TransparencyLog(tmp_path)
+    empty_root = log.state.root
+
+    def crash(self: TransparencyLog) -> None:
+        raise RuntimeError("crash before publish")
+
+    monkeypatch.setattr(TransparencyLog, "publish", crash)
+    with pytest.raises(RuntimeError):
+        seed_log(log, 40_000, workers=2, hashedrekord_share=0)
+    written = [
+        tmp_path / "tiles" / "tile" / d / n for d in ("entries", "0") for n in ("000", "155")
+    ]
+    assert all(p.exists() for p in written)  # full bundles and tiles, written in place
+    log.close()
+    monkeypatch.undo()
+    reopened = TransparencyLog(tmp_path)  # recovery drops every file past the checkpoint
+    assert reopened.state.size == 0 and reopened.state.root == empty_root
+    assert not any(p.exists() for p in written)
+    assert not list((tmp_path / "tiles" / "tile").rglob("*.p/*"))
+    results, _ = reopened.integrate([b'{"after":"crash"}'])
+    assert results[0].index == 0 and reopened.state.size == 1
+    reopened.close()

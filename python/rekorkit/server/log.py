@@ -33,7 +33,7 @@ from rekorkit.merkle import EMPTY_ROOT, hash_leaves
 from rekorkit.note import ECDSASigner, Ed25519Signer
 from rekorkit.server.index import EntryIndex
 from rekorkit.server.keys import LogIdentity, load_or_create_identity
-from rekorkit.server.storage import TileStore, bundle_path
+from rekorkit.server.storage import TileStore, bundle_path, tile_path
 from rekorkit.tiles import ProofBuilder, TileAppender, encode_entry_bundle, parse_entry_bundle
 
 __all__ = ["Integrated", "LogState", "TransparencyLog"]
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 # TLOG.md §6.3/§6.4: tiles are 256 wide; bundle entries carry a uint16 length.
 WIDTH = 256
 MAX_ENTRY_SIZE = 65535
+# Index rows a bulk load gathers before one insert: one DuckDB commit per 2^18 rows
+# costs about a quarter of one per chunk, and holds 8 MiB of leaf hashes at most.
+_BULK_INDEX_ROWS = 1 << 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,7 @@ class TransparencyLog:
         self._edge_view: tuple[int, list[bytes]] = (0, [])
         self._unsynced: list[str] = []
         self._flushes: list[Future[None]] = []
+        self._bulk_rows: list[tuple[int, np.ndarray, int]] = []
         self.state = self._recover()
 
     # -- recovery ----------------------------------------------------------
@@ -311,19 +315,25 @@ class TransparencyLog:
 
         For bulk loads only: the log must end on a bundle boundary. ``bundles``
         are the encoded full bundles, or how many full bundles the caller has
-        already written under :attr:`store` (worker processes do); ``tail`` are
-        the entries after them. Nothing is flushed until :meth:`publish`, which
-        fsyncs every file of the load, then signs.
+        already written under :attr:`store` together with their level-0 tiles
+        (worker processes do; a full level-0 tile is just its bundle's leaf
+        hashes); ``tail`` are the entries after them. Nothing is flushed until
+        :meth:`publish`, which fsyncs every file of the load, then signs.
         """
         with self._write_lock:
             start = self._appender.size
             if start % WIDTH or self._edge_entries:
                 raise ValueError("bulk_append needs a log that ends on a bundle boundary")
+            written = isinstance(bundles, int)
             n_full = bundles if isinstance(bundles, int) else len(bundles)
             if len(hashes) != n_full * WIDTH + len(tail):
                 raise ValueError("hash count does not match the bundles")
             touched = self._appender.append(hashes)
-            files: list[tuple[str, bytes]] = [(tid.path, data) for tid, data in touched]
+            files: list[tuple[str, bytes]] = [
+                (tid.path, data)
+                for tid, data in touched
+                if not (written and tid.level == 0 and tid.width == WIDTH)
+            ]
             b0 = start // WIDTH
             if not isinstance(bundles, int):
                 files.extend((bundle_path(b0 + i), data) for i, data in enumerate(bundles))
@@ -334,11 +344,15 @@ class TransparencyLog:
             # Flush the previous chunk in the background while this one is built; a chunk's
             # edge tiles may be rewritten by the next one, so they wait for publish.
             done = [path for path, _ in files if ".p/" not in path]
-            if isinstance(bundles, int):
-                done.extend(bundle_path(b0 + i) for i in range(bundles))
+            if written:
+                done.extend(bundle_path(b0 + i) for i in range(n_full))
+                done.extend(tile_path(0, b0 + i) for i in range(n_full))
             self._flushes.append(self.store.sync_later(done))
             self._unsynced.extend(path for path, _ in files if ".p/" in path)
-            self.index.add(start, hashes, now)
+            # Rows past the published size are never looked up, so they wait for a batch.
+            self._bulk_rows.append((start, hashes, now))
+            if sum(len(h) for _, h, _ in self._bulk_rows) >= _BULK_INDEX_ROWS:
+                self._add_bulk_rows()
             self._edge_entries = list(tail)
             self._edge_view = (start // WIDTH + n_full, self._edge_entries)
             self._keep_edges(touched)
@@ -353,10 +367,20 @@ class TransparencyLog:
             self._flushes = []
             self.store.sync(dict.fromkeys(self._unsynced))
             self._unsynced = []
+            self._add_bulk_rows()
             state = self._sign(self._appender.size, self._appender.root())
             self.store.publish_checkpoint(state.checkpoint)
             self.state = state
             return state
+
+    def _add_bulk_rows(self) -> None:
+        """Insert the index rows gathered by :meth:`bulk_append` (consecutive) at once."""
+        rows, self._bulk_rows = self._bulk_rows, []
+        if not rows:
+            return
+        hashes = np.concatenate([h for _, h, _ in rows])
+        times = np.concatenate([np.full(len(h), t, np.int64) for _, h, t in rows])
+        self.index.add(rows[0][0], hashes, times)
 
     def _bundles(self, start: int, leaves: Sequence[bytes]) -> list[tuple[str, bytes]]:
         """Encode every entry bundle the new leaves touch; keep the rightmost in memory."""

@@ -13,9 +13,14 @@ structure where the formats allow it, and says so:
 * **hashedrekord** (0.0.1, a configurable share): a fresh ECDSA signature over a
   fresh digest per entry, signed in worker processes.
 
-Worker processes build the bodies, hash the leaves and encode full entry
-bundles (Rust); the parent only appends hashes to the tree, writes tiles and
-the index, and publishes one checkpoint once every file is flushed.
+Nothing is formatted, hashed or framed entry by entry in Python: a chunk of
+DSSE bodies is one template row repeated (numpy) with each envelope hash
+spliced into its fixed-width hex column, laid out as entry bundles frame them
+(a 2-byte length before each body), so a bundle file is a slice of the chunk
+and Rust hashes each bundle in one call. Worker processes build chunks and
+write their entry bundles and level-0 tiles; the parent only appends the leaf
+hashes to the tree, writes the upper tiles and the index, and publishes one
+checkpoint once every file is flushed.
 """
 
 from __future__ import annotations
@@ -27,15 +32,19 @@ import os
 import secrets
 from base64 import b64encode
 from binascii import hexlify
-from collections.abc import Iterator
+from collections import deque
 from dataclasses import dataclass
+from itertools import pairwise, repeat
+from multiprocessing.context import BaseContext
+from multiprocessing.sharedctypes import Synchronized
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from rekorkit.server.log import WIDTH, TransparencyLog
-from rekorkit.server.storage import TileStore, bundle_path
+from rekorkit.server.storage import TileStore, bundle_path, tile_path
+from rekorkit.tiles import hash_entry_bundle, parse_entry_bundle
 
 __all__ = ["SeedStats", "SyntheticEntries", "seed_log"]
 
@@ -48,6 +57,11 @@ _HASHEDREKORD_BODY = (
     '{"apiVersion":"0.0.1","kind":"hashedrekord","spec":{"data":{"hash":{"algorithm":"sha256",'
     '"value":"%s"}},"signature":{"content":"%s","publicKey":{"content":"%s"}}}}'
 )
+# Where the envelope hash's 64 hex digits start in a DSSE body (the bodies of one
+# signature group differ only there).
+_ENVELOPE_HASH_AT = _DSSE_BODY.index("%s")
+_HEX_HOLE = "0" * 64
+_SHA256 = type(hashlib.sha256())
 _PAYLOAD_TYPE = "application/vnd.in-toto+json"
 # Envelopes that share one DSSE signature (differing only in the unsigned keyid).
 _VARIANTS = 4096
@@ -152,25 +166,28 @@ class SyntheticEntries:
 
     def dsse_bodies(self, start: int, count: int) -> list[bytes]:
         """Canonical bodies of DSSE seed entries ``start .. start+count``."""
-        out: list[bytes] = []
-        append = out.append
-        i = start
-        end = start + count
-        tag = self.tag.encode()
-        while i < end:
-            group = i // _VARIANTS
-            stop = min(end, (group + 1) * _VARIANTS)
-            prefix, suffix, sig_b64, payload_hash = self.envelope_parts(group)
-            tmpl = (_DSSE_BODY % ("%s", payload_hash, sig_b64, self.verifier_b64)).encode()
-            post = suffix.encode()
-            # Per entry: one SHA-256 continued from the shared envelope prefix, one format.
-            copy = hashlib.sha256(prefix.encode()).copy
-            for j in range(i, stop):
-                h = copy()
-                h.update(b"%s-%d%s" % (tag, j, post))
-                append(tmpl % hexlify(h.digest()))
-            i = stop
-        return out
+        return self.bodies(start, count, 0)
+
+    def _dsse_rows(self, start: int, stop: int) -> np.ndarray:
+        """Framed DSSE entries ``start .. stop`` (one signature group) as a ``(n, width)`` array.
+
+        The bodies of a group differ only in the envelope hash, so the rows are
+        one template repeated with each hash written into its hex column. Per
+        entry only the keyid tail is hashed (a copy of the SHA-256 state after
+        the shared envelope prefix), through C-level ``map`` calls.
+        """
+        prefix, suffix, sig_b64, payload_hash = self.envelope_parts(start // _VARIANTS)
+        body = (_DSSE_BODY % (_HEX_HOLE, payload_hash, sig_b64, self.verifier_b64)).encode()
+        n = stop - start
+        rows = np.tile(np.frombuffer(len(body).to_bytes(2, "big") + body, np.uint8), (n, 1))
+        keyid = (self.tag.replace("%", "%%") + "-%d" + suffix.replace("%", "%%")).encode()
+        state = hashlib.sha256(prefix.encode())
+        envelopes = list(map(_SHA256.copy, repeat(state, n)))
+        deque(map(_SHA256.update, envelopes, map(keyid.__mod__, range(start, stop))), 0)
+        digests = hexlify(b"".join(map(_SHA256.digest, envelopes)))
+        at = 2 + _ENVELOPE_HASH_AT
+        rows[:, at : at + 64] = np.frombuffer(digests, np.uint8).reshape(n, 64)
+        return rows
 
     # -- hashedrekord ------------------------------------------------------------
     def digest(self, index: int) -> bytes:
@@ -187,60 +204,158 @@ class SyntheticEntries:
             out.append((_HASHEDREKORD_BODY % (d.hex(), sig, self.verifier_b64)).encode())
         return out
 
+    def framed(self, start: int, count: int, every: int) -> tuple[bytes, np.ndarray]:
+        """Seed entries ``start .. start+count`` framed as entry bundles frame them.
+
+        Every ``every``-th entry (by index) is hashedrekord, the rest DSSE.
+        Returns the entries back to back, each a 2-byte big-endian length and
+        the body (TLOG.md §6.4), and ``count + 1`` offsets into that buffer:
+        the entries from ``i`` to ``j`` are ``buf[offsets[i]:offsets[j]]``, an
+        entry bundle when ``j - i <= 256``.
+        """
+        picks = [start + p for p in range((-start) % every, count, every)] if every else []
+        signed = self.hashedrekord_bodies(picks)
+        lengths = np.empty(count, np.int64)
+        pieces: list[bytes | memoryview] = []
+        k = 0
+        i, end = start, start + count
+        while i < end:
+            stop = min(end, (i // _VARIANTS + 1) * _VARIANTS)
+            rows = self._dsse_rows(i, stop)
+            lengths[i - start : stop - start] = rows.shape[1]
+            cur = i
+            while k < len(picks) and picks[k] < stop:
+                p = picks[k]
+                if p > cur:
+                    pieces.append(rows[cur - i : p - i].data)
+                pieces.append(len(signed[k]).to_bytes(2, "big") + signed[k])
+                lengths[p - start] = 2 + len(signed[k])
+                cur, k = p + 1, k + 1
+            if cur < stop:
+                pieces.append(rows[cur - i :].data)
+            i = stop
+        offsets = np.zeros(count + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return b"".join(pieces), offsets
+
     def bodies(self, start: int, count: int, hashedrekord_every: int) -> list[bytes]:
         """Seed entries ``start .. start+count``: every k-th hashedrekord, the rest DSSE."""
-        bodies = self.dsse_bodies(start, count)
-        if hashedrekord_every:
-            first = (-start) % hashedrekord_every
-            picks = list(range(first, count, hashedrekord_every))
-            for pos, body in zip(
-                picks, self.hashedrekord_bodies([start + p for p in picks]), strict=True
-            ):
-                bodies[pos] = body
-        return bodies
+        buf, offsets = self.framed(start, count, hashedrekord_every)
+        bounds = offsets[::WIDTH].tolist() + ([] if count % WIDTH == 0 else [len(buf)])
+        return [entry for a, b in pairwise(bounds) for entry in parse_entry_bundle(buf[a:b])]
 
 
-# -- worker side ---------------------------------------------------------------
-_worker_gen: SyntheticEntries | None = None
+# -- chunks and worker processes ------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The bulk part of a seed: ``n`` entries from seed index ``first``, in chunks."""
+
+    first: int
+    n: int
+    every: int
+    position: int  # the log index of seed entry ``first`` (a bundle boundary)
+    tiles_dir: str
+    fsync: bool
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.n // _CHUNK)
 
 
-def _worker_init(key_pem: bytes, tag: str) -> None:
-    global _worker_gen
-    _worker_gen = SyntheticEntries(key_pem, tag)
+def _build_chunk(gen: SyntheticEntries, plan: _Plan, k: int) -> tuple[np.ndarray, int, list[bytes]]:
+    """Build chunk ``k``; write its full entry bundles and level-0 tiles.
 
-
-def _worker_chunk(job: tuple[int, int, int, int, str, bool]) -> tuple[bytes, int, list[bytes]]:
-    """Build one aligned chunk and write its full bundles.
-
-    Returns the leaf hashes, how many full bundles were written, and the
-    entries of a trailing partial bundle (the parent writes that one).
+    Returns the leaf hashes, how many full bundles (and level-0 tiles) were
+    written, and the entries of a trailing partial bundle (the parent writes that one).
     """
-    from rekorkit.merkle import hash_leaves
-    from rekorkit.tiles import encode_entry_bundle
+    start = plan.first + k * _CHUNK
+    count = min(_CHUNK, plan.first + plan.n - start)
+    buf, offsets = gen.framed(start, count, plan.every)
+    bounds = offsets[::WIDTH].tolist()
+    full = count // WIDTH
+    hashes = [hash_entry_bundle(buf[a:b]) for a, b in pairwise(bounds)]
+    tail = parse_entry_bundle(buf[bounds[-1] :]) if count % WIDTH else []
+    if tail:
+        hashes.append(hash_entry_bundle(buf[bounds[-1] :]))
+    first = (plan.position + k * _CHUNK) // WIDTH
+    files = [(bundle_path(first + b), buf[bounds[b] : bounds[b + 1]]) for b in range(full)]
+    files += [(tile_path(0, first + b), hashes[b].tobytes()) for b in range(full)]
+    # Past the published checkpoint: written in place; the parent fsyncs them before publishing.
+    TileStore(plan.tiles_dir, fsync=plan.fsync, cache_bytes=0).write_beyond(files)
+    return np.concatenate(hashes), full, tail
 
-    start, count, every, position, tiles_dir, fsync = job
-    assert _worker_gen is not None
-    bodies = _worker_gen.bodies(start, count, every)
-    hashes = hash_leaves(bodies)
-    full = count // WIDTH * WIDTH
-    first = position // WIDTH
-    files = [
-        (bundle_path(first + k, WIDTH), encode_entry_bundle(bodies[b : b + WIDTH]))
-        for k, b in enumerate(range(0, full, WIDTH))
-    ]
-    # Not flushed here: the parent fsyncs every file of the load once, before publishing.
-    TileStore(tiles_dir, fsync=fsync, cache_bytes=0).write_files(files, durable=False)
-    return hashes.tobytes(), len(files), bodies[full:]
+
+_worker: tuple[SyntheticEntries, _Plan, Synchronized[int]] | None = None
 
 
-def _jobs(
-    first: int, n: int, every: int, position: int, tiles_dir: str, fsync: bool
-) -> Iterator[tuple[int, int, int, int, str, bool]]:
-    pos = first
-    while pos < first + n:
-        count = min(_CHUNK, first + n - pos)
-        yield (pos, count, every, position + pos - first, tiles_dir, fsync)
-        pos += count
+def _worker_init(key_pem: bytes, tag: str, plan: _Plan, claimed: Synchronized[int]) -> None:
+    global _worker
+    _worker = (SyntheticEntries(key_pem, tag), plan, claimed)
+
+
+def _claim(claimed: Synchronized[int], only: int | None = None) -> int | None:
+    """Take the next chunk number nobody has taken (workers and the parent share the count).
+
+    With ``only``, take it only if it is that number (else None).
+    """
+    with claimed.get_lock():
+        k = claimed.value
+        if only is not None and k != only:
+            return None
+        claimed.value = k + 1
+    return k
+
+
+def _worker_next(_: int) -> tuple[int, bytes, int, list[bytes]] | None:
+    """One pool task: build the next unclaimed chunk, if any is left."""
+    assert _worker is not None
+    gen, plan, claimed = _worker
+    k = _claim(claimed)
+    if k is None or k >= plan.chunks:
+        return None
+    hashes, written, tail = _build_chunk(gen, plan, k)
+    return k, hashes.tobytes(), written, tail
+
+
+def _pool_context() -> BaseContext:
+    """forkserver where there is one, spawn elsewhere.
+
+    The fork server imports this module once and forks every worker from it,
+    where spawn would import the whole server package in each worker (most of
+    a second apiece); plain fork is unsafe beside the index's and fsync threads.
+    """
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["__main__", __name__])  # the default, and this module
+    return ctx
+
+
+def _build_all(log: TransparencyLog, gen: SyntheticEntries, plan: _Plan, procs: int) -> None:
+    """Build every chunk (in worker processes when ``procs``) and append them in order.
+
+    The parent builds a chunk itself whenever the one it must append next is
+    still unclaimed: while the workers start up, and never after they keep ahead.
+    """
+    if procs <= 0 or plan.chunks == 1:
+        for k in range(plan.chunks):
+            log.bulk_append(*_build_chunk(gen, plan, k))
+        return
+    ctx = _pool_context()
+    claimed = ctx.Value("q", 0)
+    with ctx.Pool(procs, _worker_init, (gen.key_pem, gen.tag, plan, claimed)) as pool:
+        results = pool.imap_unordered(_worker_next, range(plan.chunks))
+        ready: dict[int, tuple[np.ndarray, int, list[bytes]]] = {}
+        for k in range(plan.chunks):
+            while k not in ready:
+                if _claim(claimed, only=k) is not None:
+                    ready[k] = _build_chunk(gen, plan, k)
+                    continue
+                got = next(results)
+                if got is not None:
+                    j, hashes, written, tail = got
+                    ready[j] = (np.frombuffer(hashes, np.uint8).reshape(-1, 32), written, tail)
+            log.bulk_append(*ready.pop(k))
 
 
 def seed_log(
@@ -265,27 +380,12 @@ def seed_log(
     gen = generator or SyntheticEntries()
     every = round(1 / hashedrekord_share) if hashedrekord_share > 0 else 0
     hashedrekord = len(range((-0) % every, n, every)) if every else 0
-    done = 0
     # Fill the log's partial edge bundle through the normal path, so bulk chunks start aligned.
     head = min(n, (-log.state.size) % WIDTH)
     if head:
         log.integrate(gen.bodies(0, head, every))
-        done = head
-    rest = n - done
-    if rest:
-        procs = (os.cpu_count() or 1) if workers is None else workers
-        jobs = _jobs(done, rest, every, log.state.size, str(log.store.root), log.store.fsync)
-        if procs <= 0 or rest <= _CHUNK:
-            global _worker_gen
-            _worker_gen = gen
-            results: Iterator[tuple[bytes, int, list[bytes]]] = map(_worker_chunk, jobs)
-            for hashes, written, tail in results:
-                log.bulk_append(np.frombuffer(hashes, np.uint8).reshape(-1, 32), written, tail)
-        else:
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(procs, _worker_init, (gen.key_pem, gen.tag)) as pool:
-                # Workers build, hash and write bundles; this process appends in order.
-                for hashes, written, tail in pool.imap(_worker_chunk, jobs):
-                    log.bulk_append(np.frombuffer(hashes, np.uint8).reshape(-1, 32), written, tail)
+    if n > head:
+        plan = _Plan(head, n - head, every, log.state.size, str(log.store.root), log.store.fsync)
+        _build_all(log, gen, plan, (os.cpu_count() or 1) if workers is None else workers)
     log.publish()
     return SeedStats(n, n - hashedrekord, hashedrekord, log.state.size)

@@ -120,6 +120,35 @@ class TileStore:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
 
+    def write_beyond(self, files: Iterable[tuple[str, bytes]]) -> None:
+        """Write full tiles and bundles of a bulk load, in place and not yet flushed.
+
+        Only for files past the published checkpoint that no published size
+        reads: nothing reads them before a checkpoint covering them is out,
+        and after a crash :meth:`remove_beyond` deletes them whole or torn.
+        So they skip the temporary name and rename of :meth:`write_files`
+        (on a busy filesystem a rename costs what the write does); the caller
+        must :meth:`sync` them before publishing.
+        """
+        root = str(self.root)
+        made: set[str] = set()
+        try:
+            for rel, data in files:
+                path = f"{root}/{rel}"
+                parent = path.rpartition("/")[0]
+                if parent not in made:
+                    os.makedirs(parent, exist_ok=True)
+                    made.add(parent)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            raise StoreError(f"writing tiles under {self.root} failed: {exc}") from exc
+
     def publish_checkpoint(self, data: bytes, name: str = "checkpoint") -> None:
         """Atomically replace the checkpoint; call only once its tiles are durable."""
         self.write_files([(name, data)])
@@ -138,9 +167,10 @@ class TileStore:
         """
         if not self.fsync:
             return
-        files = [self.root / p for p in paths]
-        _fsync_all(files, directories=True)  # opening read-only is enough to fsync a file
-        _fsync_all(sorted({f.parent for f in files}), directories=True)
+        root = str(self.root)
+        files = [f"{root}/{p}" for p in paths]
+        _fsync_paths(files)  # opening read-only is enough to fsync a file
+        _fsync_paths(sorted({f.rpartition("/")[0] for f in files}))
 
     def _next_seq(self) -> int:
         with self._lock:
@@ -297,6 +327,33 @@ def _fsync_all(targets: list[int] | list[Path], *, directories: bool = False) ->
             _pool = ThreadPoolExecutor(8, thread_name_prefix="rekorkit-fsync")
     for future in [_pool.submit(w) for w in work]:
         future.result()
+
+
+def _fsync_paths(paths: list[str]) -> None:
+    """fsync files or directories by path, each of up to 8 threads taking an even share.
+
+    A bulk load flushes thousands of files: one task per thread, not per file,
+    keeps the Python work per file to the three system calls.
+    """
+    global _pool
+    if len(paths) <= 1:
+        _fsync_each(paths)
+        return
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(8, thread_name_prefix="rekorkit-fsync")
+    shares = [paths[k::8] for k in range(min(8, len(paths)))]
+    for future in [_pool.submit(_fsync_each, share) for share in shares]:
+        future.result()
+
+
+def _fsync_each(paths: list[str]) -> None:
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 _flusher: ThreadPoolExecutor | None = None
