@@ -265,3 +265,16 @@ def test_v1_read_failure_keeps_the_windows_before(tmp_path: Path, srv: LocalReko
         asyncio.run(_v1_run(srv, Shuffle(drop_late), store, end=100, window=20))
     assert store.verified_ranges(srv.v1_origin) == [(0, 60)]
     store.close()
+
+
+def test_v1_gaps_are_filled_and_stored_in_order(tmp_path: Path, srv: LocalRekor) -> None:
+    store = DuckDBStore(tmp_path / "g.duckdb")
+    asyncio.run(_v1_run(srv, Shuffle(lambda e: e), store, start=0, end=100, window=20))
+    asyncio.run(_v1_run(srv, Shuffle(lambda e: e), store, start=150, end=200, window=20))
+    assert store.verified_ranges(srv.v1_origin) == [(0, 100), (150, 200)]
+    # Two gaps in one run: windows of each are gathered, never across the stored part.
+    report = asyncio.run(_v1_run(srv, Shuffle(lambda e: e), store, start=0, end=330, window=16))
+    assert report.entries == 180 and report.stored == 180
+    assert store.verified_ranges(srv.v1_origin) == [(0, 330)]
+    assert store.count(srv.v1_origin) == 330
+    store.close()

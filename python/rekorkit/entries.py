@@ -16,13 +16,14 @@ import binascii
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import rfc8785
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -534,6 +535,24 @@ def verify_sets(
     return verify_set_batch(payloads, sigs, public_key, threads=threads)
 
 
+def _set_checker(public_key: PublicKey) -> Callable[[bytes, bytes], bool]:
+    """``check(signature, payload)`` for one key: for ECDSA (every Rekor v1 log) the key
+    type is resolved once, not per signature, since the threads of a batch verify
+    share the GIL for everything but OpenSSL's own work."""
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        return lambda sig, payload: verify_signature(public_key, sig, payload)
+    verify, algorithm = public_key.verify, ec.ECDSA(hashes.SHA256())
+
+    def check(sig: bytes, payload: bytes) -> bool:
+        try:
+            verify(sig, payload, algorithm)
+        except (InvalidSignature, ValueError, TypeError):
+            return False
+        return True
+
+    return check
+
+
 def verify_set_batch(
     payloads: Sequence[bytes],
     signatures: Sequence[bytes | None],
@@ -550,12 +569,13 @@ def verify_set_batch(
     if len(signatures) != n:
         raise ValueError(f"{n} payloads but {len(signatures)} signatures")
     out = np.zeros(n, dtype=np.bool_)
+    check = _set_checker(public_key)
 
     def run(start: int, stop: int) -> None:
         for i in range(start, stop):
             sig = signatures[i]
             if sig is not None:
-                out[i] = verify_signature(public_key, sig, payloads[i])
+                out[i] = check(sig, payloads[i])
 
     workers = max(1, min(threads or os.cpu_count() or 1, n))
     if workers == 1:

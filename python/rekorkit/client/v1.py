@@ -347,6 +347,8 @@ class AsyncRekorV1Client:
         the client was built with those checks turned off.
         """
         chunks = _chunks(list(indices), MAX_SEARCH_ITEMS)
+        if len(chunks) == 1:  # one request: no task group
+            return _ordered_columns(indices, await self._run(self.flows.search_columns(chunks[0])))
         parts: list[LogEntryColumns] = [LogEntryColumns.from_entries([])] * len(chunks)
         pending = iter(range(len(chunks)))
 
