@@ -152,11 +152,15 @@ class InclusionProof:
             raise MalformedError(
                 "checkpoint must be a string", what=what, where=f"{where}.checkpoint"
             )
+        try:
+            path = tuple(map(bytes.fromhex, hashes))
+        except (TypeError, ValueError):  # read again, for the error that names the hash
+            path = tuple(_unhex(h, f"{where}.hashes[{i}]", what) for i, h in enumerate(hashes))
         return cls(
             _int(o.get("logIndex"), f"{where}.logIndex", what),
             _int(o.get("treeSize"), f"{where}.treeSize", what),
             _unhex(o.get("rootHash"), f"{where}.rootHash", what),
-            tuple(_unhex(h, f"{where}.hashes[{i}]", what) for i, h in enumerate(hashes)),
+            path,
             cp or None,
         )
 
