@@ -13,7 +13,8 @@ checkpoint the proofs end in is verified once and proved consistent with the
 shard's checkpoint. What verified is stored in order, like the tile engine.
 
 The next windows are fetched while one is checked and stored, so the log
-serves while the SETs (the bulk of the client's work) are verified.
+serves while the SETs (the bulk of the client's work) are verified
+(:mod:`rekorkit.v1_range`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,7 @@ from rekorkit.errors import (
 from rekorkit.note import NoteVerifier
 from rekorkit.store import StoredCheckpoint
 from rekorkit.store.duckdb import DuckDBStore, entry_batch
+from rekorkit.v1_range import OrderedStore, read_windows
 from rekorkit.verify import ProgressCallback, RangeError, VerifyReport, check_consistency
 
 __all__ = ["verify_v1_log"]
@@ -53,9 +55,6 @@ __all__ = ["verify_v1_log"]
 log = logging.getLogger(__name__)
 
 WINDOW = 512  # entries verified per batch call
-COMMIT = 4096  # entries stored per transaction, at most (windows are gathered)
-SEARCH = 10  # REKOR_API.md §1.6: indexes per search request (maxSearchQueries)
-AHEAD = 1  # windows read ahead of the one being checked (memory: about AHEAD + 1 windows)
 
 
 def _public_key(verifier: NoteVerifier) -> tuple[Any, bytes | None]:
@@ -232,119 +231,6 @@ async def _verify_sets(cols: LogEntryColumns, public_key: Any, log_id: bytes) ->
         )
 
 
-async def _prefetched(
-    client: AsyncRekorV1Client, spans: list[tuple[int, int]], offset: int, concurrency: int
-) -> AsyncGenerator[tuple[int, int, LogEntryColumns], None]:
-    """Yield each span's entries in order, read ahead by ``concurrency`` search requests.
-
-    The requests (REKOR_API.md §1.6: at most 10 indexes each) are taken in
-    index order by a fixed set of workers, so spans complete in order and the
-    request slots stay busy across span boundaries; no request is made for a
-    span more than :data:`AHEAD` past the one being checked. A failed read is
-    raised when its span's turn comes, after the spans before it.
-    """
-    chunks = (
-        (w, k, lo, min(b, lo + SEARCH))
-        for w, (a, b) in enumerate(spans)
-        for k, lo in enumerate(range(a, b, SEARCH))
-    )
-    parts: dict[int, list[LogEntryColumns | None]] = {}
-    left: dict[int, int] = {}
-    done: dict[int, asyncio.Event] = {}
-    failed: dict[int, Exception] = {}
-    turn = 0  # the span being checked
-    moved = asyncio.Condition()
-
-    def span(w: int) -> None:
-        if w not in parts:
-            a, b = spans[w]
-            n = -(-(b - a) // SEARCH)
-            parts[w], left[w], done[w] = [None] * n, n, asyncio.Event()
-
-    async def worker() -> None:
-        for w, k, lo, hi in chunks:
-            if w > turn + AHEAD:
-                async with moved:
-                    while w > turn + AHEAD:
-                        await moved.wait()
-            span(w)
-            try:
-                parts[w][k] = await client.get_entry_columns(range(lo + offset, hi + offset))
-            except Exception as exc:
-                failed.setdefault(w, exc)
-                done[w].set()
-                return
-            left[w] -= 1
-            if not left[w]:
-                done[w].set()
-
-    workers = [asyncio.ensure_future(worker()) for _ in range(max(1, concurrency))]
-    try:
-        for w, (a, b) in enumerate(spans):
-            span(w)
-            await done[w].wait()
-            if w in failed:
-                raise failed[w]
-            got = [p for p in parts.pop(w) if p is not None]
-            del left[w], done[w]
-            yield a, b, LogEntryColumns.concat(got)
-            turn = w + 1
-            async with moved:
-                moved.notify_all()
-    finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.wait(workers)  # their cancellation is not ours: wait, do not raise it
-
-
-class _Committer:
-    """Stores verified windows in order: consecutive ones together, one transaction in flight.
-
-    A transaction costs about as much for one row as for thousands (tens of
-    milliseconds), so windows are gathered up to :data:`COMMIT` rows, and
-    the store writes while the next windows are checked.
-    """
-
-    def __init__(self, store: DuckDBStore | None) -> None:
-        self.store = store
-        self.stored = 0
-        self._origin = ""
-        self._start = self._end = 0
-        self._batches: list[Any] = []
-        self._running: asyncio.Future[int] | None = None
-
-    async def add(self, origin: str, start: int, end: int, batch: Any) -> None:
-        """Queue verified entries ``[start, end)`` of ``origin``."""
-        if self._batches and (origin != self._origin or start != self._end):
-            await self.flush()
-        if not self._batches:
-            self._origin, self._start = origin, start
-        self._batches.append(batch)
-        self._end = end
-        if self._end - self._start >= COMMIT:
-            await self.flush()
-
-    async def flush(self) -> None:
-        """Start storing what is queued (after the transaction before it)."""
-        if self.store is None or not self._batches:
-            return
-        if self._running is not None:
-            await self._running
-        origin, start, end, batches = self._origin, self._start, self._end, self._batches
-        self._batches = []
-        self._running = asyncio.ensure_future(
-            asyncio.to_thread(self.store.commit_entries, origin, batches, start=start, end=end)
-        )
-        self.stored += end - start
-
-    async def close(self) -> None:
-        """Store what is queued and wait until it is."""
-        await self.flush()
-        if self._running is not None:
-            running, self._running = self._running, None
-            await running
-
-
 async def verify_v1_log(
     url: str,
     verifier: NoteVerifier,
@@ -421,13 +307,13 @@ async def verify_v1_log(
         if on_plan is not None:
             on_plan(lo, hi, todo)
         verified = nbytes = 0
-        committer = _Committer(store)
+        ordered = OrderedStore(store)
         try:
             for shard, cp, offset, gaps in plans:
                 seen: dict[str, SignedCheckpoint] = {cp.raw.decode(): cp}
                 spans = [(w, min(b, w + window)) for a, b in gaps for w in range(a, b, window)]
                 async with contextlib.aclosing(
-                    _prefetched(client, spans, offset, concurrency)
+                    read_windows(client, spans, offset, concurrency)
                 ) as windows:
                     async for a, b, cols in windows:
                         local = np.arange(a, b, dtype=np.int64)
@@ -456,18 +342,18 @@ async def verify_v1_log(
                                 integrated_time=cols.integrated_times,
                                 global_index=local + offset,
                             )
-                            await committer.add(cp.origin, a, b, batch)
+                            await ordered.add(cp.origin, a, b, batch)
                         if progress is not None:
                             progress(n, size)
         except BaseException:
             # What verified before a failure is kept (the next run starts after it);
             # the failure stays the error raised.
             try:
-                await committer.close()
+                await ordered.close()
             except Exception:
                 log.exception("storing the entries verified before the failure failed")
             raise
-        await committer.close()
+        await ordered.close()
         last = signed[-1]
         return VerifyReport(
             url=url,
@@ -481,7 +367,7 @@ async def verify_v1_log(
             root_hash=last.root,
             checkpoint=last.raw,
             previous_size=None,
-            stored=committer.stored,
+            stored=ordered.stored,
             seconds=time.perf_counter() - t0,
         )
     finally:
