@@ -33,6 +33,7 @@ import secrets
 from base64 import b64encode
 from binascii import hexlify
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise, repeat
 from multiprocessing.context import BaseContext
@@ -271,14 +272,17 @@ def _build_chunk(gen: SyntheticEntries, plan: _Plan, k: int) -> tuple[np.ndarray
     start = plan.first + k * _CHUNK
     count = min(_CHUNK, plan.first + plan.n - start)
     buf, offsets = gen.framed(start, count, plan.every)
+    view = memoryview(buf)  # bundles are slices of the chunk, never copied
     bounds = offsets[::WIDTH].tolist()
     full = count // WIDTH
-    hashes = [hash_entry_bundle(buf[a:b]) for a, b in pairwise(bounds)]
-    tail = parse_entry_bundle(buf[bounds[-1] :]) if count % WIDTH else []
+    hashes = [hash_entry_bundle(view[a:b]) for a, b in pairwise(bounds)]
+    tail = parse_entry_bundle(view[bounds[-1] :]) if count % WIDTH else []
     if tail:
-        hashes.append(hash_entry_bundle(buf[bounds[-1] :]))
+        hashes.append(hash_entry_bundle(view[bounds[-1] :]))
     first = (plan.position + k * _CHUNK) // WIDTH
-    files = [(bundle_path(first + b), buf[bounds[b] : bounds[b + 1]]) for b in range(full)]
+    files: list[tuple[str, bytes | memoryview]] = [
+        (bundle_path(first + b), view[bounds[b] : bounds[b + 1]]) for b in range(full)
+    ]
     files += [(tile_path(0, first + b), hashes[b].tobytes()) for b in range(full)]
     # Past the published checkpoint: written in place; the parent fsyncs them before publishing.
     TileStore(plan.tiles_dir, fsync=plan.fsync, cache_bytes=0).write_beyond(files)
@@ -335,7 +339,8 @@ def _build_all(log: TransparencyLog, gen: SyntheticEntries, plan: _Plan, procs: 
     """Build every chunk (in worker processes when ``procs``) and append them in order.
 
     The parent builds a chunk itself whenever the one it must append next is
-    still unclaimed: while the workers start up, and never after they keep ahead.
+    still unclaimed: while the pool starts (a fork server first imports this
+    module, most of a second), and never once the workers keep ahead.
     """
     if procs <= 0 or plan.chunks == 1:
         for k in range(plan.chunks):
@@ -343,10 +348,23 @@ def _build_all(log: TransparencyLog, gen: SyntheticEntries, plan: _Plan, procs: 
         return
     ctx = _pool_context()
     claimed = ctx.Value("q", 0)
-    with ctx.Pool(procs, _worker_init, (gen.key_pem, gen.tag, plan, claimed)) as pool:
-        results = pool.imap_unordered(_worker_next, range(plan.chunks))
+    starter = ThreadPoolExecutor(1, thread_name_prefix="rekorkit-seed")
+    starting = starter.submit(ctx.Pool, procs, _worker_init, (gen.key_pem, gen.tag, plan, claimed))
+    starter.shutdown(wait=False)
+    first = 0
+    try:
+        while first < plan.chunks and not starting.done():
+            if _claim(claimed, only=first) is None:
+                break
+            log.bulk_append(*_build_chunk(gen, plan, first))
+            first += 1
+    except BaseException:
+        starting.result().terminate()
+        raise
+    with starting.result() as pool:
+        results = pool.imap_unordered(_worker_next, range(plan.chunks - first))
         ready: dict[int, tuple[np.ndarray, int, list[bytes]]] = {}
-        for k in range(plan.chunks):
+        for k in range(first, plan.chunks):
             while k not in ready:
                 if _claim(claimed, only=k) is not None:
                     ready[k] = _build_chunk(gen, plan, k)

@@ -120,7 +120,7 @@ class TileStore:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
 
-    def write_beyond(self, files: Iterable[tuple[str, bytes]]) -> None:
+    def write_beyond(self, files: Iterable[tuple[str, bytes | memoryview]]) -> None:
         """Write full tiles and bundles of a bulk load, in place and not yet flushed.
 
         Only for files past the published checkpoint that no published size
