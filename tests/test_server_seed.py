@@ -44,7 +44,13 @@ def test_mixed_bodies_follow_the_share() -> None:
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_seed_writes_tiles_bundles_index_and_checkpoint(tmp_path: Path, workers: int) -> None:
-    log = TransparencyLog(tmp_path)
+    if workers:
+        # The parent builds chunks itself until the pool is up; once the fork server
+        # is warm (as after this first seed), the workers build most of them.
+        warm = TransparencyLog(tmp_path / "warm")
+        seed_log(warm, 40_000, workers=workers)
+        warm.close()
+    log = TransparencyLog(tmp_path / "log")
     log.integrate([b'{"first":1}', b'{"first":2}', b'{"first":3}'])  # start unaligned
     gen = SyntheticEntries()
     stats = seed_log(log, 70_000, workers=workers, generator=gen, hashedrekord_share=0.01)
@@ -65,7 +71,7 @@ def test_seed_writes_tiles_bundles_index_and_checkpoint(tmp_path: Path, workers:
     assert root(hashes) == log.state.root
     assert log.find(hashes[[5, 40_000, size - 1]]) == [5, 40_000, size - 1]
     log.close()
-    reopened = TransparencyLog(tmp_path)  # restart after a seed resumes at its checkpoint
+    reopened = TransparencyLog(tmp_path / "log")  # restart after a seed resumes at its checkpoint
     assert reopened.state.size == size and reopened.state.root == root(hashes)
     results, _ = reopened.integrate([leaves[123], b'{"after":"seed"}'])
     assert results[0].duplicate and results[0].index == 123
