@@ -11,16 +11,17 @@ structure where the formats allow it, and says so:
   ``envelopeHash`` and so its own leaf. Every body is byte-for-byte what
   :func:`rekorkit.canonical.canonicalize_v1` returns for that envelope (tested).
 * **hashedrekord** (0.0.1, a configurable share): a fresh ECDSA signature over a
-  fresh digest per entry, signed in worker processes.
+  fresh digest per entry, signed wherever its chunk is built.
 
-Nothing is formatted, hashed or framed entry by entry in Python: a chunk of
-DSSE bodies is one template row repeated (numpy) with each envelope hash
-spliced into its fixed-width hex column, laid out as entry bundles frame them
-(a 2-byte length before each body), so a bundle file is a slice of the chunk
-and Rust hashes each bundle in one call. Worker processes build chunks and
-write their entry bundles and level-0 tiles; the parent only appends the leaf
-hashes to the tree, writes the upper tiles and the index, and publishes one
-checkpoint once every file is flushed.
+No Python code runs per DSSE entry: a chunk of their bodies is one template row
+repeated (numpy) with each envelope hash spliced into its fixed-width hex
+column; the hashes themselves (a SHA-256 state after the shared envelope
+prefix, continued with each keyid tail) come from C-level ``map`` calls. Rows
+are laid out as entry bundles frame them (a 2-byte length before each body),
+so a bundle file is a slice of the chunk and Rust hashes each bundle in one
+call. Worker processes build chunks and write their entry bundles and level-0
+tiles; the parent appends the leaf hashes to the tree, writes the upper tiles
+and the index, and publishes one checkpoint once every file is flushed.
 """
 
 from __future__ import annotations
