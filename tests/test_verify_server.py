@@ -122,23 +122,17 @@ def test_fork_mode_is_a_divergence(
         assert [c.size for c in store.checkpoints(srv.origin)] == [SEEDED]
 
 
-class Tamper(httpx.AsyncHTTPTransport):
-    """Forwards to the real server and edits search responses (what a lying v1 log could send)."""
+def _tamper(edit: Callable[[dict[str, Any]], None]) -> Shuffle:
+    """Edits entry 42 in search responses (what a lying v1 log could send)."""
 
-    def __init__(self, edit: Callable[[dict[str, Any]], None]):
-        super().__init__()
-        self.edit = edit
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await super().handle_async_request(request)
-        if not request.url.path.endswith("/entries/retrieve"):
-            return response
-        body = json.loads(await response.aread())
+    def apply(body: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for item in body:
             for entry in item.values():
                 if entry.get("logIndex") == 42:
-                    self.edit(entry)
-        return httpx.Response(response.status_code, json=body)
+                    edit(entry)
+        return body
+
+    return Shuffle(apply)
 
 
 def _v1(
@@ -153,7 +147,7 @@ def _v1(
 
     async def go() -> None:
         async with AsyncRekorV1Client(
-            srv.url, verify=VerifyOptions.none(), transport=Tamper(edit)
+            srv.url, verify=VerifyOptions.none(), transport=_tamper(edit)
         ) as client:
             await verify_v1_log(
                 srv.url,
@@ -217,7 +211,7 @@ def test_v1_foreign_log_id_and_missing_checkpoint(tmp_path: Path, srv: LocalReko
 
 
 class Shuffle(httpx.AsyncHTTPTransport):
-    """Rewrites every search answer (by default: its hits in reverse order)."""
+    """Forwards to the real server and rewrites every search answer (default: hits reversed)."""
 
     def __init__(
         self, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = lambda e: e[::-1]
