@@ -30,10 +30,10 @@ from conftest import QUICK, measure, scaled
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from rekorkit.canonical import hashedrekord_v001_request, hashedrekord_v002_request
 from rekorkit.client import AsyncTileReader, RetryPolicy, TileReader, VerifyOptions
 from rekorkit.client.v1 import RekorV1Client
 from rekorkit.client.v2 import AsyncRekorV2Client
+from rekorkit.entries.canonical import hashedrekord_v001_request, hashedrekord_v002_request
 from rekorkit.note import parse_verifier_key
 from rekorkit.testing import LocalRekor, start_server
 from rekorkit.trust import log_from_key

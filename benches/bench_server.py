@@ -35,7 +35,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from rekorkit.canonical import hashedrekord_v002_request
+from rekorkit.entries.canonical import hashedrekord_v002_request
 from rekorkit.server.log import TransparencyLog
 from rekorkit.server.seed import SyntheticEntries, seed_log
 from rekorkit.testing import LocalRekor, start_server

@@ -1,4 +1,4 @@
-"""Bulk verification (rekorkit.verify): entries/s end to end, with and without DuckDB.
+"""Bulk verification (rekorkit.audit.tilelog): entries/s end to end, with and without DuckDB.
 
 The log is synthetic and served in process through ``httpx.MockTransport``:
 700-byte entries generated from their index, level-0 tiles hashed on demand,
@@ -32,11 +32,11 @@ import numpy as np
 import pytest
 from conftest import measure, scaled
 from rekorkit import tiles
+from rekorkit.audit.tilelog import VerifyReport, verify_tile_log
 from rekorkit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from rekorkit.client.tilereader import AsyncTileReader
 from rekorkit.note import Ed25519Signer, NoteVerifier
 from rekorkit.store.duckdb import DuckDBStore
-from rekorkit.verify import VerifyReport, verify_tile_log
 
 ENTRY = 700
 ORIGIN = "bench.rekorkit.example/log"
@@ -550,8 +550,8 @@ def test_verify_v1_python_baseline(benchmark: Any, served: Any) -> None:
 
 
 def test_verify_v1_range(benchmark: Any, served: Any, tmp_path_factory: Any) -> None:
+    from rekorkit.audit.v1log import verify_v1_log
     from rekorkit.note import parse_verifier_key
-    from rekorkit.verify_v1 import verify_v1_log
 
     v = parse_verifier_key(served.v1_vkey)
 

@@ -21,14 +21,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from rekorkit import merkle
-from rekorkit.canonical import (
+from rekorkit.checkpoint import Checkpoint, sign_checkpoint
+from rekorkit.entries import set_payload, sign_set
+from rekorkit.entries.canonical import (
     canonicalize_v1,
     canonicalize_v2,
     hashedrekord_v001_request,
     hashedrekord_v002_request,
 )
-from rekorkit.checkpoint import Checkpoint, sign_checkpoint
-from rekorkit.entries import set_payload, sign_set
 from rekorkit.note import ECDSASigner, Ed25519Signer
 from rekorkit.trust import LogInstance, log_from_key
 

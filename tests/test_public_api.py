@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import rekorkit
-from rekorkit import checkpoint, client, entries, entry_verify, merkle, note, trust
+from rekorkit import checkpoint, client, entries, merkle, note, trust
 from rekorkit.store import duckdb as duckdb_store
 
 INIT = Path(rekorkit.__file__)
@@ -58,7 +58,7 @@ def test_unknown_attribute_raises_attribute_error() -> None:
         ("CompactRange", merkle),
         ("open_checkpoint", checkpoint),
         ("WitnessPolicy", checkpoint),
-        ("verify_entry", entry_verify),
+        ("verify_entry", entries),
         ("EntryVerification", entries),
         ("LogEntry", entries),
         ("load_trusted_root", trust),

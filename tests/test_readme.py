@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from rekorkit import verify_command
+from rekorkit.audit import command as verify_command
 from rekorkit.server import command as serve_command
 
 README = Path(__file__).resolve().parent.parent / "README.md"

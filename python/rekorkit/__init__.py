@@ -26,10 +26,9 @@ from rekorkit._native import __version__
 
 if TYPE_CHECKING:
     from rekorkit import (
-        canonical,
+        audit,
         checkpoint,
         client,
-        dsse,
         entries,
         merkle,
         note,
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
         tlogproof,
         trust,
     )
+    from rekorkit.audit import VerifyReport, verify_tile_log
     from rekorkit.checkpoint import Checkpoint, SignedCheckpoint, WitnessPolicy, open_checkpoint
     from rekorkit.client import (
         AsyncRekorV1Client,
@@ -52,8 +52,7 @@ if TYPE_CHECKING:
         Timeouts,
         VerifyOptions,
     )
-    from rekorkit.entries import EntryVerification, LogEntry, TransparencyLogEntry
-    from rekorkit.entry_verify import verify_entry
+    from rekorkit.entries import EntryVerification, LogEntry, TransparencyLogEntry, verify_entry
     from rekorkit.merkle import (
         EMPTY_ROOT,
         BatchResult,
@@ -73,7 +72,6 @@ if TYPE_CHECKING:
     from rekorkit.note import parse_verifier_key
     from rekorkit.store.duckdb import DuckDBStore
     from rekorkit.trust import LogInstance, TrustedRoot, load_trusted_root
-    from rekorkit.verify import VerifyReport, verify_tile_log
 
 __all__ = [
     "EMPTY_ROOT",
@@ -101,11 +99,10 @@ __all__ = [
     "VerifyReport",
     "WitnessPolicy",
     "__version__",
-    "canonical",
+    "audit",
     "checkpoint",
     "client",
     "consistency_proof",
-    "dsse",
     "entries",
     "errors",
     "hash_leaves",
@@ -134,10 +131,9 @@ __all__ = [
 # Where each lazily loaded name lives. A submodule maps to itself; tests check
 # that this table, ``__all__`` and the TYPE_CHECKING imports above agree.
 _SUBMODULES = (
-    "canonical",
+    "audit",
     "checkpoint",
     "client",
-    "dsse",
     "entries",
     "merkle",
     "note",
@@ -171,8 +167,10 @@ _LAZY: dict[str, str] = {
         ("Checkpoint", "SignedCheckpoint", "WitnessPolicy", "open_checkpoint"),
         "rekorkit.checkpoint",
     ),
-    **dict.fromkeys(("EntryVerification", "LogEntry", "TransparencyLogEntry"), "rekorkit.entries"),
-    "verify_entry": "rekorkit.entry_verify",
+    **dict.fromkeys(
+        ("EntryVerification", "LogEntry", "TransparencyLogEntry", "verify_entry"),
+        "rekorkit.entries",
+    ),
     "parse_verifier_key": "rekorkit.note",
     **dict.fromkeys(("LogInstance", "TrustedRoot", "load_trusted_root"), "rekorkit.trust"),
     **dict.fromkeys(
@@ -192,7 +190,7 @@ _LAZY: dict[str, str] = {
         "rekorkit.client",
     ),
     "DuckDBStore": "rekorkit.store.duckdb",
-    **dict.fromkeys(("VerifyReport", "verify_tile_log"), "rekorkit.verify"),
+    **dict.fromkeys(("VerifyReport", "verify_tile_log"), "rekorkit.audit"),
 }
 
 # Hidden from type checkers, which see the TYPE_CHECKING imports instead and so

@@ -18,7 +18,7 @@ __all__ = ["main"]
 # name -> (module, one-line help)
 _COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("rekorkit.server.command", "run a local Rekor-compatible log (v1 + v2 APIs, tiles)"),
-    "verify": ("rekorkit.verify_command", "verify a log range against its signed checkpoint"),
+    "verify": ("rekorkit.audit.command", "verify a log range against its signed checkpoint"),
 }
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from rekorkit.dsse import PublicKey
+from rekorkit.entries.dsse import PublicKey
 from rekorkit.errors import MalformedError
 from rekorkit.note import (
     RSA_IDENTIFIER,

@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rekorkit import merkle
-from rekorkit.canonical import canonicalize_v1
 from rekorkit.checkpoint import SignedCheckpoint, parse_rekor_v1_origin
 from rekorkit.client._flow import Flow
 from rekorkit.client._http import RawResponse, RequestSpec
@@ -26,7 +25,8 @@ from rekorkit.client.verification import (
     read_checkpoint,
 )
 from rekorkit.entries import LogEntry, entry_set_payload, verify_set
-from rekorkit.entry_columns import LogEntryColumns
+from rekorkit.entries.canonical import canonicalize_v1
+from rekorkit.entries.columns import LogEntryColumns
 from rekorkit.errors import (
     CheckpointError,
     ConflictError,

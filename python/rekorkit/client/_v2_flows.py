@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from rekorkit import merkle
-from rekorkit.canonical import canonicalize_v2
 from rekorkit.checkpoint import SignedCheckpoint
 from rekorkit.client._flow import Flow, Observe, TileConsistencyProofs, TileProof
 from rekorkit.client._http import RawResponse, RequestSpec
@@ -26,6 +25,7 @@ from rekorkit.client.verification import (
     read_checkpoint,
 )
 from rekorkit.entries import InclusionProof, TransparencyLogEntry
+from rekorkit.entries.canonical import canonicalize_v2
 from rekorkit.errors import (
     ConflictError,
     DivergenceError,

@@ -16,12 +16,6 @@ from typing import Any
 import anyio
 import httpx
 
-from rekorkit.canonical import (
-    Verifier,
-    dsse_v001_request,
-    hashedrekord_v001_request,
-    intoto_v002_request,
-)
 from rekorkit.client._flow import Flow, adrive, drive
 from rekorkit.client._session import AsyncSession, SyncSession
 from rekorkit.client._v1_flows import MAX_SEARCH_ITEMS, LogInfo, ShardInfo, V1Flows
@@ -29,9 +23,15 @@ from rekorkit.client.backends import Backend
 from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
 from rekorkit.client.tracking import CheckpointTracker
 from rekorkit.client.verification import VerifyOptions
-from rekorkit.dsse import Envelope
 from rekorkit.entries import LogEntry
-from rekorkit.entry_columns import LogEntryColumns
+from rekorkit.entries.canonical import (
+    Verifier,
+    dsse_v001_request,
+    hashedrekord_v001_request,
+    intoto_v002_request,
+)
+from rekorkit.entries.columns import LogEntryColumns
+from rekorkit.entries.dsse import Envelope
 from rekorkit.errors import NotFoundError
 from rekorkit.note import NoteVerifier
 from rekorkit.trust import LogInstance, log_from_key

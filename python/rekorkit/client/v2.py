@@ -22,11 +22,6 @@ import anyio
 import anyio.lowlevel
 import httpx
 
-from rekorkit.canonical import (
-    Verifier,
-    dsse_as_hashedrekord_v002_request,
-    hashedrekord_v002_request,
-)
 from rekorkit.checkpoint import SignedCheckpoint
 from rekorkit.client._flow import (
     Flow,
@@ -44,8 +39,13 @@ from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
 from rekorkit.client.tilereader import AsyncTileReader, TileReader
 from rekorkit.client.tracking import CheckpointTracker
 from rekorkit.client.verification import VerifyOptions
-from rekorkit.dsse import Envelope
 from rekorkit.entries import TransparencyLogEntry
+from rekorkit.entries.canonical import (
+    Verifier,
+    dsse_as_hashedrekord_v002_request,
+    hashedrekord_v002_request,
+)
+from rekorkit.entries.dsse import Envelope
 from rekorkit.errors import DivergenceError
 from rekorkit.note import NoteVerifier
 from rekorkit.trust import LogInstance, log_from_key, log_id_v2

@@ -100,18 +100,18 @@ class LogService:
         self.integrator.stop()
         self.log.close()
 
-    # -- entry canonicalization (rekorkit.canonical does the checks) -----------
+    # -- entry canonicalization (rekorkit.entries.canonical does the checks) -----------
     @staticmethod
     def canonicalize_v1(proposed: Any) -> bytes:
         """The canonical v1 body for a proposed entry (signatures checked)."""
-        from rekorkit.canonical import canonicalize_v1
+        from rekorkit.entries.canonical import canonicalize_v1
 
         return canonicalize_v1(proposed)
 
     @staticmethod
     def canonicalize_v2(request: Any) -> bytes:
         """The canonical v2 leaf for a ``CreateEntryRequest`` (strict)."""
-        from rekorkit.canonical import canonicalize_v2
+        from rekorkit.entries.canonical import canonicalize_v2
 
         return canonicalize_v2(request)
 

@@ -9,7 +9,7 @@ structure where the formats allow it, and says so:
   signature's ``keyid`` hint is not signed, so envelopes that differ only in
   ``keyid`` are distinct, each verifies, and each has its own
   ``envelopeHash`` and so its own leaf. Every body is byte-for-byte what
-  :func:`rekorkit.canonical.canonicalize_v1` returns for that envelope (tested).
+  :func:`rekorkit.entries.canonical.canonicalize_v1` returns for that envelope (tested).
 * **hashedrekord** (0.0.1, a configurable share): a fresh ECDSA signature over a
   fresh digest per entry, signed wherever its chunk is built.
 
@@ -148,7 +148,7 @@ class SyntheticEntries:
         return parts
 
     def _envelope_parts(self, group: int) -> tuple[str, str, str, str]:
-        from rekorkit.dsse import pae
+        from rekorkit.entries.dsse import pae
 
         payload = self.payload(group)
         sig = self.key.sign(pae(_PAYLOAD_TYPE, payload), _ecdsa(hashes.SHA256()))

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from rekorkit.canonical import hashedrekord_v001_request
 from rekorkit.checkpoint import open_checkpoint
 from rekorkit.entries import LogEntry, entry_set_payload, verify_set
+from rekorkit.entries.canonical import hashedrekord_v001_request
 from rekorkit.note import parse_verifier_key
 from rekorkit.server.app import LogService, create_app, open_service
 from rekorkit.server.v1 import log_entries_json, log_entry

@@ -13,12 +13,12 @@ import anyio
 import pytest
 from client_fakes import FakeV2Log, b64, v2_request
 from rekorkit import merkle
-from rekorkit.canonical import canonicalize_v2
 from rekorkit.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, sign_checkpoint
 from rekorkit.client import RetryPolicy
 from rekorkit.client._flow import Flow, drive
 from rekorkit.client.tracking import CheckpointTracker
 from rekorkit.client.v2 import AsyncRekorV2Client, _ObserveRounds
+from rekorkit.entries.canonical import canonicalize_v2
 from rekorkit.errors import DivergenceError, TransportError
 from rekorkit.note import Ed25519Signer
 

@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from rekorkit.dsse import Envelope, PublicKey, pae, verify_signature
+from rekorkit.entries.dsse import Envelope, PublicKey, pae, verify_signature
 from rekorkit.errors import MalformedError, SignatureError
 
 __all__ = [

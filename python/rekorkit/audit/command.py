@@ -196,8 +196,8 @@ async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> An
         if bar is not None:
             bar.start()
         if api == "v2":
+            from rekorkit.audit.tilelog import verify_tile_log
             from rekorkit.client.tilereader import AsyncTileReader
-            from rekorkit.verify import verify_tile_log
 
             async with AsyncTileReader(args.url, max_concurrency=args.concurrency) as reader:
                 return await verify_tile_log(
@@ -213,7 +213,7 @@ async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> An
                     on_plan=on_plan,
                     fetch_level0=not args.derive_level0_tiles,
                 )
-        from rekorkit.verify_v1 import verify_v1_log
+        from rekorkit.audit.v1log import verify_v1_log
 
         return await verify_v1_log(
             args.url,
@@ -291,7 +291,7 @@ def _fail(args: argparse.Namespace, status: int, kind: str, exc: BaseException) 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rekorkit verify``; return 0 verified, 1 verification failed, 2 usage/network."""
-    from rekorkit.verify import RangeError
+    from rekorkit.audit.tilelog import RangeError
 
     if args.concurrency < 1:
         return _fail(args, 2, "usage error", ValueError("--concurrency must be >= 1"))

@@ -5,7 +5,7 @@ engine verifies the shard's signed checkpoint and its consistency with the
 last one stored for that origin (the log's ``/api/v1/log/proof``), then
 fetches the entries of the range by index in search requests of at most 10
 (REKOR_API.md §1.6), many in flight at once, read straight into columns
-(:class:`~rekorkit.entry_columns.LogEntryColumns`). Each window of entries is
+(:class:`~rekorkit.entries.columns.LogEntryColumns`). Each window of entries is
 checked with batch calls: leaf hashes in one native call, UUIDs against them,
 every inclusion proof in one ``merkle.verify_inclusion_batch`` call, the
 log IDs in one comparison and the SETs on one thread per core. Each distinct
@@ -14,7 +14,7 @@ shard's checkpoint. What verified is stored in order, like the tile engine.
 
 The next windows are fetched while one is checked and stored, so the log
 serves while the SETs (the bulk of the client's work) are verified
-(:mod:`rekorkit.v1_range`).
+(:mod:`rekorkit.audit.v1_reads`).
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ import numpy as np
 from cryptography.hazmat.primitives import serialization
 
 from rekorkit import merkle
+from rekorkit.audit.tilelog import ProgressCallback, RangeError, VerifyReport, check_consistency
+from rekorkit.audit.v1_reads import OrderedStore, read_windows
 from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint
 from rekorkit.client.v1 import AsyncRekorV1Client
 from rekorkit.client.verification import VerifyOptions
 from rekorkit.entries import set_payloads, verify_set_batch
-from rekorkit.entry_columns import LogEntryColumns
+from rekorkit.entries.columns import LogEntryColumns
 from rekorkit.errors import (
     CheckpointError,
     ConsistencyError,
@@ -47,8 +49,6 @@ from rekorkit.errors import (
 from rekorkit.note import NoteVerifier
 from rekorkit.store import StoredCheckpoint
 from rekorkit.store.duckdb import DuckDBStore, entry_batch
-from rekorkit.v1_range import OrderedStore, read_windows
-from rekorkit.verify import ProgressCallback, RangeError, VerifyReport, check_consistency
 
 __all__ = ["verify_v1_log"]
 

@@ -23,7 +23,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rekorkit import merkle
 from rekorkit.checkpoint import Checkpoint, WitnessPolicy, sign_checkpoint
-from rekorkit.dsse import sign_envelope
 from rekorkit.entries import (
     InclusionProof,
     LogEntry,
@@ -44,6 +43,7 @@ from rekorkit.entries import (
     verify_set_batch,
     verify_sets,
 )
+from rekorkit.entries.dsse import sign_envelope
 from rekorkit.errors import (
     CheckpointError,
     InclusionError,
@@ -370,7 +370,7 @@ _string_trees = st.recursive(
 def test_v2_leaf_serializer_is_jcs(obj: dict[str, Any]) -> None:
     # The fast path for v2 leaves (all values strings) must be RFC 8785 exactly,
     # including for strings that need escapes (those take the general path).
-    from rekorkit.canonical import _jcs_of_strings
+    from rekorkit.entries.canonical import _jcs_of_strings
 
     try:
         want = rfc8785.dumps(obj)

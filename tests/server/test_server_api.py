@@ -14,15 +14,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rekorkit.canonical import (
+from rekorkit.checkpoint import open_checkpoint
+from rekorkit.entries import verify_entry
+from rekorkit.entries.canonical import (
     dsse_v001_request,
     hashedrekord_v001_request,
     hashedrekord_v002_request,
     intoto_v002_request,
 )
-from rekorkit.checkpoint import open_checkpoint
-from rekorkit.dsse import sign_envelope
-from rekorkit.entries import verify_entry
+from rekorkit.entries.dsse import sign_envelope
 from rekorkit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from rekorkit.note import parse_verifier_key
 from rekorkit.testing import LocalRekor, rekor_server, start_server  # noqa: F401

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from client_fakes import FakeV1Log
-from rekorkit.entry_columns import LogEntryColumns
+from rekorkit.audit.v1_reads import AHEAD, COMMIT, OrderedStore, read_windows
+from rekorkit.entries.columns import LogEntryColumns
 from rekorkit.errors import NotFoundError
-from rekorkit.v1_range import AHEAD, COMMIT, OrderedStore, read_windows
 
 FAKE = FakeV1Log()
 for _i in range(120):

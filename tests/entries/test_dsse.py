@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import given
 from hypothesis import strategies as st
-from rekorkit.dsse import (
+from rekorkit.entries.dsse import (
     Envelope,
     EnvelopeSignature,
     pae,

@@ -13,7 +13,7 @@ from client_fakes import FakeV1Log
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rekorkit.entries import LogEntry
-from rekorkit.entry_columns import LogEntryColumns
+from rekorkit.entries.columns import LogEntryColumns
 from rekorkit.errors import MalformedError
 
 

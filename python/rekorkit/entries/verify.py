@@ -24,22 +24,24 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from os import PathLike
-from typing import Any
+from typing import Any, Literal
 
 from rekorkit import merkle
 from rekorkit.checkpoint import WitnessPolicy, parse_checkpoint, parse_rekor_v1_origin
-from rekorkit.dsse import PublicKey, verify_signature
-from rekorkit.entries import (
-    Check,
-    EntryVerification,
-    LogEntry,
-    TransparencyLogEntry,
-    entry_set_payload,
+from rekorkit.entries.dsse import PublicKey, verify_signature
+from rekorkit.entries.models import LogEntry, TransparencyLogEntry
+from rekorkit.entries.sets import entry_set_payload
+from rekorkit.errors import (
+    CheckpointError,
+    InclusionError,
+    MalformedError,
+    RekorKitError,
+    SignatureError,
+    VerificationError,
 )
-from rekorkit.errors import MalformedError, RekorKitError, SignatureError
 from rekorkit.note import Note, VerifiedNote, parse_note, verify_note
 from rekorkit.trust import (
     LogInstance,
@@ -51,7 +53,94 @@ from rekorkit.trust import (
     log_id_v2,
 )
 
-__all__ = ["bundle_version", "verify_entry"]
+__all__ = ["Check", "CheckStatus", "EntryVerification", "bundle_version", "verify_entry"]
+
+CheckStatus = Literal["pass", "fail", "skip"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One verification step and its outcome.
+
+    Attributes:
+        name: the step (``log_key``, ``entry_id``, ``inclusion_proof``, ...).
+        status: ``"pass"``, ``"fail"`` or ``"skip"`` (not applicable; the reason says why).
+        reason: what was checked, or why it failed.
+        evidence: values involved (indices, hashes, names).
+    """
+
+    name: str
+    status: CheckStatus
+    reason: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """Whether the step passed."""
+        return self.status == "pass"
+
+    @property
+    def failed(self) -> bool:
+        """Whether the step failed."""
+        return self.status == "fail"
+
+
+_ERROR_FOR_CHECK: dict[str, type[VerificationError]] = {
+    "inclusion_proof": InclusionError,
+    "entry_id": InclusionError,
+    "checkpoint_signature": SignatureError,
+    "signed_entry_timestamp": SignatureError,
+    "checkpoint_origin": CheckpointError,
+    "checkpoint_matches_proof": CheckpointError,
+    "checkpoint": CheckpointError,
+    "witness_policy": CheckpointError,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EntryVerification:
+    """Every check made on one entry (or bundle), in order.
+
+    Attributes:
+        checks: the steps.
+        entry: the entry verified, when one was found.
+        log: the log instance used, when one was found.
+    """
+
+    checks: tuple[Check, ...]
+    entry: TransparencyLogEntry | LogEntry | None = None
+    log: LogInstance | None = None
+
+    @property
+    def ok(self) -> bool:
+        """No check failed (and at least one passed)."""
+        return any(c.passed for c in self.checks) and not any(c.failed for c in self.checks)
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        """The failed checks."""
+        return tuple(c for c in self.checks if c.failed)
+
+    def check(self, name: str) -> Check | None:
+        """The check called ``name`` (the first, if repeated)."""
+        return next((c for c in self.checks if c.name == name), None)
+
+    def raise_for_failure(self) -> None:
+        """Raise a :class:`VerificationError` subclass naming the first failure, if any.
+
+        The evidence holds every check as ``checks`` plus the failed check's evidence.
+        """
+        if self.ok:
+            return
+        failures = self.failures
+        first = failures[0] if failures else Check("verification", "fail", "nothing was verified")
+        cls = _ERROR_FOR_CHECK.get(first.name, VerificationError)
+        raise cls(
+            f"{first.name}: {first.reason}",
+            checks=[(c.name, c.status, c.reason) for c in self.checks],
+            **dict(first.evidence),
+        )
+
 
 _BUNDLE_MEDIA = re.compile(
     r"application/vnd\.dev\.sigstore\.bundle(?:\+json;version=(0\.\d+)|\.v(0\.\d+)\+json)"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rekorkit.canonical import canonicalize_v1, dsse_v001_request, hashedrekord_v001_request
+from rekorkit.entries.canonical import canonicalize_v1, dsse_v001_request, hashedrekord_v001_request
 from rekorkit.merkle import hash_leaves, root
 from rekorkit.server.log import TransparencyLog
 from rekorkit.server.seed import SyntheticEntries, seed_log

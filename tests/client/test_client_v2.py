@@ -10,11 +10,11 @@ import anyio
 import httpx
 import pytest
 from client_fakes import FakeV2Log, artifact_key, other_ed25519_signer, v2_request
-from rekorkit.canonical import canonicalize_v2
 from rekorkit.client import RetryPolicy
 from rekorkit.client.v2 import AsyncRekorV2Client, RekorV2Client
 from rekorkit.client.verification import VerifyOptions
-from rekorkit.dsse import pae, sign_envelope
+from rekorkit.entries.canonical import canonicalize_v2
+from rekorkit.entries.dsse import pae, sign_envelope
 from rekorkit.errors import (
     CheckpointError,
     DivergenceError,

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from rekorkit.canonical import hashedrekord_v002_request
 from rekorkit.checkpoint import open_checkpoint
+from rekorkit.entries.canonical import hashedrekord_v002_request
 from rekorkit.merkle import leaf_hash, root, verify_consistency
 from rekorkit.note import parse_verifier_key
 from rekorkit.server.log import TransparencyLog

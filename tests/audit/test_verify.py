@@ -1,4 +1,4 @@
-"""rekorkit.verify: bulk verification of tile logs, served by a static loopback server.
+"""rekorkit.audit.tilelog: bulk verification of tile logs, served by a static loopback server.
 
 The logs are built here with rekorkit.tiles (TileAppender) and signed with a
 throwaway Ed25519 key, then broken on purpose: corrupted bundles and tiles,
@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from conftest import require_vectors
 from rekorkit import merkle, tiles
+from rekorkit.audit.tilelog import RangeError, VerifyReport, verify_tile_log
 from rekorkit.checkpoint import Checkpoint, sign_checkpoint
 from rekorkit.client.resilience import RetryPolicy
 from rekorkit.client.tilereader import AsyncTileReader
 from rekorkit.errors import DivergenceError, SignatureError, TileError
 from rekorkit.note import Ed25519Signer, parse_verifier_key
 from rekorkit.store.duckdb import DuckDBStore
-from rekorkit.verify import RangeError, VerifyReport, verify_tile_log
 
 ORIGIN = "example.com/rekorkit-verify-test"
 

@@ -7,7 +7,7 @@ signatures from unknown (name, key ID) pairs are ignored, a known key whose
 signature fails rejects the note, and at least one known key must verify.
 
 The keys (verifiers, signers, verifier-key strings) live in
-:mod:`rekorkit.notekeys` and are re-exported here.
+:mod:`rekorkit.note.keys` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from rekorkit.errors import MalformedError, SignatureError
-from rekorkit.notekeys import (
+from rekorkit.note.keys import (
     RSA_IDENTIFIER,
     CosignatureSigner,
     CosignatureVerifier,

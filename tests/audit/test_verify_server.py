@@ -138,10 +138,10 @@ def _tamper(edit: Callable[[dict[str, Any]], None]) -> Shuffle:
 def _v1(
     srv: LocalRekor, edit: Callable[[dict[str, Any]], None], db: Path
 ) -> tuple[BaseException, DuckDBStore]:
+    from rekorkit.audit.v1log import verify_v1_log
     from rekorkit.client.v1 import AsyncRekorV1Client
     from rekorkit.client.verification import VerifyOptions
     from rekorkit.note import parse_verifier_key
-    from rekorkit.verify_v1 import verify_v1_log
 
     store = DuckDBStore(db)
 
@@ -230,10 +230,10 @@ class Shuffle(httpx.AsyncHTTPTransport):
 async def _v1_run(
     srv: LocalRekor, transport: httpx.AsyncBaseTransport, store: DuckDBStore | None, **kw: Any
 ) -> Any:
+    from rekorkit.audit.v1log import verify_v1_log
     from rekorkit.client.v1 import AsyncRekorV1Client
     from rekorkit.client.verification import VerifyOptions
     from rekorkit.note import parse_verifier_key
-    from rekorkit.verify_v1 import verify_v1_log
 
     async with AsyncRekorV1Client(
         srv.url, verify=VerifyOptions.none(), transport=transport

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from rekorkit.canonical import hashedrekord_v001_request, hashedrekord_v002_request
+from rekorkit.entries.canonical import hashedrekord_v001_request, hashedrekord_v002_request
 from rekorkit.merkle import leaf_hash, verify_inclusion
 from rekorkit.testing import start_server
 

@@ -1,6 +1,6 @@
 """Reading a Rekor v1 log range window by window, and storing what verified, in order.
 
-The I/O half of :mod:`rekorkit.verify_v1`: :func:`read_windows` keeps the
+The I/O half of :mod:`rekorkit.audit.v1log`: :func:`read_windows` keeps the
 log's search requests (REKOR_API.md §1.6: at most 10 indexes each) flowing in
 index order while a window is checked, and :class:`OrderedStore` writes
 verified windows to DuckDB behind the checks, several per transaction.
@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from rekorkit.client.v1 import AsyncRekorV1Client
-from rekorkit.entry_columns import LogEntryColumns
+from rekorkit.entries.columns import LogEntryColumns
 from rekorkit.store.duckdb import DuckDBStore
 
 __all__ = ["AHEAD", "COMMIT", "SEARCH", "OrderedStore", "read_windows"]
