@@ -1,4 +1,4 @@
-"""read_windows and OrderedStore: order, read-ahead bound, failures in turn, gathered commits."""
+"""read_windows: order, read-ahead bound, failures in turn."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import contextlib
 import json
 import random
 from collections.abc import Sequence
-from typing import Any
 
 import pytest
 from client_fakes import FakeV1Log
-from rekorkit.audit.v1_reads import AHEAD, COMMIT, OrderedStore, read_windows
+from rekorkit.audit.v1_reads import AHEAD, read_windows
 from rekorkit.entries.columns import LogEntryColumns
 from rekorkit.errors import NotFoundError
 
@@ -90,38 +89,3 @@ def test_stopping_early_cancels_the_readers() -> None:
     asked, later = asyncio.run(main())
     assert asked <= 3 + AHEAD  # windows 0-2 and the read-ahead, no more
     assert later == asked  # the readers are gone
-
-
-class Store:
-    def __init__(self) -> None:
-        self.commits: list[tuple[str, int, int, int]] = []
-
-    def commit_entries(self, origin: str, batches: list[Any], *, start: int, end: int) -> int:
-        self.commits.append((origin, start, end, len(batches)))
-        return end - start
-
-
-def test_ordered_store_gathers_consecutive_windows() -> None:
-    store = Store()
-
-    async def main() -> OrderedStore:
-        ordered = OrderedStore(store)  # type: ignore[arg-type]
-        for a in range(0, COMMIT + 1024, 512):  # consecutive: gathered up to COMMIT
-            await ordered.add("o", a, a + 512, object())
-        await ordered.add("o", 10_000, 10_100, object())  # a gap: a new transaction
-        await ordered.add("p", 10_100, 10_200, object())  # another origin: another one
-        await ordered.close()
-        return ordered
-
-    ordered = asyncio.run(main())
-    assert store.commits == [
-        ("o", 0, COMMIT, COMMIT // 512),
-        ("o", COMMIT, COMMIT + 1024, 2),
-        ("o", 10_000, 10_100, 1),
-        ("p", 10_100, 10_200, 1),
-    ]
-    assert ordered.stored == COMMIT + 1024 + 200
-    nothing = OrderedStore(None)
-    asyncio.run(nothing.add("o", 0, 5, object()))
-    asyncio.run(nothing.close())
-    assert nothing.stored == 0

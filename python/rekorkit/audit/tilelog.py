@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from rekorkit import merkle, tiles
+from rekorkit.audit.committer import OrderedCommitter
 from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint
 from rekorkit.client.tilereader import AsyncTileReader
 from rekorkit.errors import (
@@ -377,60 +378,6 @@ def _group_bytes(group: list[tuple[tiles.TileID, bytes, bytes]], lo: int, hi: in
     return max(total, 0)
 
 
-class _Committer:
-    """Stores verified batches in order, whole row groups at a time, off the event loop."""
-
-    def __init__(self, store: DuckDBStore | None, origin: str, checkpoint: StoredCheckpoint):
-        self.store = store
-        self.origin = origin
-        self.checkpoint = checkpoint
-        self.pending: list[pa.RecordBatch] = []
-        self.pending_start = 0
-        self.pending_rows = 0
-        self.stored = 0
-        self._task: asyncio.Task[None] | None = None
-
-    def add(self, batch: pa.RecordBatch, start: int) -> None:
-        if self.pending_rows and start != self.pending_start + self.pending_rows:
-            raise AssertionError("committer fed out of order")  # guarded by flush() at gaps
-        if not self.pending_rows:
-            self.pending_start = start
-        self.pending.append(batch)
-        self.pending_rows += batch.num_rows
-
-    async def maybe_commit(self) -> None:
-        if self.pending_rows >= ROW_GROUP_ROWS:
-            await self._commit(self.pending_rows - self.pending_rows % ROW_GROUP_ROWS)
-
-    async def flush(self) -> None:
-        if self.pending_rows:
-            await self._commit(self.pending_rows)
-        await self.wait()
-
-    async def wait(self) -> None:
-        if self._task is not None:
-            task, self._task = self._task, None
-            await task
-
-    async def _commit(self, rows: int) -> None:
-        table = pa.Table.from_batches(self.pending)
-        head, tail = table.slice(0, rows), table.slice(rows)
-        start = self.pending_start
-        self.pending = tail.to_batches() if tail.num_rows else []
-        self.pending_start = start + rows
-        self.pending_rows = tail.num_rows
-        await self.wait()  # one commit in flight, in order
-        if self.store is None:
-            return
-        store, origin, cp = self.store, self.origin, self.checkpoint
-
-        def work() -> None:
-            store.commit_entries(origin, [head], start=start, end=start + rows, checkpoint=cp)
-
-        self._task = asyncio.ensure_future(asyncio.to_thread(work))
-        self.stored += rows
-
-
 async def verify_tile_log(
     reader: AsyncTileReader,
     verifier: NoteVerifier,
@@ -478,28 +425,87 @@ async def verify_tile_log(
         RekorAPIError: the log could not be read (after retries).
     """
     t0 = time.perf_counter()
-    raw = await reader.checkpoint()
-    signed = open_checkpoint(raw, verifier, origin=origin)
+    signed = open_checkpoint(await reader.checkpoint(), verifier, origin=origin)
+    lo, hi = _plan_range(store, signed, start, end)
+    previous = await _prove_consistent(reader, store, signed)
+    edge = await _authenticate_edge(reader, signed)
+    stored_cp = StoredCheckpoint(signed.origin, signed.size, signed.root, signed.raw)
+    if store is not None:
+        await asyncio.to_thread(store.add_checkpoint, stored_cp)
+
+    gaps = store.missing_ranges(signed.origin, lo, hi) if store else ([(lo, hi)] if lo < hi else [])
+    if on_plan is not None:
+        on_plan(lo, hi, sum(b - a for a, b in gaps))
+    auth = _Authenticated(reader, signed.size, edge)
+    committer = OrderedCommitter(
+        store, commit_rows=ROW_GROUP_ROWS, aligned=True, checkpoint=stored_cp
+    )
+    # Groups in flight: the one being verified and at least one being read.
+    window = max(2, -(-2 * concurrency // group_size))
+    verified = verified_bytes = 0
+    for a, b in gaps:
+        n, nbytes = await _stream_gap(
+            auth, committer, signed, a, b, group_size, window, fetch_level0, progress
+        )
+        verified += n
+        verified_bytes += nbytes
     size, root = signed.size, signed.root
 
+    return VerifyReport(
+        url=url,
+        api="v2",
+        origin=signed.origin,
+        start=lo,
+        end=hi,
+        entries=verified,
+        nbytes=verified_bytes,
+        checkpoint_size=size,
+        root_hash=root,
+        checkpoint=signed.raw,
+        previous_size=previous.size if previous else None,
+        stored=committer.stored,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _plan_range(
+    store: DuckDBStore | None, signed: SignedCheckpoint, start: int | None, end: int | None
+) -> tuple[int, int]:
+    """The range to verify: the caller's, or from where the store left off to the checkpoint."""
+    size = signed.size
     lo = start if start is not None else (store.last_verified_size(signed.origin) if store else 0)
     hi = end if end is not None else size
     if start is None and lo > hi:
         lo = hi
     if not 0 <= lo <= hi <= size:
         raise RangeError(f"range [{lo}, {hi}) does not fit the log's checkpoint size {size}")
+    return lo, hi
 
+
+async def _prove_consistent(
+    reader: AsyncTileReader, store: DuckDBStore | None, signed: SignedCheckpoint
+) -> StoredCheckpoint | None:
+    """Prove the checkpoint consistent with the stored one, from tiles; the stored one back."""
     old = store.latest_checkpoint(signed.origin) if store else None
     proof = None
-    if old is not None and 0 < old.size < size:
-        builder = tiles.AsyncProofBuilder(size, reader.read_tile)
+    if old is not None and 0 < old.size < signed.size:
+        builder = tiles.AsyncProofBuilder(signed.size, reader.read_tile)
         try:
             proof = await builder.consistency_proof(old.size)
         except MalformedError as exc:
             raise TileError(f"tiles for the consistency proof do not parse: {exc}") from exc
-    previous = check_consistency(store, signed, proof)
+    return check_consistency(store, signed, proof)
 
-    # The right edge: tiles the root is computed from. A match authenticates them.
+
+async def _authenticate_edge(
+    reader: AsyncTileReader, signed: SignedCheckpoint
+) -> dict[tuple[int, int], bytes]:
+    """The rightmost tiles, authenticated by hashing them to the signed root.
+
+    The root computed from the right edge of a tree must equal the checkpoint
+    root (c2sp.org/tlog-tiles); a match authenticates those tiles.
+    """
+    size, root = signed.size, signed.root
     edge_ids = tiles.tiles_for_size(size)
     edge_data = await asyncio.gather(
         *(_fetch_tile(reader, t.level, t.index, t.width) for t in edge_ids)
@@ -518,64 +524,48 @@ async def verify_tile_log(
             actual=computed,
             tiles=[t.path for t in edge_ids],
         )
-    stored_cp = StoredCheckpoint(signed.origin, size, root, signed.raw)
-    if store is not None:
-        await asyncio.to_thread(store.add_checkpoint, stored_cp)
+    return edge
 
-    gaps = store.missing_ranges(signed.origin, lo, hi) if store else ([(lo, hi)] if lo < hi else [])
-    todo = sum(b - a for a, b in gaps)
-    if on_plan is not None:
-        on_plan(lo, hi, todo)
 
-    auth = _Authenticated(reader, size, edge)
-    committer = _Committer(store, signed.origin, stored_cp)
-    verified = verified_bytes = 0
-    # Groups in flight: the one being verified and at least one being read.
-    window = max(2, -(-2 * concurrency // group_size))
-    for a, b in gaps:
-        ids = tiles.level0_tiles(a, b, size)
-        chunks = [ids[k : k + group_size] for k in range(0, len(ids), group_size)]
-        inflight: deque[asyncio.Task[tuple[Group, Exception | None]]] = deque()
-        pos = 0
-        try:
-            while pos < len(chunks) or inflight:
-                while pos < len(chunks) and len(inflight) < window:
-                    fetch = _fetch_group(reader, auth, chunks[pos], fetch_level0)
-                    inflight.append(asyncio.ensure_future(fetch))
-                    pos += 1
-                group, fetch_error = await inflight.popleft()
-                if group:
-                    n, nbytes = await _process(auth, committer, signed.origin, size, group, a, b)
-                    verified += n
-                    verified_bytes += nbytes
-                    if progress is not None:
-                        progress(n, nbytes)
-                if fetch_error is not None:  # what arrived before it is verified and kept
-                    raise fetch_error
-                await committer.maybe_commit()
-        except BaseException:
-            for task in inflight:
-                task.cancel()
-            await asyncio.gather(*inflight, return_exceptions=True)
-            await committer.flush()
-            raise
-        await committer.flush()
-
-    return VerifyReport(
-        url=url,
-        api="v2",
-        origin=signed.origin,
-        start=lo,
-        end=hi,
-        entries=verified,
-        nbytes=verified_bytes,
-        checkpoint_size=size,
-        root_hash=root,
-        checkpoint=signed.raw,
-        previous_size=previous.size if previous else None,
-        stored=committer.stored,
-        seconds=time.perf_counter() - t0,
-    )
+async def _stream_gap(
+    auth: _Authenticated,
+    committer: OrderedCommitter,
+    signed: SignedCheckpoint,
+    a: int,
+    b: int,
+    group_size: int,
+    window: int,
+    fetch_level0: bool,
+    progress: ProgressCallback | None,
+) -> tuple[int, int]:
+    """Verify and store entries ``[a, b)``, groups read ahead while one is verified."""
+    ids = tiles.level0_tiles(a, b, signed.size)
+    chunks = [ids[k : k + group_size] for k in range(0, len(ids), group_size)]
+    inflight: deque[asyncio.Task[tuple[Group, Exception | None]]] = deque()
+    pos = verified = verified_bytes = 0
+    try:
+        while pos < len(chunks) or inflight:
+            while pos < len(chunks) and len(inflight) < window:
+                fetch = _fetch_group(auth.reader, auth, chunks[pos], fetch_level0)
+                inflight.append(asyncio.ensure_future(fetch))
+                pos += 1
+            group, fetch_error = await inflight.popleft()
+            if group:
+                n, nbytes = await _process(auth, committer, signed.origin, signed.size, group, a, b)
+                verified += n
+                verified_bytes += nbytes
+                if progress is not None:
+                    progress(n, nbytes)
+            if fetch_error is not None:  # what arrived before it is verified and kept
+                raise fetch_error
+    except BaseException:
+        for task in inflight:
+            task.cancel()
+        await asyncio.gather(*inflight, return_exceptions=True)
+        await committer.close()
+        raise
+    await committer.close()
+    return verified, verified_bytes
 
 
 async def _pinpoint(
@@ -597,7 +587,7 @@ async def _pinpoint(
 
 async def _process(
     auth: _Authenticated,
-    committer: _Committer,
+    committer: OrderedCommitter,
     origin: str,
     size: int,
     group: list[tuple[tiles.TileID, bytes, bytes]],
@@ -636,7 +626,7 @@ async def _process(
         n = last - first
         if committer.store is not None:
             batch, nbytes = await asyncio.to_thread(_group_batch, origin, size, good, lo, hi)
-            committer.add(batch, first)
+            await committer.add(origin, first, batch)
         else:
             nbytes = _group_bytes(good, lo, hi)
         auth.forget_below(good[0][0].index // TILE_WIDTH)

@@ -1,22 +1,20 @@
-"""Reading a Rekor v1 log range window by window, and storing what verified, in order.
+"""Reading a Rekor v1 log range window by window, in index order.
 
 The I/O half of :mod:`rekorkit.audit.v1log`: :func:`read_windows` keeps the
-log's search requests (REKOR_API.md §1.6: at most 10 indexes each) flowing in
-index order while a window is checked, and :class:`OrderedStore` writes
-verified windows to DuckDB behind the checks, several per transaction.
+log's search requests (the Rekor OpenAPI ``searchLogQuery``: at most 10
+indexes each) flowing in index order while a window is checked;
+:class:`rekorkit.audit.committer.OrderedCommitter` stores what verified.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import Any
 
 from rekorkit.client.v1 import AsyncRekorV1Client
 from rekorkit.entries.columns import LogEntryColumns
-from rekorkit.store.duckdb import DuckDBStore
 
-__all__ = ["AHEAD", "COMMIT", "SEARCH", "OrderedStore", "read_windows"]
+__all__ = ["AHEAD", "COMMIT", "SEARCH", "read_windows"]
 
 COMMIT = 4096  # entries stored per transaction, at most (windows are gathered)
 SEARCH = 10  # REKOR_API.md §1.6: indexes per search request (maxSearchQueries)
@@ -86,51 +84,3 @@ async def read_windows(
         for task in workers:
             task.cancel()
         await asyncio.wait(workers)  # their cancellation is not ours: wait, do not raise it
-
-
-class OrderedStore:
-    """Stores verified windows in order: consecutive ones together, one transaction in flight.
-
-    A transaction costs about as much for one row as for thousands (tens of
-    milliseconds), so windows are gathered up to :data:`COMMIT` rows, and
-    the store writes while the next windows are checked.
-    """
-
-    def __init__(self, store: DuckDBStore | None) -> None:
-        self.store = store
-        self.stored = 0
-        self._origin = ""
-        self._start = self._end = 0
-        self._batches: list[Any] = []
-        self._running: asyncio.Future[int] | None = None
-
-    async def add(self, origin: str, start: int, end: int, batch: Any) -> None:
-        """Queue verified entries ``[start, end)`` of ``origin``."""
-        if self._batches and (origin != self._origin or start != self._end):
-            await self.flush()
-        if not self._batches:
-            self._origin, self._start = origin, start
-        self._batches.append(batch)
-        self._end = end
-        if self._end - self._start >= COMMIT:
-            await self.flush()
-
-    async def flush(self) -> None:
-        """Start storing what is queued (after the transaction before it)."""
-        if self.store is None or not self._batches:
-            return
-        if self._running is not None:
-            await self._running
-        origin, start, end, batches = self._origin, self._start, self._end, self._batches
-        self._batches = []
-        self._running = asyncio.ensure_future(
-            asyncio.to_thread(self.store.commit_entries, origin, batches, start=start, end=end)
-        )
-        self.stored += end - start
-
-    async def close(self) -> None:
-        """Store what is queued and wait until it is."""
-        await self.flush()
-        if self._running is not None:
-            running, self._running = self._running, None
-            await running

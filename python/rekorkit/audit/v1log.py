@@ -32,8 +32,9 @@ import numpy as np
 from cryptography.hazmat.primitives import serialization
 
 from rekorkit import merkle
+from rekorkit.audit.committer import OrderedCommitter
 from rekorkit.audit.tilelog import ProgressCallback, RangeError, VerifyReport, check_consistency
-from rekorkit.audit.v1_reads import OrderedStore, read_windows
+from rekorkit.audit.v1_reads import COMMIT, read_windows
 from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint
 from rekorkit.client.v1 import AsyncRekorV1Client
 from rekorkit.client.verification import VerifyOptions
@@ -307,7 +308,7 @@ async def verify_v1_log(
         if on_plan is not None:
             on_plan(lo, hi, todo)
         verified = nbytes = 0
-        ordered = OrderedStore(store)
+        ordered = OrderedCommitter(store, commit_rows=COMMIT)
         try:
             for shard, cp, offset, gaps in plans:
                 seen: dict[str, SignedCheckpoint] = {cp.raw.decode(): cp}
@@ -342,7 +343,7 @@ async def verify_v1_log(
                                 integrated_time=cols.integrated_times,
                                 global_index=local + offset,
                             )
-                            await ordered.add(cp.origin, a, b, batch)
+                            await ordered.add(cp.origin, a, batch)
                         if progress is not None:
                             progress(n, size)
         except BaseException:
