@@ -26,6 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -283,69 +284,26 @@ async def verify_v1_log(
         hi = end if end is not None else total
         if not 0 <= lo <= hi <= total:
             raise RangeError(f"range [{lo}, {hi}) does not fit the log size {total}")
-        plans = []
-        offset = 0
-        for shard, cp in zip(shards, signed, strict=True):
-            if cp.size != shard.tree_size or cp.root != shard.root_hash:
-                raise CheckpointError(
-                    f"shard {shard.tree_id}: tree head does not match its signed checkpoint",
-                    expected=cp.root,
-                    actual=shard.root_hash,
-                )
-            proof = None
-            old = store.latest_checkpoint(cp.origin) if store else None
-            if old is not None and 0 < old.size < cp.size:
-                proof = await client.consistency_proof(old.size, cp.size, shard.tree_id)
-            check_consistency(store, cp, proof)
-            if store is not None:
-                store.add_checkpoint(StoredCheckpoint(cp.origin, cp.size, cp.root, cp.raw))
-            a, b = max(lo, offset) - offset, min(hi, offset + cp.size) - offset
-            if a < b:
-                gaps = store.missing_ranges(cp.origin, a, b) if store else [(a, b)]
-                plans.append((shard, cp, offset, gaps))
-            offset += cp.size
-        todo = sum(g[1] - g[0] for *_, gaps in plans for g in gaps)
+        plans = await _plan_shards(client, store, shards, signed, lo, hi)
         if on_plan is not None:
-            on_plan(lo, hi, todo)
-        verified = nbytes = 0
+            on_plan(lo, hi, sum(g[1] - g[0] for plan in plans for g in plan.gaps))
         ordered = OrderedCommitter(store, commit_rows=COMMIT)
+        verified = nbytes = 0
         try:
-            for shard, cp, offset, gaps in plans:
-                seen: dict[str, SignedCheckpoint] = {cp.raw.decode(): cp}
-                spans = [(w, min(b, w + window)) for a, b in gaps for w in range(a, b, window)]
-                async with contextlib.aclosing(
-                    read_windows(client, spans, offset, concurrency)
-                ) as windows:
-                    async for a, b, cols in windows:
-                        local = np.arange(a, b, dtype=np.int64)
-                        leaves = await _verify_window(
-                            client,
-                            verifier,
-                            public_key,
-                            log_id,
-                            cp,
-                            shard.tree_id,
-                            seen,
-                            cols,
-                            local,
-                        )
-                        n = len(cols)
-                        size = sum(len(body) for body in cols.bodies)
-                        verified += n
-                        nbytes += size
-                        if store is not None:
-                            batch = entry_batch(
-                                cp.origin,
-                                a,
-                                cols.bodies,
-                                leaves,
-                                checkpoint_size=cp.size,
-                                integrated_time=cols.integrated_times,
-                                global_index=local + offset,
-                            )
-                            await ordered.add(cp.origin, a, batch)
-                        if progress is not None:
-                            progress(n, size)
+            for plan in plans:
+                n, size = await _verify_shard(
+                    client,
+                    verifier,
+                    public_key,
+                    log_id,
+                    plan,
+                    ordered,
+                    window,
+                    concurrency,
+                    progress,
+                )
+                verified += n
+                nbytes += size
         except BaseException:
             # What verified before a failure is kept (the next run starts after it);
             # the failure stays the error raised.
@@ -374,3 +332,88 @@ async def verify_v1_log(
     finally:
         if own:
             await client.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class _ShardPlan:
+    """One shard's part of the range: its signed checkpoint, global offset and gaps."""
+
+    shard: Any
+    checkpoint: SignedCheckpoint
+    offset: int
+    gaps: list[tuple[int, int]]
+
+
+async def _plan_shards(
+    client: AsyncRekorV1Client,
+    store: DuckDBStore | None,
+    shards: list[Any],
+    signed: list[SignedCheckpoint],
+    lo: int,
+    hi: int,
+) -> list[_ShardPlan]:
+    """Check each shard's tree head and consistency; the shard-local gaps of ``[lo, hi)``."""
+    plans = []
+    offset = 0
+    for shard, cp in zip(shards, signed, strict=True):
+        if cp.size != shard.tree_size or cp.root != shard.root_hash:
+            raise CheckpointError(
+                f"shard {shard.tree_id}: tree head does not match its signed checkpoint",
+                expected=cp.root,
+                actual=shard.root_hash,
+            )
+        proof = None
+        old = store.latest_checkpoint(cp.origin) if store else None
+        if old is not None and 0 < old.size < cp.size:
+            proof = await client.consistency_proof(old.size, cp.size, shard.tree_id)
+        check_consistency(store, cp, proof)
+        if store is not None:
+            store.add_checkpoint(StoredCheckpoint(cp.origin, cp.size, cp.root, cp.raw))
+        a, b = max(lo, offset) - offset, min(hi, offset + cp.size) - offset
+        if a < b:
+            gaps = store.missing_ranges(cp.origin, a, b) if store else [(a, b)]
+            plans.append(_ShardPlan(shard, cp, offset, gaps))
+        offset += cp.size
+    return plans
+
+
+async def _verify_shard(
+    client: AsyncRekorV1Client,
+    verifier: NoteVerifier,
+    public_key: Any,
+    log_id: bytes | None,
+    plan: _ShardPlan,
+    ordered: OrderedCommitter,
+    window: int,
+    concurrency: int,
+    progress: ProgressCallback | None,
+) -> tuple[int, int]:
+    """Verify one shard's gaps window by window; hand verified entries to ``ordered``."""
+    cp, offset = plan.checkpoint, plan.offset
+    seen: dict[str, SignedCheckpoint] = {cp.raw.decode(): cp}
+    spans = [(w, min(b, w + window)) for a, b in plan.gaps for w in range(a, b, window)]
+    verified = nbytes = 0
+    async with contextlib.aclosing(read_windows(client, spans, offset, concurrency)) as windows:
+        async for a, b, cols in windows:
+            local = np.arange(a, b, dtype=np.int64)
+            leaves = await _verify_window(
+                client, verifier, public_key, log_id, cp, plan.shard.tree_id, seen, cols, local
+            )
+            n = len(cols)
+            size = sum(len(body) for body in cols.bodies)
+            verified += n
+            nbytes += size
+            if ordered.store is not None:
+                batch = entry_batch(
+                    cp.origin,
+                    a,
+                    cols.bodies,
+                    leaves,
+                    checkpoint_size=cp.size,
+                    integrated_time=cols.integrated_times,
+                    global_index=local + offset,
+                )
+                await ordered.add(cp.origin, a, batch)
+            if progress is not None:
+                progress(n, size)
+    return verified, nbytes
