@@ -3,144 +3,36 @@
 :func:`create_app` wires a :class:`LogService` (the log, its integrator and
 the server options) into a Starlette app. Static tile reads skip the router
 (they are the bulk of a follower's traffic); trailing slashes are accepted
-everywhere, as Rekor does for ``/entries/retrieve/`` (REKOR_API.md §6).
+everywhere, as Rekor does for ``/entries/retrieve/`` (Rekor's issue tracker).
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rekorkit.errors import MalformedError
 from rekorkit.server import v1, v2
-from rekorkit.server.faults import FaultController, FaultMiddleware, FaultRule, is_loopback
-from rekorkit.server.fork import ForkView, build_fork
-from rekorkit.server.integrator import Integrator
-from rekorkit.server.log import TransparencyLog
-from rekorkit.server.responses import DEFAULT_MAX_BODY, json_response
-from rekorkit.server.storage import TileStore
-from rekorkit.server.v1_reads import V1EntryReader
+from rekorkit.server.faults import FaultMiddleware, FaultRequest, is_loopback
+from rekorkit.server.fork import build_fork
+from rekorkit.server.responses import api_error, json_response, load_json, read_body
+from rekorkit.server.service import LogService, ServerOptions, open_service
 
 __all__ = ["LogService", "ServerOptions", "create_app", "open_service"]
 
+_log = logging.getLogger(__name__)
 
-@dataclass(frozen=True, slots=True)
-class ServerOptions:
-    """How the server behaves.
-
-    Attributes:
-        read_only: refuse v2 writes with 405 (a frozen shard) and v1 writes with 501.
-        faults: enable fault injection and the ``/_rekorkit/`` admin endpoints
-            (only allowed when serving on loopback).
-        max_body: request body limit in bytes (413 above it).
-        max_batch: most entries per integration batch.
-        batch_wait: seconds to collect a batch after its first entry.
-        integration_delay: extra seconds before each batch (client-timeout tests).
-        fault_seed: seed for fractional faults (reproducible runs).
-    """
-
-    read_only: bool = False
-    faults: bool = False
-    max_body: int = DEFAULT_MAX_BODY
-    max_batch: int = 1024
-    batch_wait: float = 0.004
-    integration_delay: float = 0.0
-    fault_seed: int | None = None
-
-
-class LogService:
-    """Everything a request handler needs: the log, its integrator, options, faults, fork.
-
-    Args:
-        log: the log to serve.
-        options: server behaviour.
-    """
-
-    def __init__(self, log: TransparencyLog, options: ServerOptions | None = None):
-        self.log = log
-        self.options = options or ServerOptions()
-        self.integrator = Integrator(
-            log,
-            max_batch=self.options.max_batch,
-            max_wait=self.options.batch_wait,
-            delay=self.options.integration_delay,
-        )
-        self.faults = FaultController(self.options.fault_seed)
-        self.fork: ForkView | None = None
-        self.v1_reads = V1EntryReader(log)
-        self.log_id_b64 = base64.b64encode(log.identity.v2_log_id).decode()
-
-    @property
-    def read_only(self) -> bool:
-        """Whether writes are refused."""
-        return self.options.read_only
-
-    @property
-    def max_body(self) -> int:
-        """The request body limit in bytes."""
-        return self.options.max_body
-
-    def start(self) -> None:
-        """Start integrating submissions."""
-        self.integrator.start()
-
-    def close(self) -> None:
-        """Stop the integrator (finishing queued work) and close the log."""
-        self.integrator.stop()
-        self.log.close()
-
-    # -- entry canonicalization (rekorkit.entries.canonical does the checks) -----------
-    @staticmethod
-    def canonicalize_v1(proposed: Any) -> bytes:
-        """The canonical v1 body for a proposed entry (signatures checked)."""
-        from rekorkit.entries.canonical import canonicalize_v1
-
-        return canonicalize_v1(proposed)
-
-    @staticmethod
-    def canonicalize_v2(request: Any) -> bytes:
-        """The canonical v2 leaf for a ``CreateEntryRequest`` (strict)."""
-        from rekorkit.entries.canonical import canonicalize_v2
-
-        return canonicalize_v2(request)
-
-    # -- views -----------------------------------------------------------------
-    def view_for(self, scope: Scope) -> TransparencyLog | ForkView:
-        """The tree this request sees: the fork when fork mode covers it, else the log."""
-        fork = self.fork
-        if fork is not None and fork.applies_to(_headers(scope)):
-            return fork
-        return self.log
-
-    def store_for(self, scope: Scope) -> TileStore:
-        """The tile directory this request reads."""
-        return self.view_for(scope).store
-
-    @staticmethod
-    def tile_file(path: str) -> str | None:
-        """The relative file for a request path under ``tile/``, or None if malformed."""
-        from rekorkit.tiles import parse_tile_path
-
-        try:
-            parse_tile_path(path)
-        except (MalformedError, ValueError):
-            return None
-        return path
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+# The admin endpoints take small JSON bodies.
+_ADMIN_MAX_BODY = 64 * 1024
 
 
 async def healthz(request: Request) -> Response:
@@ -150,7 +42,10 @@ async def healthz(request: Request) -> Response:
 
 
 async def admin_faults(request: Request) -> Response:
-    """``/_rekorkit/faults``: list (GET), add (POST) or clear (DELETE) fault rules."""
+    """``/_rekorkit/faults``: list (GET), add (POST) or clear (DELETE) fault rules.
+
+    A POST body is checked whole (:class:`FaultRequest`) before any rule changes.
+    """
     service: LogService = request.app.state.service
     if request.method == "DELETE":
         service.faults.clear()
@@ -158,13 +53,11 @@ async def admin_faults(request: Request) -> Response:
         return json_response(service.faults.snapshot())
     if request.method == "POST":
         try:
-            body = json.loads(await request.body() or b"{}")
-            rules = [FaultRule.from_json(r) for r in body.get("rules", [])]
-            service.faults.set_rules(
-                rules, replace=bool(body.get("replace")), seed=body.get("seed")
-            )
-        except (ValueError, TypeError, AttributeError) as exc:
-            return json_response({"code": 400, "message": str(exc)}, 400)
+            body = await read_body(request, _ADMIN_MAX_BODY)
+            req = FaultRequest.from_json(load_json(body) if body.strip() else {})
+        except MalformedError as exc:
+            return api_error(request.url.path, 400, str(exc))
+        service.faults.set_rules(req.rules, replace=req.replace, seed=req.seed)
     return json_response(service.faults.snapshot())
 
 
@@ -175,13 +68,12 @@ async def admin_fork(request: Request) -> Response:
         service.fork = None
     elif request.method == "POST":
         try:
-            body = json.loads(await request.body() or b"{}")
-            at = int(body.get("at", service.log.state.size))
-            extra = int(body.get("extra", 1))
-            readers = str(body.get("readers", "all"))
+            raw = await read_body(request, _ADMIN_MAX_BODY)
+            body = load_json(raw) if raw.strip() else {}
+            at, extra, readers = _fork_request(body, service.log.state.size)
             service.fork = build_fork(service.log, at=at, extra=extra, readers=readers)
-        except (ValueError, TypeError, AttributeError) as exc:
-            return json_response({"code": 400, "message": str(exc)}, 400)
+        except (MalformedError, ValueError) as exc:
+            return api_error(request.url.path, 400, str(exc))
     fork = service.fork
     if fork is None:
         return json_response({"active": False})
@@ -194,6 +86,45 @@ async def admin_fork(request: Request) -> Response:
             "checkpoint": fork.state.checkpoint.decode(),
         }
     )
+
+
+def _fork_request(body: object, size: int) -> tuple[int, int, str]:
+    """``(at, extra, readers)`` from a fork request, types checked (ranges: build_fork)."""
+    if not isinstance(body, dict):
+        raise MalformedError("the body must be a JSON object", where="body")
+    extra_fields = set(body) - {"at", "extra", "readers"}
+    if extra_fields:
+        raise MalformedError(f"unknown fields {sorted(extra_fields)}", where="body")
+    at, extra, readers = body.get("at", size), body.get("extra", 1), body.get("readers", "all")
+    for name, value in (("at", at), ("extra", extra)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise MalformedError(f"{name}: must be an integer", where=name)
+    if not isinstance(readers, str):
+        raise MalformedError("readers: must be a string", where="readers")
+    return at, extra, readers
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 and 405 (no route, wrong method) as Rekor error bodies."""
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        message = f"method {request.method} is not allowed, but [{allowed}] are"
+    elif exc.status_code == 404:
+        message = f"path {path[:256]} was not found"
+    else:
+        message = exc.detail
+    return api_error(path, exc.status_code, message, headers=dict(exc.headers or {}))
+
+
+async def _disconnected(request: Request, exc: Exception) -> Response:
+    # the Rekor OpenAPI, Error: nginx's 499; nobody is left to read it.
+    return api_error(request.url.path, 499, "client disconnected during request")
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return api_error(request.url.path, 500, "internal server error")
 
 
 class _Dispatcher:
@@ -223,9 +154,30 @@ class _Dispatcher:
                 if not self.service.options.faults or not is_loopback(
                     client[0] if client else None
                 ):
-                    await Response(b"", status_code=404)(scope, receive, send)
+                    response = api_error(path, 404, f"path {path[:256]} was not found")
+                    await response(scope, receive, send)
                     return
         await self.router(scope, receive, send)
+
+
+class _ErrorGuard:
+    """The last line: an exception escaping a route becomes Rekor's JSON 500 (and a log
+    line), never the server's plain-text one; a client that left gets nothing."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            return
+        except Exception:
+            _log.exception("request %s %s failed", scope.get("method"), scope.get("path"))
+            response = api_error(scope.get("path", "/"), 500, "internal server error")
+            # If the response had started, the server refuses a second one and closes.
+            with contextlib.suppress(Exception):
+                await response(scope, receive, send)
 
 
 def create_app(service: LogService) -> ASGIApp:
@@ -248,10 +200,18 @@ def create_app(service: LogService) -> ASGIApp:
         admin_methods = ["GET", "POST", "DELETE"]
         routes.append(Route("/_rekorkit/faults", admin_faults, methods=admin_methods))
         routes.append(Route("/_rekorkit/fork", admin_fork, methods=admin_methods))
-    starlette = Starlette(routes=routes, lifespan=lifespan)
+    starlette = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            HTTPException: _http_error,
+            ClientDisconnect: _disconnected,
+            Exception: _internal_error,
+        },
+    )
     starlette.state.service = service
     starlette.router.redirect_slashes = False
-    app: ASGIApp = _Dispatcher(service, starlette)
+    app: ASGIApp = _ErrorGuard(_Dispatcher(service, starlette))
     if service.options.faults:
         app = FaultMiddleware(app, service.faults)
     return _WithLifespan(app, starlette)
@@ -269,14 +229,3 @@ class _WithLifespan:
             await self.starlette(scope, receive, send)
         else:
             await self.app(scope, receive, send)
-
-
-def open_service(
-    data_dir: Path | str,
-    *,
-    host: str | None = None,
-    options: ServerOptions | None = None,
-    fsync: bool = True,
-) -> LogService:
-    """Open (or create) the log in ``data_dir`` and wrap it in a service."""
-    return LogService(TransparencyLog(data_dir, host=host, fsync=fsync), options)

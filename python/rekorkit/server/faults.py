@@ -18,15 +18,19 @@ import asyncio
 import json
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["FaultController", "FaultMiddleware", "FaultRule", "is_loopback"]
+from rekorkit.errors import MalformedError
+
+__all__ = ["FaultController", "FaultMiddleware", "FaultRequest", "FaultRule", "is_loopback"]
 
 ACTIONS = ("status", "drop", "truncate", "latency")
 STATUSES = (429, 500, 502, 503, 504)
+MAX_LATENCY = 600.0
 
 _HTML = (
     "<html>\r\n<head><title>{s} {r}</title></head>\r\n<body>\r\n"
@@ -79,26 +83,133 @@ class FaultRule:
     hits: int = field(default=0)
 
     @classmethod
-    def from_json(cls, obj: Any) -> FaultRule:
-        """Build and check a rule from its JSON form (ValueError on bad fields)."""
+    def from_json(cls, obj: Any, where: str = "rule") -> FaultRule:
+        """Build a rule from its JSON form, every field type- and range-checked.
+
+        Raises:
+            MalformedError: an unknown field, or a field of the wrong type or out
+                of range (the message names the field and ``where``).
+        """
         if not isinstance(obj, dict):
-            raise ValueError("a fault rule must be a JSON object")
-        known = set(cls.__dataclass_fields__) - {"hits"}
-        extra = set(obj) - known
+            raise MalformedError(f"{where}: a fault rule must be a JSON object", where=where)
+        extra = set(obj) - set(_RULE_FIELDS)
         if extra:
-            raise ValueError(f"unknown fault rule fields: {sorted(extra)}")
+            raise MalformedError(f"{where}: unknown fault rule fields {sorted(extra)}", where=where)
+        for name, value in obj.items():
+            check = _RULE_FIELDS[name]
+            problem = check(value)
+            if problem is not None:
+                raise MalformedError(
+                    f"{where}.{name}: {problem}, not {json.dumps(value)[:80]}",
+                    where=f"{where}.{name}",
+                )
         rule = cls(**obj)
-        if rule.action not in ACTIONS:
-            raise ValueError(f"action must be one of {ACTIONS}")
         if rule.action == "status" and rule.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}")
-        if rule.count is not None and (not isinstance(rule.count, int) or rule.count < 0):
-            raise ValueError("count must be a non-negative integer")
-        if rule.fraction is not None and not 0.0 <= float(rule.fraction) <= 1.0:
-            raise ValueError("fraction must be within [0, 1]")
-        if not isinstance(rule.latency, int | float) or rule.latency < 0 or rule.latency > 600:
-            raise ValueError("latency must be 0..600 seconds")
+            raise MalformedError(f"{where}.status: must be one of {STATUSES}", where=where)
         return rule
+
+
+_Check: TypeAlias = Callable[[Any], "str | None"]
+"""A field check: None when the value is fine, else what it must be."""
+
+
+def _choice(options: tuple[object, ...]) -> _Check:
+    def check(v: Any) -> str | None:
+        return None if isinstance(v, str) and v in options else f"must be one of {options}"
+
+    return check
+
+
+def _integer(low: int, high: int, *, optional: bool = False) -> _Check:
+    def check(v: Any) -> str | None:
+        if v is None and optional:
+            return None
+        if isinstance(v, int) and not isinstance(v, bool) and low <= v <= high:
+            return None
+        return f"must be an integer in {low}..{high}" + (" or null" if optional else "")
+
+    return check
+
+
+def _number(low: float, high: float, *, optional: bool = False) -> _Check:
+    def check(v: Any) -> str | None:
+        if v is None and optional:
+            return None
+        if isinstance(v, int | float) and not isinstance(v, bool) and low <= v <= high:
+            return None  # NaN fails the range test
+        return f"must be a number in [{low}, {high}]" + (" or null" if optional else "")
+
+    return check
+
+
+def _path_prefix(v: Any) -> str | None:
+    if isinstance(v, str) and v.startswith("/") and len(v) <= 1024:
+        return None
+    return "must be a path starting with '/' (at most 1024 characters)"
+
+
+def _method(v: Any) -> str | None:
+    if v is None or (isinstance(v, str) and v.isascii() and v.isalpha() and len(v) <= 16):
+        return None
+    return "must be an HTTP method name or null"
+
+
+def _flag(v: Any) -> str | None:
+    return None if v is None or isinstance(v, bool) else "must be true, false or null"
+
+
+_RULE_FIELDS: dict[str, _Check] = {
+    "action": _choice(ACTIONS),
+    "status": _integer(100, 599),
+    "count": _integer(0, 2**31, optional=True),
+    "fraction": _number(0.0, 1.0, optional=True),
+    "retry_after": _integer(0, 86_400, optional=True),
+    "latency": _number(0.0, MAX_LATENCY),
+    "path_prefix": _path_prefix,
+    "method": _method,
+    "html": _flag,
+}
+MAX_RULES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRequest:
+    """A checked ``POST /_rekorkit/faults`` body.
+
+    Attributes:
+        rules: the rules to add.
+        replace: drop the active rules first.
+        seed: reseed the fraction sampler (None: keep it).
+    """
+
+    rules: list[FaultRule]
+    replace: bool = False
+    seed: int | None = None
+
+    @classmethod
+    def from_json(cls, obj: Any) -> FaultRequest:
+        """Check the whole body before anything changes.
+
+        Raises:
+            MalformedError: what is wrong and where (``rules[2].fraction``).
+        """
+        if not isinstance(obj, dict):
+            raise MalformedError("the body must be a JSON object", where="body")
+        extra = set(obj) - {"rules", "replace", "seed"}
+        if extra:
+            raise MalformedError(f"unknown fields {sorted(extra)}", where="body")
+        rules = obj.get("rules", [])
+        if not isinstance(rules, list) or len(rules) > MAX_RULES:
+            raise MalformedError(f"rules: must be a list of at most {MAX_RULES}", where="rules")
+        replace = obj.get("replace", False)
+        if not isinstance(replace, bool):
+            raise MalformedError("replace: must be true or false", where="replace")
+        seed = obj.get("seed")
+        problem = _integer(-(2**63), 2**63 - 1, optional=True)(seed)
+        if problem is not None:
+            raise MalformedError(f"seed: {problem}", where="seed")
+        checked = [FaultRule.from_json(r, f"rules[{n}]") for n, r in enumerate(rules)]
+        return cls(checked, replace, seed)
 
 
 class FaultController:

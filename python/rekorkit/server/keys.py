@@ -1,6 +1,7 @@
 """The log's identity: names, tree ID and signing keys kept in the data directory.
 
-Two keys, as the two Rekor generations use them (REKOR_API.md §0, §3, §4.5):
+Two keys, as the two Rekor generations use them (the Rekor OpenAPI and the rekor-tiles API, §3,
+§4.5):
 
 * Ed25519 signs the C2SP checkpoint served at ``/checkpoint``; the key name is
   the origin (a scheme-less host name such as ``rekor-local``).
@@ -46,8 +47,8 @@ class LogIdentity:
         ecdsa: the v1 log key (checkpoints type 0x02, SETs).
         ed25519_public: the raw 32-byte Ed25519 public key.
         ecdsa_spki: DER SubjectPublicKeyInfo of the v1 key.
-        v1_log_id: REKOR_API.md §2.4: SHA-256 of the v1 key's DER SPKI.
-        v2_log_id: REKOR_API.md §4.5: SHA-256(origin || 0x0A || 0x01 || Ed25519 key).
+        v1_log_id: the Rekor OpenAPI, logID: SHA-256 of the v1 key's DER SPKI.
+        v2_log_id: the rekor-tiles API, checkpoints: SHA-256(origin || 0x0A || 0x01 || Ed25519 key).
     """
 
     host: str
@@ -87,17 +88,18 @@ class LogIdentity:
 
     @property
     def origin(self) -> str:
-        """The C2SP checkpoint origin (= key name, REKOR_API.md §4.5)."""
+        """The C2SP checkpoint origin (= key name, the rekor-tiles API, checkpoints)."""
         return self.host
 
     @property
     def v1_origin(self) -> str:
-        """The Rekor v1 checkpoint origin ``"<host> - <treeID>"`` (REKOR_API.md §3.1)."""
+        """The Rekor v1 checkpoint origin ``"<host> - <treeID>"`` (c2sp.org/tlog-checkpoint as Rekor
+        v1 signs it)."""
         return f"{self.host} - {self.tree_id}"
 
     @property
     def tree_id_hex(self) -> str:
-        """The 16-hex tree ID prefix of v1 entry IDs (REKOR_API.md §2.2)."""
+        """The 16-hex tree ID prefix of v1 entry IDs (the Rekor OpenAPI, entry UUID)."""
         return f"{self.tree_id:016x}"
 
     @property
@@ -124,7 +126,7 @@ class LogIdentity:
 
 
 def _check_host(host: str) -> None:
-    # TLOG.md §8.1: a key name is non-empty with no whitespace and no '+'.
+    # c2sp.org/signed-note: a key name is non-empty with no whitespace and no '+'.
     if not host or any(c.isspace() for c in host) or "+" in host:
         raise ValueError(f"log host name {host!r} must be non-empty, with no spaces or '+'")
 
@@ -180,7 +182,7 @@ def load_or_create_identity(data_dir: Path | str, *, host: str | None = None) ->
 
     host = host or "rekor-local"
     _check_host(host)
-    # REKOR_API.md §2.2: the tree ID is a positive int64 (hex prefix must not be 0).
+    # the Rekor OpenAPI, entry UUID: the tree ID is a positive int64 (hex prefix must not be 0).
     tree_id = secrets.randbelow(2**63 - 2) + 1
     ed_key = ed25519.Ed25519PrivateKey.generate()
     ec_key = ec.generate_private_key(ec.SECP256R1())

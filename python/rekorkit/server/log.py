@@ -40,7 +40,7 @@ __all__ = ["Integrated", "LogState", "TransparencyLog"]
 
 log = logging.getLogger(__name__)
 
-# TLOG.md §6.3/§6.4: tiles are 256 wide; bundle entries carry a uint16 length.
+# c2sp.org/tlog-tiles/§6.4: tiles are 256 wide; bundle entries carry a uint16 length.
 WIDTH = 256
 MAX_ENTRY_SIZE = 65535
 # Index rows a bulk load gathers before one insert: one DuckDB commit per 2^18 rows

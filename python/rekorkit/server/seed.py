@@ -211,7 +211,7 @@ class SyntheticEntries:
 
         Every ``every``-th entry (by index) is hashedrekord, the rest DSSE.
         Returns the entries back to back, each a 2-byte big-endian length and
-        the body (TLOG.md §6.4), and ``count + 1`` offsets into that buffer:
+        the body (c2sp.org/tlog-tiles), and ``count + 1`` offsets into that buffer:
         the entries from ``i`` to ``j`` are ``buf[offsets[i]:offsets[j]]``, an
         entry bundle when ``j - i <= 256``.
         """

@@ -8,7 +8,8 @@ Every file is written to a temporary name in its own directory, flushed with
 ``fsync``, renamed into place and the directory fsynced: a reader never sees a
 half-written tile, and after a crash a file either exists whole or not at all.
 The checkpoint is written last, after everything it commits to is durable
-(DESIGN.md "Nothing lost"; TLOG.md §6.3: partial tiles exist for checkpointed sizes).
+(a checkpoint is published only after what it commits to is durable; c2sp.org/tlog-tiles: partial
+tiles exist for checkpointed sizes).
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from rekorkit.errors import StoreError
 
 __all__ = ["TileStore"]
 
-# TLOG.md §6.3: a full tile holds 256 hashes of 32 bytes.
+# c2sp.org/tlog-tiles: a full tile holds 256 hashes of 32 bytes.
 _TILE_WIDTH = 256
 _HASH_SIZE = 32
 
 
 def _index_path(index: int) -> str:
-    """TLOG.md §6.2: 3-digit groups, ``x`` before every group but the last."""
+    """c2sp.org/tlog-tiles: 3-digit groups, ``x`` before every group but the last."""
     digits = f"{index:03d}"
     pad = (-len(digits)) % 3
     digits = "0" * pad + digits
@@ -41,13 +42,15 @@ def _index_path(index: int) -> str:
 
 
 def tile_path(level: int, index: int, width: int = _TILE_WIDTH) -> str:
-    """The relative path of hash tile ``(level, index)`` of ``width`` hashes (TLOG.md §6.2)."""
+    """The relative path of hash tile ``(level, index)`` of ``width`` hashes (c2sp.org/tlog-
+    tiles)."""
     suffix = "" if width == _TILE_WIDTH else f".p/{width}"
     return f"tile/{level}/{_index_path(index)}{suffix}"
 
 
 def bundle_path(index: int, width: int = _TILE_WIDTH) -> str:
-    """The relative path of entry bundle ``index`` holding ``width`` entries (TLOG.md §6.4)."""
+    """The relative path of entry bundle ``index`` holding ``width`` entries (c2sp.org/tlog-
+    tiles)."""
     suffix = "" if width == _TILE_WIDTH else f".p/{width}"
     return f"tile/entries/{_index_path(index)}{suffix}"
 
@@ -212,7 +215,7 @@ class TileStore:
         """The first ``width`` hashes of tile ``(level, index)``.
 
         Falls back from the exact partial tile to the full tile, then to any
-        wider partial tile (TLOG.md §6.3: hashes never change once written, so
+        wider partial tile (c2sp.org/tlog-tiles: hashes never change once written, so
         a wider tile's prefix is the narrower tile).
         """
         return self._read_prefix(tile_path(level, index), width, _HASH_SIZE, level, index)
@@ -380,7 +383,7 @@ def _fsync_dir(path: Path) -> Callable[[], None]:
 
 
 def _bundle_prefix(data: bytes, width: int, index: int) -> bytes:
-    """The first ``width`` entries of an encoded bundle (TLOG.md §6.4 framing)."""
+    """The first ``width`` entries of an encoded bundle (c2sp.org/tlog-tiles framing)."""
     off = 0
     for _ in range(width):
         if off + 2 > len(data):

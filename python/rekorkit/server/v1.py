@@ -1,4 +1,4 @@
-"""Rekor v1 REST routes (REKOR_API.md §1), served from the tile log.
+"""Rekor v1 REST routes (the Rekor OpenAPI), served from the tile log.
 
 Status codes and bodies follow §1.7: 201 with ``ETag``/``Location``, 409 with
 ``Location`` for duplicates, 404 with an empty body for unknown entries, 422
@@ -13,37 +13,42 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from cachetools import LRUCache, cached
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from rekorkit.errors import MalformedError
 from rekorkit.merkle import hash_leaves, leaf_hash
 from rekorkit.server.responses import (
     BodyTooLarge,
     empty_404,
     json_response,
+    load_json,
+    parse_index,
     read_asgi_body,
     read_body,
     v1_error,
 )
+from rekorkit.server.service import LogService
 
 if TYPE_CHECKING:
-    from rekorkit.server.app import LogService
     from rekorkit.server.log import LogState
 
 __all__ = ["log_entries_json", "log_entry", "routes", "serve_search"]
 
-# REKOR_API.md §1.6: entry IDs are 64-hex UUIDs or 80-hex (treeID + UUID).
+# the Rekor OpenAPI, searchLogQuery: entry IDs are 64-hex UUIDs or 80-hex (treeID + UUID).
 _UUID = re.compile(r"[0-9a-fA-F]{64}|[0-9a-fA-F]{80}")
 UUID_PATTERN = "^([0-9a-fA-F]{64}|[0-9a-fA-F]{80})$"
-# REKOR_API.md §1.6: maxSearchQueries.
+# the Rekor OpenAPI, searchLogQuery: maxSearchQueries.
 MAX_SEARCH = 10
-# go-openapi validation codes (REKOR_API.md §1.7: codes >= 600 map to HTTP 422).
+# go-openapi validation codes (the Rekor OpenAPI, Error: codes >= 600 map to HTTP 422).
 INVALID_TYPE, REQUIRED, PATTERN, MINIMUM, MAX_ITEMS = 601, 602, 605, 609, 611
 FROZEN = "This log has been frozen, please switch to the latest log."
 
@@ -62,11 +67,13 @@ def log_entry(
     root: bytes,
     checkpoint: bytes,
 ) -> tuple[str, dict[str, Any]]:
-    """The ``(entryID, LogEntry)`` pair of REKOR_API.md §1.5 (its SET signed once, then kept)."""
+    """The ``(entryID, LogEntry)`` pair of the Rekor OpenAPI, LogEntry (its SET signed once, then
+    kept)."""
     ident = service.log.identity
     entry_id = ident.tree_id_hex + leaf_hash(leaf).hex()
     body = _b64(leaf)
-    # REKOR_API.md §2.5: the SET signs JCS {body, integratedTime, logID, logIndex}.
+    # the Rekor OpenAPI, InclusionPromise: the SET signs JCS {body, integratedTime, logID,
+    # logIndex}.
     set_b64 = service.v1_reads.set_for(index, body, integrated_time)
     return entry_id, {
         entry_id: {
@@ -88,19 +95,10 @@ def log_entry(
     }
 
 
-_state_json: dict[int, tuple[LogState, str, str]] = {}
-
-
+@cached(LRUCache(maxsize=64), lock=threading.Lock())
 def _state_parts(state: LogState) -> tuple[str, str]:
     """(root hex, v1 checkpoint as a JSON string), computed once per published tree head."""
-    hit = _state_json.get(state.size)
-    if hit is not None and hit[0] is state:
-        return hit[1], hit[2]
-    parts = (state.root.hex(), json.dumps(state.v1_checkpoint.decode()))
-    if len(_state_json) > 64:
-        _state_json.clear()
-    _state_json[state.size] = (state, *parts)
-    return parts
+    return state.root.hex(), json.dumps(state.v1_checkpoint.decode())
 
 
 def log_entries_json(service: LogService, indices: list[int], state: LogState) -> list[str]:
@@ -172,10 +170,15 @@ def _find_uuids(service: LogService, uuids: list[str]) -> list[int]:
 
 
 def _tree_id_error(u: str) -> Response | None:
-    # REKOR_API.md §2.2: the 16-hex tree ID must parse as an int64.
+    # the Rekor OpenAPI, entry UUID: the 16-hex tree ID must parse as an int64.
     if len(u) == 80 and int(u[:16], 16) >= 2**63:
         return v1_error(400, f"validation error: tree ID {u[:16]} is not a valid int64")
     return None
+
+
+def _too_large(exc: BodyTooLarge) -> Response:
+    # The rest of the body is not read: close the connection rather than drain it.
+    return v1_error(413, str(exc), headers={"connection": "close"})
 
 
 def _pattern_error(u: str) -> Response:
@@ -187,12 +190,12 @@ async def get_entry_by_index(request: Request) -> Response:
     raw = request.query_params.get("logIndex")
     if raw is None:
         return v1_error(422, "logIndex in query is required", code=REQUIRED)
-    try:
-        index = int(raw)
-    except ValueError:
-        return v1_error(422, f'logIndex in query must be of type int64: "{raw}"', code=INVALID_TYPE)
-    if index < 0:
+    if raw.startswith("-") and raw[1:].isascii() and raw[1:].isdigit():
         return v1_error(422, "logIndex in query should be greater than or equal to 0", code=MINIMUM)
+    try:
+        index = parse_index(raw, "logIndex")
+    except MalformedError as exc:
+        return v1_error(422, str(exc), code=INVALID_TYPE)
     service = request.app.state.service
     if _kept(service, [index]):
         entries = _lookup(service, [index])
@@ -226,10 +229,10 @@ async def create_entry(request: Request) -> Response:
     try:
         raw = await read_body(request, service.max_body)
     except BodyTooLarge as exc:
-        return v1_error(413, str(exc))
+        return _too_large(exc)
     try:
-        proposed = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
+        proposed = load_json(raw)
+    except MalformedError as exc:
         return v1_error(400, f'parsing body body from "" failed, because {exc}')
     # Whatever goes wrong while checking client input is the client's 400, never a 500.
     try:
@@ -270,7 +273,7 @@ async def search_entries(request: Request) -> Response:
     try:
         raw = await read_body(request, service.max_body)
     except BodyTooLarge as exc:
-        return v1_error(413, str(exc))
+        return _too_large(exc)
     return await _search(service, raw)
 
 
@@ -280,7 +283,7 @@ async def serve_search(service: LogService, scope: Scope, receive: Receive, send
     try:
         raw = await read_asgi_body(scope, receive, service.max_body)
     except BodyTooLarge as exc:
-        response = v1_error(413, str(exc))
+        response = _too_large(exc)
     except ClientDisconnect:
         return
     else:
@@ -290,8 +293,8 @@ async def serve_search(service: LogService, scope: Scope, receive: Receive, send
 
 async def _search(service: LogService, raw: bytes) -> Response:
     try:
-        query = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
+        query = load_json(raw)
+    except MalformedError as exc:
         return v1_error(400, f'parsing body entry from "" failed, because {exc}')
     if not isinstance(query, dict):
         return v1_error(400, "parsing body entry failed: expected a JSON object")
@@ -344,7 +347,7 @@ async def _search(service: LogService, raw: bytes) -> Response:
 
 
 async def log_info(request: Request) -> Response:
-    """``GET /api/v1/log``: the active tree head (REKOR_API.md §1.2)."""
+    """``GET /api/v1/log``: the active tree head (the Rekor OpenAPI, getLogInfo)."""
     service: LogService = request.app.state.service
     state = service.view_for(request.scope).state
     return json_response(
@@ -377,17 +380,20 @@ def _int_param(request: Request, name: str, default: int | None) -> int | Respon
         if default is None:
             return v1_error(422, f"{name} in query is required", code=REQUIRED)
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        return v1_error(422, f'{name} in query must be of type int64: "{raw}"', code=INVALID_TYPE)
+    if raw.startswith("-") and raw[1:].isascii() and raw[1:].isdigit():
+        value = -1
+    else:
+        try:
+            value = parse_index(raw, name)
+        except MalformedError as exc:
+            return v1_error(422, str(exc), code=INVALID_TYPE)
     if value < 1:
         return v1_error(422, f"{name} in query should be greater than or equal to 1", code=MINIMUM)
     return value
 
 
 async def consistency_proof(request: Request) -> Response:
-    """``GET /api/v1/log/proof?firstSize=&lastSize=`` (REKOR_API.md §1.3)."""
+    """``GET /api/v1/log/proof?firstSize=&lastSize=`` (the Rekor OpenAPI, getLogProof)."""
     service: LogService = request.app.state.service
     first = _int_param(request, "firstSize", 1)
     if isinstance(first, Response):

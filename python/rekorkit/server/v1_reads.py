@@ -2,7 +2,7 @@
 
 A v1 LogEntry carries two things the tiles do not: its integration time (a
 row in the DuckDB index) and a signed entry timestamp over it (SET,
-REKOR_API.md §2.5). Fetched per entry, they cost a DuckDB query and an ECDSA
+the Rekor OpenAPI, InclusionPromise). Fetched per entry, they cost a DuckDB query and an ECDSA
 signature for every entry of every response, most of the time a range read
 spent in the server. Here the entries of one request are read together: each
 entry bundle parsed once, a bundle's integration times fetched with one range
@@ -10,7 +10,7 @@ query, and both the times and the SETs kept per bundle (least recently used
 bundle dropped first), since neither changes once the entry is published.
 
 Inclusion proofs are built per level-0 tile and tree size: a full tile is a
-perfect subtree (TLOG.md §6.5), so a proof for any of its 256 leaves is the
+perfect subtree (c2sp.org/tlog-tiles), so a proof for any of its 256 leaves is the
 leaf's 8-hash path inside the tile followed by the tile's path to the root,
 the same for all of them. One native call gives every in-tile path, one
 proof gives the shared part, and the next requests of a range read (about
@@ -229,7 +229,8 @@ class V1EntryReader:
         return s
 
     def _sign(self, index: int, body_b64: str, integrated_time: int) -> str:
-        # REKOR_API.md §2.5: the SET signs JCS {body, integratedTime, logID, logIndex}.
+        # the Rekor OpenAPI, InclusionPromise: the SET signs JCS {body, integratedTime, logID,
+        # logIndex}.
         payload = set_payload(body_b64, integrated_time, self._log_id, index)
         self.signed += 1
         sig = sign_set(payload, self.log.identity.ecdsa, deterministic=True)

@@ -1,9 +1,9 @@
 """Rekor v2 routes: ``POST /api/v2/log/entries`` and the static tlog-tiles reads.
 
-Writes follow rekor-tiles (REKOR_API.md §4.1-4.2): strict ``hashedRekordRequestV002``
+Writes follow rekor-tiles (the rekor-tiles API-4.2): strict ``hashedRekordRequestV002``
 parsing, 201 with a protobuf-JSON ``TransparencyLogEntry`` once a checkpoint that
 includes the entry is published, 409 with ``x-log-index`` for a duplicate, 405
-on a frozen (read-only) log. Reads are the C2SP tlog-tiles files (TLOG.md §6.1),
+on a frozen (read-only) log. Reads are the C2SP tlog-tiles files (c2sp.org/tlog-tiles),
 served straight from the data directory.
 """
 
@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING
+import threading
 
+from cachetools import LRUCache, cached
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from rekorkit.errors import MalformedError
 from rekorkit.server.integrator import Receipt
 from rekorkit.server.log import LogState
 from rekorkit.server.responses import (
@@ -25,12 +27,12 @@ from rekorkit.server.responses import (
     GRPC_RESOURCE_EXHAUSTED,
     GRPC_UNKNOWN,
     BodyTooLarge,
+    api_error,
+    load_json,
     read_body,
     v2_error,
 )
-
-if TYPE_CHECKING:
-    from rekorkit.server.app import LogService
+from rekorkit.server.service import LogService
 
 __all__ = [
     "create_entry_v2",
@@ -39,10 +41,10 @@ __all__ = [
     "transparency_log_entry_json",
 ]
 
-# REKOR_API.md §4.2 table: the body a frozen shard sends with its 405.
+# sigstore/protobuf-specs TransparencyLogEntry table: the body a frozen shard sends with its 405.
 FROZEN_MESSAGE = "This log has been frozen, please switch to the latest log."
 
-# TLOG.md §6.1: tiles are immutable; the checkpoint may be cached a few seconds at most.
+# c2sp.org/tlog-tiles: tiles are immutable; the checkpoint may be cached a few seconds at most.
 TILE_HEADERS = {"cache-control": "public, max-age=31536000, immutable"}
 CHECKPOINT_HEADERS = {"cache-control": "no-cache"}
 CHECKPOINT_TYPE = "text/plain; charset=utf-8"
@@ -54,7 +56,8 @@ def _b64(data: bytes) -> str:
 
 
 def transparency_log_entry(service: LogService, leaf: bytes, receipt: Receipt) -> dict[str, object]:
-    """REKOR_API.md §4.2: the protobuf-JSON ``TransparencyLogEntry`` for a new entry."""
+    """sigstore/protobuf-specs TransparencyLogEntry: the protobuf-JSON ``TransparencyLogEntry`` for
+    a new entry."""
     state = receipt.state
     return {
         "logIndex": str(receipt.index),
@@ -73,19 +76,10 @@ def transparency_log_entry(service: LogService, leaf: bytes, receipt: Receipt) -
     }
 
 
-_state_cache: dict[int, tuple[LogState, str, str]] = {}
-
-
+@cached(LRUCache(maxsize=64), lock=threading.Lock())
 def _state_parts(state: LogState) -> tuple[str, str]:
     """(root b64, checkpoint as a JSON string), computed once per published tree head."""
-    hit = _state_cache.get(state.size)
-    if hit is not None and hit[0] is state:
-        return hit[1], hit[2]
-    parts = (_b64(state.root), json.dumps(state.checkpoint.decode()))
-    if len(_state_cache) > 64:
-        _state_cache.clear()
-    _state_cache[state.size] = (state, *parts)
-    return parts
+    return _b64(state.root), json.dumps(state.checkpoint.decode())
 
 
 def transparency_log_entry_json(service: LogService, leaf: bytes, receipt: Receipt) -> bytes:
@@ -117,10 +111,11 @@ async def create_entry_v2(request: Request) -> Response:
     try:
         raw = await read_body(request, service.max_body)
     except BodyTooLarge as exc:
-        return v2_error(413, GRPC_RESOURCE_EXHAUSTED, str(exc))
+        # The rest of the body is not read: close the connection rather than drain it.
+        return v2_error(413, GRPC_RESOURCE_EXHAUSTED, str(exc), headers={"connection": "close"})
     try:
-        obj = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
+        obj = load_json(raw)
+    except MalformedError as exc:
         return v2_error(400, GRPC_INVALID_ARGUMENT, f"proto: syntax error: {exc}")
     # Whatever goes wrong while checking client input is the client's 400, never a 500.
     try:
@@ -148,24 +143,24 @@ async def create_entry_v2(request: Request) -> Response:
 async def serve_static(
     service: LogService, path: str, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    """Serve ``/checkpoint``, ``/tile/…`` and ``/tile/entries/…`` (TLOG.md §6.1).
+    """Serve ``/checkpoint``, ``/tile/…`` and ``/tile/entries/…`` (c2sp.org/tlog-tiles).
 
     ``path`` is the request path without the leading slash. Anything that is
-    not a well-formed tile path (TLOG.md §6.2) is a 404, as from a bucket.
+    not a well-formed tile path (c2sp.org/tlog-tiles) is a 404, as from a bucket.
     """
     store = service.store_for(scope)
     response: Response
     if path == "checkpoint":
         data = store.read_checkpoint()
         if data is None:
-            response = PlainTextResponse("not found", status_code=404)
+            response = api_error("/" + path, 404, "checkpoint not found: the log is empty")
         else:
             response = Response(data, media_type=CHECKPOINT_TYPE, headers=CHECKPOINT_HEADERS)
     else:
         rel = service.tile_file(path)
         data = store.read(rel) if rel is not None else None
         if data is None:
-            response = PlainTextResponse("not found", status_code=404)
+            response = api_error("/" + path, 404, f"{path[:256]} not found")
         else:
             response = Response(data, media_type=TILE_TYPE, headers=TILE_HEADERS)
     await response(scope, receive, send)
