@@ -1,0 +1,757 @@
+"""PostgreSQL storage for verified entries and checkpoints, shared by many processes.
+
+The public API mirrors :class:`rekorkit.store.duckdb.DuckDBStore`, so an
+engine takes either. What sharing adds:
+
+* entries go in by binary ``COPY`` (never row inserts), and
+  ``UNIQUE (origin, log_index)`` makes a retried range fail instead of
+  duplicating;
+* the latest checkpoint of an origin moves by compare-and-swap: a writer that
+  read the head (``latest_checkpoint``) and proved consistency from it can only
+  advance the head from that size. If another writer moved it meanwhile the
+  write fails with :class:`WriterConflictError` (a second view of the log must
+  be proven consistent with the first, never overwrite it);
+* verified ranges are merged under the origin's row lock; a range that overlaps
+  a stored one fails loudly, so two writers never both store one range;
+* the schema is versioned (``schema_migrations``) and migrated under an
+  advisory lock, so processes starting together migrate once;
+* distributed audits stage entries by ``COPY`` from their workers
+  (:meth:`PostgresStore.stage_entries`) and the coordinator moves them into
+  ``entries`` with their range in one transaction, after the whole range has
+  hashed up to the signed root (:meth:`PostgresStore.commit_staged`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import psycopg
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
+
+from rekorkit.errors import DivergenceError, StoreError
+from rekorkit.store import OriginSummary, StoredCheckpoint, StoredEntry
+from rekorkit.store.duckdb import ENTRY_SCHEMA
+from rekorkit.store.duckdb import _normalize_digest as normalize_digest
+from rekorkit.store.duckdb import _uuid_bytes as uuid_bytes
+
+__all__ = ["MIGRATIONS", "PostgresStore", "WriterConflictError"]
+
+_COLUMNS = ENTRY_SCHEMA.names
+_COLUMN_LIST = ", ".join(_COLUMNS)
+_COPY_ROWS = 32_768  # rows encoded per COPY write: bounds the extra memory
+_MIGRATION_LOCK = 0x72656B6F  # pg_advisory_xact_lock key: "reko"
+
+# Digest fields of the Rekor kinds in JCS bodies (the same fields DuckDBStore
+# indexes): hashedrekord spec.data.hash (hex "value"), dsse/intoto payloadHash,
+# Rekor v2 hashedRekordV002.data / dsseV002.payloadHash (base64 "digest").
+_DIGEST_RE = r'"(?:hash|payloadHash|data)":\{"algorithm":"[^"]*","((?:value|digest)":"[^"]*)"'
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE entries (
+            origin text NOT NULL,
+            log_index bigint NOT NULL,
+            leaf_hash bytea NOT NULL,
+            kind text,
+            api_version text,
+            body bytea NOT NULL,
+            integrated_time bigint,
+            checkpoint_size bigint NOT NULL,
+            global_index bigint,
+            CONSTRAINT entries_origin_index UNIQUE (origin, log_index));
+        CREATE INDEX entries_leaf_hash ON entries USING hash (leaf_hash);
+        CREATE INDEX entries_global_index ON entries (global_index)
+            WHERE global_index IS NOT NULL;
+        CREATE TABLE checkpoints (
+            origin text NOT NULL,
+            size bigint NOT NULL,
+            root_hash bytea NOT NULL,
+            note bytea NOT NULL,
+            first_seen timestamptz NOT NULL,
+            last_seen timestamptz NOT NULL,
+            PRIMARY KEY (origin, size));
+        CREATE TABLE heads (
+            origin text PRIMARY KEY,
+            checkpoint_size bigint NOT NULL DEFAULT 0,
+            verified_size bigint NOT NULL DEFAULT 0,
+            updated_at timestamptz NOT NULL DEFAULT now());
+        CREATE TABLE verified_ranges (
+            origin text NOT NULL,
+            start_index bigint NOT NULL,
+            end_index bigint NOT NULL,
+            checkpoint_size bigint NOT NULL,
+            updated_at timestamptz NOT NULL,
+            PRIMARY KEY (origin, start_index));
+        CREATE TABLE entry_commits (
+            origin text NOT NULL,
+            start_index bigint NOT NULL,
+            end_index bigint NOT NULL,
+            digests_indexed boolean NOT NULL DEFAULT false,
+            PRIMARY KEY (origin, start_index));
+        CREATE TABLE artifact_digests (
+            origin text NOT NULL,
+            log_index bigint NOT NULL,
+            digest text NOT NULL);
+        CREATE INDEX artifact_digests_digest ON artifact_digests (digest);
+        CREATE UNLOGGED TABLE entry_staging (
+            run_id text NOT NULL,
+            origin text NOT NULL,
+            log_index bigint NOT NULL,
+            leaf_hash bytea NOT NULL,
+            kind text,
+            api_version text,
+            body bytea NOT NULL,
+            integrated_time bigint,
+            checkpoint_size bigint NOT NULL,
+            global_index bigint,
+            PRIMARY KEY (run_id, log_index));
+        """,
+    ),
+)
+"""The schema, version by version; a store applies the versions it has not seen."""
+
+
+class WriterConflictError(StoreError):
+    """Another writer moved the store's view of an origin first (compare-and-swap failed).
+
+    Attributes:
+        evidence: origin, the size this writer expected, the size found, the size it wanted.
+    """
+
+    def __init__(self, message: str, **evidence: Any) -> None:
+        super().__init__(message)
+        self.evidence = evidence
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+def _check_table(origin: str, table: pa.Table, start: int, end: int) -> None:
+    if table.num_rows != end - start:
+        raise StoreError(f"{table.num_rows} rows for the range [{start}, {end}) of {origin}")
+    if table.num_rows:
+        idx = table.column("log_index").to_numpy()
+        if idx[0] != start or np.any(np.diff(idx) != 1):
+            raise StoreError(f"entries for [{start}, {end}) of {origin} are not consecutive")
+        origins = table.column("origin").unique()
+        if len(origins) != 1 or origins[0].as_py() != origin:
+            raise StoreError(f"entries for {origin} carry another origin")
+
+
+def _as_table(batches: Iterable[pa.RecordBatch | pa.Table]) -> pa.Table:
+    parts = [b if isinstance(b, pa.Table) else pa.Table.from_batches([b]) for b in batches]
+    if not parts:
+        return pa.Table.from_batches([], schema=ENTRY_SCHEMA)
+    return pa.concat_tables(parts).select(_COLUMNS)
+
+
+# PostgreSQL COPY binary format ("COPY", section "Binary Format"): a signature,
+# flags and header-extension length, then per row a 16-bit field count and per
+# field a 32-bit length (-1 for NULL) and the value, big-endian; then -1.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+_NULL = b"\xff\xff\xff\xff"
+
+
+def _fixed(data: np.ndarray, width: int) -> pa.Array:
+    """An (n, width) uint8 array as an Arrow binary array of n values (no copy until cast)."""
+    n = len(data)
+    buf = pa.py_buffer(np.ascontiguousarray(data, np.uint8))
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, buf]).cast(
+        pa.large_binary()
+    )
+
+
+def _int8_field(column: pa.Array) -> pa.Array:
+    n = len(column)
+    out = np.empty((n, 12), np.uint8)
+    out[:, :4] = np.frombuffer(b"\x00\x00\x00\x08", np.uint8)
+    values = column.fill_null(0).to_numpy(zero_copy_only=False).astype(">i8")
+    out[:, 4:] = values.view(np.uint8).reshape(n, 8)
+    field = _fixed(out, 12)
+    if column.null_count == 0:
+        return field
+    return pc.if_else(column.is_null(), pa.scalar(_NULL, pa.large_binary()), field)
+
+
+def _bytes_fields(column: pa.Array) -> list[pa.Array]:
+    lengths = pc.binary_length(column).fill_null(-1).to_numpy(zero_copy_only=False)
+    prefix = _fixed(lengths.astype(">i4").view(np.uint8).reshape(-1, 4), 4)
+    return [prefix, column.cast(pa.large_binary()).fill_null(b"")]
+
+
+def copy_stream(table: pa.Table) -> pa.Buffer:
+    """The binary COPY payload of ``table``'s rows (int64, string, binary columns).
+
+    Every field is encoded column-wise in Arrow and the rows joined in one
+    pass, with no Python loop over rows.
+    """
+    table = table.combine_chunks()
+    n = table.num_rows
+    count = np.frombuffer(table.num_columns.to_bytes(2, "big"), np.uint8)
+    pieces: list[pa.Array] = [_fixed(np.broadcast_to(count, (n, 2)), 2)]
+    for column in table.columns:
+        array = column.chunk(0) if column.num_chunks else pa.array([], column.type)
+        if pa.types.is_integer(array.type):
+            pieces.append(_int8_field(array.cast(pa.int64())))
+        else:
+            pieces.extend(_bytes_fields(array))
+    rows = pc.binary_join_element_wise(*pieces, pa.scalar(b"", pa.large_binary()))
+    offsets = np.frombuffer(rows.buffers()[1], np.int64, n + 1, rows.offset * 8)
+    data = rows.buffers()[2]
+    return data.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+
+
+def _copy_rows(cur: psycopg.Cursor[Any], statement: sql.Composed, table: pa.Table) -> None:
+    """Write an Arrow table through binary ``COPY``, a row group at a time."""
+    # The queued writer sends from a thread, so encoding overlaps the server's work.
+    with cur.copy(statement, writer=QueuedLibpqWriter(cur)) as copy:
+        copy.write(_COPY_HEADER)
+        for start in range(0, table.num_rows, _COPY_ROWS):
+            copy.write(memoryview(copy_stream(table.slice(start, _COPY_ROWS))))
+        copy.write(_COPY_TRAILER)
+
+
+class PostgresStore:
+    """Verified entries and checkpoints in a PostgreSQL database (psycopg 3).
+
+    One connection per store, guarded by a lock; processes share the database,
+    not the store object. Open one per process (or per Dask worker).
+
+    Args:
+        url: a ``postgresql://`` URL (libpq connection string).
+        read_only: refuse writes (queries only); the schema must exist.
+        connect_timeout: seconds to wait for the server.
+    """
+
+    def __init__(self, url: str, *, read_only: bool = False, connect_timeout: float = 10) -> None:
+        self.url = url
+        self.read_only = read_only
+        try:
+            self._con = psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout))
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open PostgreSQL store {_safe(url)}: {exc}") from exc
+        self._lock = threading.RLock()
+        self._views: dict[str, int] = {}
+        if read_only:
+            self._con.read_only = True
+        else:
+            self._migrate()
+        version = self.schema_version()
+        if version != MIGRATIONS[-1][0]:
+            raise StoreError(f"{_safe(url)}: unsupported store schema version {version}")
+
+    # -- lifecycle and schema -------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self.transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version integer PRIMARY KEY, applied_at timestamptz NOT NULL)"
+            )
+            cur.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+            row = cur.fetchone()
+            have = int(row[0]) if row else 0
+            for version, ddl in MIGRATIONS:
+                if version > have:
+                    cur.execute(ddl)
+                    cur.execute("INSERT INTO schema_migrations VALUES (%s, now())", [version])
+
+    def schema_version(self) -> int:
+        """The highest schema migration applied to the database (0 if none)."""
+        try:
+            with self._cursor() as cur:
+                cur.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+                row = cur.fetchone()
+        except StoreError:
+            return 0
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        """Close the connection (further calls fail)."""
+        with self._lock:
+            self._con.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _cursor(self) -> Iterator[psycopg.Cursor[Any]]:
+        with self._lock:
+            try:
+                with self._con.cursor() as cur:
+                    yield cur
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL store {_safe(self.url)}: {exc}") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+        """Run the body in one transaction: all of it is stored, or none.
+
+        Raises:
+            StoreError: the database failed (the connection lost, a constraint broken).
+        """
+        with self._lock:
+            try:
+                with self._con.transaction(), self._con.cursor() as cur:
+                    yield cur
+            except psycopg.errors.UniqueViolation as exc:
+                raise WriterConflictError(
+                    f"another writer stored these rows first: {exc.diag.message_detail}",
+                    constraint=exc.diag.constraint_name,
+                ) from exc
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL store {_safe(self.url)}: {exc}") from exc
+
+    # -- entries ---------------------------------------------------------------
+
+    def commit_entries(
+        self,
+        origin: str,
+        batches: Iterable[pa.RecordBatch | pa.Table],
+        *,
+        start: int,
+        end: int,
+        checkpoint: StoredCheckpoint | None = None,
+    ) -> int:
+        """Store verified entries ``[start, end)`` of ``origin`` in one transaction.
+
+        Same contract as :meth:`DuckDBStore.commit_entries`; rows go in by binary COPY.
+
+        Raises:
+            StoreError: the batches do not match the range.
+            WriterConflictError: the range overlaps a stored one (another writer
+                stored it), or ``checkpoint`` would move a head another writer moved.
+            DivergenceError: ``checkpoint`` contradicts a stored one.
+        """
+        if not 0 <= start <= end:
+            raise StoreError(f"bad range [{start}, {end})")
+        table = _as_table(batches)
+        _check_table(origin, table, start, end)
+        with self.transaction() as cur:
+            self._lock_head(cur, origin)
+            if checkpoint is not None:
+                self._add_checkpoint(cur, checkpoint)
+            if start == end:
+                return 0
+            self._check_overlap(cur, origin, start, end)
+            _copy_rows(
+                cur,
+                sql.SQL("COPY entries ({}) FROM STDIN (FORMAT BINARY)").format(
+                    sql.SQL(_COLUMN_LIST)
+                ),
+                table,
+            )
+            size = int(table.column("checkpoint_size")[0].as_py())
+            self._add_range(cur, origin, start, end, size)
+        return int(table.num_rows)
+
+    def stage_entries(self, run_id: str, table: pa.Table) -> int:
+        """COPY verified-but-unproven entries into the staging table for ``run_id``.
+
+        Idempotent per index range: rows of ``run_id`` in the table's index
+        range are replaced, so a retried task never duplicates. Staged rows
+        are not entries until :meth:`commit_staged` moves them.
+        """
+        table = _as_table([table])
+        if table.num_rows == 0:
+            return 0
+        idx = table.column("log_index").to_numpy()
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        with self.transaction() as cur:
+            cur.execute(
+                "DELETE FROM entry_staging WHERE run_id = %s AND log_index >= %s "
+                "AND log_index < %s",
+                [run_id, lo, hi],
+            )
+            run = pa.array([run_id] * table.num_rows, pa.string())
+            _copy_rows(
+                cur,
+                sql.SQL("COPY entry_staging (run_id, {}) FROM STDIN (FORMAT BINARY)").format(
+                    sql.SQL(_COLUMN_LIST)
+                ),
+                table.add_column(0, "run_id", run),
+            )
+        return int(table.num_rows)
+
+    def commit_staged(
+        self,
+        origin: str,
+        run_id: str,
+        *,
+        start: int,
+        end: int,
+        checkpoint: StoredCheckpoint | None = None,
+    ) -> int:
+        """Move the staged entries ``[start, end)`` of ``run_id`` into ``entries``, in one
+        transaction with their verified range and checkpoint; drop the run's staging.
+
+        Call it only once the whole range has hashed up to the signed root.
+
+        Raises:
+            StoreError: staged rows are missing (a lost write, a server restart).
+            WriterConflictError, DivergenceError: as :meth:`commit_entries`.
+        """
+        if not 0 <= start <= end:
+            raise StoreError(f"bad range [{start}, {end})")
+        with self.transaction() as cur:
+            self._lock_head(cur, origin)
+            if checkpoint is not None:
+                self._add_checkpoint(cur, checkpoint)
+            if start < end:
+                self._check_overlap(cur, origin, start, end)
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO entries ({cols}) SELECT {cols} FROM entry_staging "
+                        "WHERE run_id = %s AND origin = %s AND log_index >= %s "
+                        "AND log_index < %s"
+                    ).format(cols=sql.SQL(_COLUMN_LIST)),
+                    [run_id, origin, start, end],
+                )
+                if cur.rowcount != end - start:
+                    raise StoreError(
+                        f"run {run_id}: {cur.rowcount} staged entries for [{start}, {end}) "
+                        f"of {origin}, expected {end - start} (a lost write or a restart); "
+                        "nothing was marked verified"
+                    )
+                cur.execute(
+                    "SELECT max(checkpoint_size) FROM entry_staging WHERE run_id = %s", [run_id]
+                )
+                row = cur.fetchone()
+                self._add_range(cur, origin, start, end, int(row[0]) if row and row[0] else 0)
+            cur.execute("DELETE FROM entry_staging WHERE run_id = %s", [run_id])
+        return end - start
+
+    def drop_staged(self, run_id: str) -> None:
+        """Forget the staged entries of ``run_id`` (a failed or abandoned run)."""
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM entry_staging WHERE run_id = %s", [run_id])
+
+    def _lock_head(self, cur: psycopg.Cursor[Any], origin: str) -> tuple[int, int]:
+        cur.execute("INSERT INTO heads (origin) VALUES (%s) ON CONFLICT DO NOTHING", [origin])
+        cur.execute(
+            "SELECT checkpoint_size, verified_size FROM heads WHERE origin = %s FOR UPDATE",
+            [origin],
+        )
+        row = cur.fetchone()
+        assert row is not None  # inserted above
+        return int(row[0]), int(row[1])
+
+    def _check_overlap(self, cur: psycopg.Cursor[Any], origin: str, start: int, end: int) -> None:
+        cur.execute(
+            "SELECT start_index, end_index FROM verified_ranges "
+            "WHERE origin = %s AND start_index < %s AND end_index > %s LIMIT 1",
+            [origin, end, start],
+        )
+        row = cur.fetchone()
+        if row is not None:
+            raise WriterConflictError(
+                f"[{start}, {end}) of {origin} overlaps the stored range [{row[0]}, {row[1]})",
+                origin=origin,
+                range=[start, end],
+                stored=[int(row[0]), int(row[1])],
+            )
+
+    def _add_range(
+        self, cur: psycopg.Cursor[Any], origin: str, start: int, end: int, size: int
+    ) -> None:
+        cur.execute(
+            "DELETE FROM verified_ranges "
+            "WHERE origin = %s AND (end_index = %s OR start_index = %s) "
+            "RETURNING start_index, end_index, checkpoint_size",
+            [origin, start, end],
+        )
+        new_start, new_end, new_size = start, end, size
+        for s, e, cs in cur.fetchall():
+            new_start, new_end, new_size = min(new_start, s), max(new_end, e), max(new_size, cs)
+        cur.execute(
+            "INSERT INTO verified_ranges VALUES (%s, %s, %s, %s, %s)",
+            [origin, new_start, new_end, new_size, _now()],
+        )
+        cur.execute(
+            "INSERT INTO entry_commits (origin, start_index, end_index) VALUES (%s, %s, %s)",
+            [origin, start, end],
+        )
+        cur.execute(
+            "UPDATE heads SET verified_size = greatest(verified_size, %s), updated_at = now() "
+            "WHERE origin = %s",
+            [end, origin],
+        )
+
+    def verified_ranges(self, origin: str) -> list[tuple[int, int]]:
+        """The stored index ranges ``[start, end)`` of ``origin``, in order."""
+        rows = self._fetch(
+            "SELECT start_index, end_index FROM verified_ranges WHERE origin = %s "
+            "ORDER BY start_index",
+            [origin],
+        )
+        return [(int(s), int(e)) for s, e in rows]
+
+    def missing_ranges(self, origin: str, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of ``[start, end)`` not yet stored for ``origin`` (what a run must verify)."""
+        gaps: list[tuple[int, int]] = []
+        pos = start
+        for s, e in self.verified_ranges(origin):
+            if e <= pos or s >= end:
+                continue
+            if s > pos:
+                gaps.append((pos, min(s, end)))
+            pos = max(pos, e)
+            if pos >= end:
+                break
+        if pos < end:
+            gaps.append((pos, end))
+        return gaps
+
+    def last_verified_size(self, origin: str) -> int:
+        """The end of the highest stored range of ``origin`` (0 when none): where a run resumes."""
+        rows = self._fetch("SELECT verified_size FROM heads WHERE origin = %s", [origin])
+        return int(rows[0][0]) if rows else 0
+
+    def count(self, origin: str | None = None) -> int:
+        """How many entries are stored (for ``origin``, or in total)."""
+        if origin is None:
+            rows = self._fetch("SELECT sum(end_index - start_index) FROM verified_ranges", [])
+        else:
+            rows = self._fetch(
+                "SELECT sum(end_index - start_index) FROM verified_ranges WHERE origin = %s",
+                [origin],
+            )
+        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+    def origins(self) -> list[OriginSummary]:
+        """A summary per stored origin: entries, verified size, latest checkpoint size."""
+        rows = self._fetch(
+            """SELECT h.origin,
+                      coalesce((SELECT sum(end_index - start_index) FROM verified_ranges r
+                                WHERE r.origin = h.origin), 0),
+                      h.verified_size, h.checkpoint_size
+               FROM heads h ORDER BY h.origin""",
+            [],
+        )
+        return [OriginSummary(str(o), int(n), int(v), int(c)) for o, n, v, c in rows]
+
+    def _fetch(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._cursor() as cur:
+            cur.execute(query.encode(), params)
+            return cur.fetchall()
+
+    def _entries(
+        self, where: str, params: list[Any], limit: int | None = None
+    ) -> list[StoredEntry]:
+        query = f"SELECT {_COLUMN_LIST} FROM entries WHERE {where} ORDER BY origin, log_index"
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        return [
+            StoredEntry(
+                origin=r[0],
+                log_index=int(r[1]),
+                leaf_hash=bytes(r[2]),
+                kind=r[3],
+                api_version=r[4],
+                body=bytes(r[5]),
+                integrated_time=r[6],
+                checkpoint_size=int(r[7]),
+                global_index=r[8],
+            )
+            for r in self._fetch(query, params)
+        ]
+
+    def entry(self, origin: str, index: int) -> StoredEntry | None:
+        """The stored entry at ``index`` in ``origin``'s tree, if any."""
+        found = self._entries("origin = %s AND log_index = %s", [origin, index], limit=1)
+        return found[0] if found else None
+
+    def entries(self, origin: str, start: int, end: int) -> list[StoredEntry]:
+        """The stored entries of ``origin`` with ``start <= index < end``."""
+        return self._entries(
+            "origin = %s AND log_index >= %s AND log_index < %s", [origin, start, end]
+        )
+
+    def entries_table(self, origin: str, start: int, end: int) -> pa.Table:
+        """Like :meth:`entries`, as one Arrow table (for bulk readers)."""
+        rows = self._fetch(
+            f"SELECT {_COLUMN_LIST} FROM entries "
+            "WHERE origin = %s AND log_index >= %s AND log_index < %s ORDER BY log_index",
+            [origin, start, end],
+        )
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(_COLUMNS)
+        return pa.table(
+            [pa.array(list(c), type=f.type) for c, f in zip(columns, ENTRY_SCHEMA, strict=True)],
+            schema=ENTRY_SCHEMA,
+        )
+
+    def find_by_global_index(self, index: int) -> list[StoredEntry]:
+        """Entries whose Rekor v1 global (virtual) index is ``index``."""
+        return self._entries("global_index = %s", [index])
+
+    def find_by_uuid(self, uuid: str) -> list[StoredEntry]:
+        """Entries with this UUID (64 hex, or an 80-hex entryID whose last 64 are the UUID)."""
+        return self._entries("leaf_hash = %s", [uuid_bytes(uuid)])
+
+    def find_by_digest(self, digest: str | bytes) -> list[StoredEntry]:
+        """Entries whose artifact (or DSSE payload) digest is ``digest`` (hex, ``sha256:``, bytes).
+
+        The digest index is brought up to date first, by SQL over the commits
+        not yet indexed.
+        """
+        wanted = normalize_digest(digest)
+        self.refresh_digest_index()
+        return self._entries(
+            "(origin, log_index) IN "
+            "(SELECT origin, log_index FROM artifact_digests WHERE digest = %s)",
+            [wanted],
+        )
+
+    def refresh_digest_index(self) -> int:
+        """Index the artifact digests of commits not yet indexed; return how many entries.
+
+        Concurrent refreshers split the work (``FOR UPDATE SKIP LOCKED``), never
+        indexing one commit twice.
+        """
+        done = 0
+        with self.transaction() as cur:
+            cur.execute(
+                "SELECT origin, start_index, end_index FROM entry_commits "
+                "WHERE NOT digests_indexed FOR UPDATE SKIP LOCKED"
+            )
+            for origin, start, end in cur.fetchall():
+                # encode(..., 'escape') reads any bytes as text; digests are ASCII.
+                cur.execute(
+                    """INSERT INTO artifact_digests
+                       SELECT origin, log_index,
+                              CASE WHEN m[1] LIKE 'value%%' THEN lower(substr(m[1], 9))
+                                   ELSE encode(decode(substr(m[1], 10), 'base64'), 'hex') END
+                       FROM (SELECT origin, log_index,
+                                    regexp_matches(encode(body, 'escape'), %s, 'g') AS m
+                             FROM entries WHERE origin = %s AND log_index >= %s
+                                  AND log_index < %s) found""",
+                    [_DIGEST_RE, origin, start, end],
+                )
+                cur.execute(
+                    "UPDATE entry_commits SET digests_indexed = true "
+                    "WHERE origin = %s AND start_index = %s",
+                    [origin, start],
+                )
+                done += int(end) - int(start)
+        return done
+
+    # -- checkpoints (CheckpointStore), compare-and-swap on the head -----------
+
+    def _add_checkpoint(
+        self, cur: psycopg.Cursor[Any], cp: StoredCheckpoint, expected: int | None = None
+    ) -> bool:
+        cur.execute(
+            "SELECT root_hash, note FROM checkpoints WHERE origin = %s AND size = %s",
+            [cp.origin, cp.size],
+        )
+        row = cur.fetchone()
+        now = _now()
+        if row is not None:
+            if bytes(row[0]) != cp.root_hash:
+                raise DivergenceError(
+                    f"{cp.origin}: two different roots for tree size {cp.size}",
+                    origin=cp.origin,
+                    size=cp.size,
+                    old=bytes(row[1]).decode("utf-8", "replace"),
+                    new=cp.note.decode("utf-8", "replace"),
+                    old_root=bytes(row[0]).hex(),
+                    new_root=cp.root_hash.hex(),
+                )
+            cur.execute(
+                "UPDATE checkpoints SET last_seen = %s WHERE origin = %s AND size = %s",
+                [now, cp.origin, cp.size],
+            )
+            return False
+        head, _ = self._lock_head(cur, cp.origin)
+        view = expected if expected is not None else self._views.get(cp.origin)
+        if cp.size > head and view is not None and view != head:
+            raise WriterConflictError(
+                f"{cp.origin}: another writer moved the latest checkpoint from {view} to "
+                f"{head} while this one proved {cp.size} consistent with {view}; "
+                "reread the latest checkpoint and prove consistency with it",
+                origin=cp.origin,
+                expected_size=view,
+                found_size=head,
+                new_size=cp.size,
+                new=cp.note.decode("utf-8", "replace"),
+            )
+        cur.execute(
+            "INSERT INTO checkpoints VALUES (%s, %s, %s, %s, %s, %s)",
+            [cp.origin, cp.size, cp.root_hash, cp.note, cp.first_seen or now, cp.last_seen or now],
+        )
+        if cp.size > head:
+            cur.execute(
+                "UPDATE heads SET checkpoint_size = %s, updated_at = now() "
+                "WHERE origin = %s AND checkpoint_size = %s",
+                [cp.size, cp.origin, head],
+            )
+            self._views[cp.origin] = cp.size
+        return True
+
+    def add_checkpoint(
+        self, checkpoint: StoredCheckpoint, *, expected_size: int | None = None
+    ) -> bool:
+        """Store a verified checkpoint; return True if it was new (else ``last_seen`` is updated).
+
+        A new checkpoint larger than the head moves the head by compare-and-swap
+        from ``expected_size``: by default the size this store last read with
+        :meth:`latest_checkpoint` (the one consistency was proved from). A
+        store that never read the head moves it unconditionally.
+
+        Raises:
+            DivergenceError: a different root is stored for the same origin and size.
+            WriterConflictError: another writer moved the head since it was read.
+        """
+        with self.transaction() as cur:
+            return self._add_checkpoint(cur, checkpoint, expected_size)
+
+    def _checkpoints(self, where: str, params: list[Any], tail: str = "") -> list[StoredCheckpoint]:
+        rows = self._fetch(
+            "SELECT origin, size, root_hash, note, first_seen, last_seen "
+            f"FROM checkpoints WHERE {where} {tail}",
+            params,
+        )
+        return [
+            StoredCheckpoint(r[0], int(r[1]), bytes(r[2]), bytes(r[3]), r[4], r[5]) for r in rows
+        ]
+
+    def latest_checkpoint(self, origin: str) -> StoredCheckpoint | None:
+        """The largest stored checkpoint of ``origin``, if any; remembered as this writer's view."""
+        found = self._checkpoints("origin = %s", [origin], "ORDER BY size DESC LIMIT 1")
+        self._views[origin] = found[0].size if found else 0
+        return found[0] if found else None
+
+    def checkpoint(self, origin: str, size: int) -> StoredCheckpoint | None:
+        """The stored checkpoint of ``origin`` at ``size``, if any."""
+        found = self._checkpoints("origin = %s AND size = %s", [origin, size])
+        return found[0] if found else None
+
+    def checkpoints(self, origin: str) -> list[StoredCheckpoint]:
+        """Every stored checkpoint of ``origin``, smallest first."""
+        return self._checkpoints("origin = %s", [origin], "ORDER BY size")
+
+
+def _safe(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(unparsable URL)"
+    info.pop("password", None)
+    return " ".join(f"{k}={v}" for k, v in sorted(info.items()))
