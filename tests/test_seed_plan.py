@@ -11,3 +11,109 @@
 """
 
 from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from rekorkit import merkle, parse_verifier_key, tiles
+from rekorkit.audit import verify_v1_log
+from rekorkit.checkpoint import open_checkpoint
+from rekorkit.client import RekorV1Client, TileReader
+from rekorkit.entries import LogEntry, dsse_v001_request
+from rekorkit.entries.dsse import sign_envelope
+from rekorkit.errors import InclusionError
+from rekorkit.store.duckdb import DuckDBStore
+from rekorkit.testing import LocalRekor, start_server
+
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+
+
+@pytest.fixture(scope="module")
+def log() -> Iterator[LocalRekor]:
+    """One local log for the plan's first steps, with a few entries around the one submitted."""
+    with start_server(seed=300) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def submitted(log: LocalRekor) -> LogEntry:
+    """Step 1's entry: a DSSE envelope signed with a fresh key, submitted to the v1 API."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    statement = json.dumps({"_type": "https://in-toto.io/Statement/v1", "subject": []}).encode()
+    envelope = sign_envelope(PAYLOAD_TYPE, statement, key)
+    with _v1(log) as client:
+        return client.submit(dsse_v001_request(envelope, [key.public_key()]))
+
+
+def _v1(log: LocalRekor) -> RekorV1Client:
+    return RekorV1Client(
+        log.url, public_key=log.public_key_pem, verifier=parse_verifier_key(log.v1_vkey)
+    )
+
+
+def test_step1_submit_dsse_returns_index_and_uuid(log: LocalRekor, submitted: LogEntry) -> None:
+    assert submitted.log_index == 300  # after the 300 seeded entries
+    assert submitted.uuid == merkle.leaf_hash(submitted.body).hex()
+    body = json.loads(submitted.body)
+    assert (body["kind"], body["apiVersion"]) == ("dsse", "0.0.1")
+
+
+def test_step2_get_entry_by_index_has_every_field(log: LocalRekor, submitted: LogEntry) -> None:
+    with _v1(log) as client:
+        got = client.get_entry(submitted.log_index)  # every check on: UUID, proof, SET, checkpoint
+    assert got.uuid == submitted.uuid
+    assert got.body == submitted.body
+    assert got.log_index == submitted.log_index
+    assert got.integrated_time == submitted.integrated_time > 0
+    assert got.log_id == submitted.log_id and len(got.log_id) == 32
+    assert got.signed_entry_timestamp
+    proof = got.inclusion_proof
+    assert proof is not None and proof.checkpoint
+    assert proof.log_index == submitted.log_index and proof.tree_size >= 301
+    merkle.verify_inclusion(
+        merkle.leaf_hash(got.body), proof.log_index, proof.tree_size, proof.hashes, proof.root_hash
+    )
+
+
+def test_step3_inclusion_validated_with_the_proof_builder(
+    log: LocalRekor, submitted: LogEntry
+) -> None:
+    with TileReader(log.url) as reader:
+        checkpoint = open_checkpoint(reader.checkpoint(), parse_verifier_key(log.checkpoint_vkey))
+        builder = tiles.ProofBuilder(checkpoint.size, reader.read_tile)
+        path = builder.inclusion_proof(submitted.log_index)
+    leaf = merkle.leaf_hash(submitted.body)
+    merkle.verify_inclusion(leaf, submitted.log_index, checkpoint.size, path, checkpoint.root)
+    # The path built from tiles is the log's own proof when the sizes agree.
+    proof = submitted.inclusion_proof
+    assert proof is not None
+    if proof.tree_size == checkpoint.size:
+        assert tuple(path) == proof.hashes
+    # A proof for another leaf does not pass for this one.
+    other = builder.inclusion_proof(submitted.log_index - 1)
+    with pytest.raises(InclusionError):
+        merkle.verify_inclusion(leaf, submitted.log_index, checkpoint.size, other, checkpoint.root)
+
+
+def test_step8_persist_an_entry_and_read_it_back_intact(
+    log: LocalRekor, submitted: LogEntry, tmp_path: Path
+) -> None:
+    db = tmp_path / "seed.duckdb"
+    verifier = parse_verifier_key(log.v1_vkey)
+    with DuckDBStore(db) as store:
+        report = asyncio.run(verify_v1_log(log.url, verifier, store=store))
+    assert report.entries >= 301 and report.stored == report.entries
+    with DuckDBStore(db, read_only=True) as store:  # a new connection: read from disk
+        [stored] = store.find_by_uuid(submitted.uuid)
+    assert stored.body == submitted.body
+    assert stored.leaf_hash == merkle.leaf_hash(submitted.body)
+    assert stored.uuid == submitted.uuid
+    assert stored.log_index == submitted.log_index
+    assert stored.global_index == submitted.log_index
+    assert stored.integrated_time == submitted.integrated_time
+    assert (stored.kind, stored.api_version) == ("dsse", "0.0.1")
+    assert stored.checkpoint_size == report.checkpoint_size >= submitted.log_index + 1
