@@ -1,0 +1,199 @@
+"""The durable submission queue: validate, hash and store entries before they are logged.
+
+``enqueue`` does locally what the log will do on write (the Rekor OpenAPI, ProposedEntry for
+v1 ProposedEntries, §4.1 for v2 requests): parse the request, check every
+signature against the key or certificate it carries, and build the canonical
+body. The RFC 6962 leaf hash of that body (RFC 9162 §2.1.1; for v1 also the
+entry UUID) is known before anything is sent, so a duplicate is recognised
+in the queue and an ambiguous write is found in the log afterwards. The
+entry is committed to disk before ``enqueue`` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rekorkit import merkle
+from rekorkit.entries import canonicalize_v1, canonicalize_v2
+from rekorkit.errors import MalformedError, NotFoundError, SignatureError
+from rekorkit.queue.model import QueueBackend, QueueCounts, State, Submission, submission_id
+from rekorkit.queue.sqlite import SQLiteQueueStorage
+from rekorkit.queue.storage import NewSubmission, QueueStorage
+
+__all__ = ["DEFAULT_MAX_REQUEST", "SubmissionQueue"]
+
+# Rekor v1's default maximum request body (the Rekor OpenAPI, Error: 413 above it),
+# the same limit the local log applies.
+DEFAULT_MAX_REQUEST = 4 * 1024 * 1024
+
+Request = Mapping[str, Any] | bytes | str
+
+
+def _request_bytes(request: Request, max_size: int) -> tuple[Mapping[str, Any], bytes]:
+    if isinstance(request, bytes | str):
+        raw = request.encode() if isinstance(request, str) else request
+        if len(raw) > max_size:
+            raise MalformedError(
+                f"request is {len(raw)} bytes, over the {max_size}-byte limit",
+                what="request",
+                where="body",
+            )
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise MalformedError(
+                f"request is not JSON: {exc.msg} at byte {exc.pos}",
+                what="request",
+                where=f"byte {exc.pos}",
+            ) from exc
+        except (ValueError, RecursionError) as exc:
+            raise MalformedError(f"request is not JSON: {exc}", what="request") from exc
+        if not isinstance(obj, dict):
+            raise MalformedError("request must be a JSON object", what="request", where="body")
+        return obj, raw
+    if not isinstance(request, Mapping):
+        raise MalformedError(
+            f"request must be a JSON object, got {type(request).__name__}", what="request"
+        )
+    raw = json.dumps(request, separators=(",", ":")).encode()
+    if len(raw) > max_size:
+        raise MalformedError(
+            f"request is {len(raw)} bytes, over the {max_size}-byte limit",
+            what="request",
+            where="body",
+        )
+    return request, raw
+
+
+def _canonical(obj: Mapping[str, Any], api_version: int) -> tuple[bytes, str]:
+    if api_version == 1:
+        body = canonicalize_v1(obj)
+        return body, str(obj.get("kind"))
+    # Rekor v2 logs DSSE as a hashedrekord over the PAE digest (the rekor-tiles API).
+    return canonicalize_v2(obj, check_signature=True), "hashedrekord"
+
+
+class SubmissionQueue:
+    """Entries waiting to be logged, durable across crashes.
+
+    Args:
+        storage: a queue file path (SQLite, created if missing) or a
+            :class:`~rekorkit.queue.storage.QueueStorage`.
+        max_request: the largest request body accepted, in bytes.
+        clock: Unix time source (injectable for tests).
+
+    Raises:
+        StoreError: the queue file is corrupt, not a queue, or locked.
+    """
+
+    def __init__(
+        self,
+        storage: str | Path | QueueStorage,
+        *,
+        max_request: int = DEFAULT_MAX_REQUEST,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.storage: QueueStorage = (
+            SQLiteQueueStorage(storage) if isinstance(storage, str | Path) else storage
+        )
+        self.max_request = max_request
+        self.clock = clock
+
+    def close(self) -> None:
+        """Close the storage."""
+        self.storage.close()
+
+    def __enter__(self) -> SubmissionQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def prepare(self, requests: Sequence[Request], *, backend: QueueBackend) -> list[NewSubmission]:
+        """Validate requests and compute their leaf hashes and IDs, without storing them.
+
+        Raises:
+            MalformedError: a request is not a valid entry request (``where`` names
+                the request's position and the field).
+            SignatureError: a signature does not verify (evidence: ``index``, ``field``).
+        """
+        if not requests:
+            return []
+        bodies, kinds, raws = [], [], []
+        for i, request in enumerate(requests):
+            where = f"request {i}" if len(requests) > 1 else "request"
+            try:
+                obj, raw = _request_bytes(request, self.max_request)
+                body, kind = _canonical(obj, backend.api_version)
+            except MalformedError as exc:
+                field = f"[{i}].{exc.where}" if len(requests) > 1 else exc.where
+                raise MalformedError(f"{where}: {exc}", what=exc.what, where=field) from exc
+            except SignatureError as exc:
+                raise SignatureError(f"{where}: {exc}", index=i, **exc.evidence) from exc
+            bodies.append(body)
+            kinds.append(kind)
+            raws.append(raw)
+        leaves = merkle.hash_leaves(bodies)
+        out = []
+        for leaf_row, kind, raw in zip(leaves, kinds, raws, strict=True):
+            leaf = leaf_row.tobytes()
+            out.append(
+                NewSubmission(
+                    id=submission_id(backend.key, leaf),
+                    backend=backend,
+                    leaf_hash=leaf,
+                    kind=kind,
+                    request=raw,
+                )
+            )
+        return out
+
+    def enqueue(self, request: Request, *, backend: QueueBackend) -> str:
+        """Validate one request and store it durably; return its submission ID.
+
+        The same entry for the same backend always gets the same ID, and is
+        stored once.
+
+        Raises:
+            MalformedError, SignatureError: the request was refused; nothing was queued.
+            StoreError: the queue could not be written.
+        """
+        [sid] = self.enqueue_many([request], backend=backend)
+        return sid
+
+    def enqueue_many(self, requests: Sequence[Request], *, backend: QueueBackend) -> list[str]:
+        """Validate every request, then store them all in one transaction.
+
+        One bad request refuses the whole batch (its error names its position).
+        """
+        items = self.prepare(requests, backend=backend)
+        return self.storage.enqueue_many(items, now=self.clock())
+
+    def get(self, submission_id: str) -> Submission:
+        """The submission with this ID.
+
+        Raises:
+            NotFoundError: no such submission.
+        """
+        sub = self.storage.get(submission_id)
+        if sub is None:
+            raise NotFoundError(f"no submission {submission_id!r} in the queue")
+        return sub
+
+    def list(
+        self, *, state: State | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Submission]:
+        """Submissions, oldest first, optionally of one state."""
+        return self.storage.list(state=state, limit=limit, offset=offset)
+
+    def status(self) -> QueueCounts:
+        """Counts per state, oldest due item and the last error."""
+        return self.storage.counts(now=self.clock())
+
+    def retry(self, ids: Sequence[str] = (), *, dead: bool = False) -> int:
+        """Put dead submissions (these IDs, or every dead one) back in line; return how many."""
+        return self.storage.requeue(ids, dead=dead, now=self.clock())

@@ -1,0 +1,498 @@
+"""The retry worker: claim due submissions, log them through the verified clients, record why.
+
+Each claimed item is submitted through :class:`~rekorkit.client.AsyncRekorV1Client`
+or :class:`~rekorkit.client.AsyncRekorV2Client`, which verify the answer
+(inclusion proof against a signed checkpoint, SET, body) before handing it
+back, and which turn a 409 into the existing, verified entry. The clients
+make one attempt each (``RetryPolicy.none()``): retries are the queue's, so
+each one is persisted with its error and survives a crash. What happens to
+an attempt:
+
+* logged: the verified entry is stored as the receipt, the item is done;
+* 409, or a write that timed out or dropped and may have landed: the entry is
+  looked up (v1 by UUID, v2 by leaf hash in the level-0 tiles from the log
+  size known when the item was first claimed, then read back with a verified
+  inclusion proof); found means done, with no second entry in the log;
+* 429, 5xx, network errors: retried later, exponential backoff with full
+  jitter and at least the server's ``Retry-After``;
+* 400, 422 and other final 4xx, an answer that does not verify, or attempts
+  exhausted: dead letter, with the typed reason and the whole error history.
+
+An item claimed more than once (its worker died, or an attempt failed) is
+looked up before it is sent again. A submission runs under a deadline ending
+before its lease does, so no two workers ever have it in flight together.
+SIGTERM and SIGINT stop claiming; items in flight finish and are recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import signal
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from rekorkit import merkle, tiles
+from rekorkit.client import AsyncRekorV1Client, AsyncRekorV2Client, Failover, RetryPolicy
+from rekorkit.client.resilience import is_retryable
+from rekorkit.entries import LogEntry, TransparencyLogEntry
+from rekorkit.errors import (
+    ConflictError,
+    NotFoundError,
+    RekorAPIError,
+    RequestTimeoutError,
+    RetryExhaustedError,
+    TransportError,
+    VerificationError,
+)
+from rekorkit.note import parse_verifier_key
+from rekorkit.queue.model import (
+    Attempt,
+    Claim,
+    Dead,
+    DeadReason,
+    Done,
+    Outcome,
+    QueueBackend,
+    Retry,
+)
+from rekorkit.queue.submissions import SubmissionQueue
+
+__all__ = ["BackendLimits", "SubmissionWorker", "WorkerReport", "client_for"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Submitter = AsyncRekorV1Client | AsyncRekorV2Client
+
+# How far back a v2 lookup scans when no log size was recorded at claim time:
+# 64 level-0 tiles (c2sp.org/tlog-tiles: 256 hashes each).
+_MAX_SCAN_TILES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class BackendLimits:
+    """Per-backend limits.
+
+    Attributes:
+        max_in_flight: most submissions in flight to this backend at once.
+        max_rate: most submissions started per second (None: no limit).
+    """
+
+    max_in_flight: int = 16
+    max_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        if self.max_rate is not None and self.max_rate <= 0:
+            raise ValueError("max_rate must be > 0")
+
+
+@dataclass(slots=True)
+class WorkerReport:
+    """What a worker run did.
+
+    Attributes:
+        done: items logged (or found logged) and recorded.
+        resolved: of those, items found already in the log by lookup (409 or ambiguous write).
+        retried: failed attempts scheduled again.
+        dead: items sent to the dead letter.
+        lost_leases: outcomes dropped because another worker had claimed the item since.
+        open: items pending or leased when the run ended (``--once``: 0 after a full drain).
+    """
+
+    done: int = 0
+    resolved: int = 0
+    retried: int = 0
+    dead: int = 0
+    lost_leases: int = 0
+    open: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def client_for(
+    backend: QueueBackend,
+    *,
+    max_concurrency: int = 16,
+    breaker_reset: float = 10.0,
+    transport: Any = None,
+) -> Submitter:
+    """A verifying async client for a queue backend, making one attempt per call.
+
+    Its circuit breaker (five consecutive failures open it for ``breaker_reset``
+    seconds) is shared by every submission the client makes.
+    """
+    failover = Failover([backend.url], reset_timeout=breaker_reset)
+    verifier = parse_verifier_key(backend.vkey) if backend.vkey else None
+    if backend.api_version == 1:
+        return AsyncRekorV1Client(
+            backend.url,
+            public_key=backend.public_key,
+            verifier=verifier,
+            retry=RetryPolicy.none(),
+            failover=failover,
+            transport=transport,
+            max_concurrency=max_concurrency,
+        )
+    return AsyncRekorV2Client(
+        backend.url,
+        public_key=backend.public_key,
+        verifier=verifier,
+        retry=RetryPolicy.none(),
+        failover=failover,
+        transport=transport,
+        max_concurrency=max_concurrency,
+    )
+
+
+class _Bucket:
+    """A token bucket: ``rate`` starts per second, bursts of at most ``max(1, rate)``."""
+
+    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.clock = clock
+        self.at = clock()
+
+    def available(self) -> int:
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        return int(self.tokens)
+
+    def take(self, n: int) -> None:
+        self.tokens -= n
+
+
+def _attempt(exc: BaseException, now: float) -> Attempt:
+    return Attempt(
+        at=now,
+        error=type(exc).__name__,
+        message=str(exc) or repr(exc),
+        status=getattr(exc, "status", None),
+        retry_after=getattr(exc, "retry_after", None),
+    )
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one attempt's own error, out of a single-attempt client's RetryExhaustedError."""
+    if isinstance(exc, RetryExhaustedError) and len(exc.attempts) == 1:
+        return exc.attempts[0]
+    return exc
+
+
+def _done(entry: LogEntry | TransparencyLogEntry) -> Done:
+    receipt = entry.to_json()
+    return Done(receipt=receipt, log_index=entry.log_index)
+
+
+class SubmissionWorker:
+    """Drains a :class:`SubmissionQueue` into its logs (see the module docstring).
+
+    Args:
+        queue: the queue.
+        clients: a verifying client per backend key (default: built from the
+            backends stored in the queue with :func:`client_for`).
+        concurrency: most submissions in flight in total.
+        limits: per-backend limits by backend key (default ``default_limits``).
+        default_limits: the limits of backends not in ``limits``.
+        retry: the backoff schedule and attempt cap (``max_attempts`` counts
+            every failed attempt of an item, over all runs).
+        lease: seconds an item stays leased to this worker per claim.
+        poll_interval: seconds between looks at an idle queue.
+        breaker_reset: seconds a backend's open circuit breaker waits before a probe.
+        on_progress: called with the running report after each batch of outcomes is recorded.
+    """
+
+    def __init__(
+        self,
+        queue: SubmissionQueue,
+        *,
+        clients: Mapping[str, Submitter] | None = None,
+        concurrency: int = 16,
+        limits: Mapping[str, BackendLimits] | None = None,
+        default_limits: BackendLimits | None = None,
+        retry: RetryPolicy | None = None,
+        lease: float = 120.0,
+        poll_interval: float = 0.5,
+        breaker_reset: float = 10.0,
+        on_progress: Callable[[WorkerReport], None] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if lease <= 1.0:
+            raise ValueError("lease must be more than a second")
+        self.queue = queue
+        self.concurrency = concurrency
+        self.limits = dict(limits or {})
+        self.default_limits = default_limits or BackendLimits(max_in_flight=concurrency)
+        self.retry = retry or RetryPolicy(max_attempts=10, base_delay=0.5, max_delay=300.0)
+        self.lease = lease
+        # A submission must end before its lease: leave room to record the outcome.
+        self.deadline = lease * 0.8
+        self.poll_interval = poll_interval
+        self.breaker_reset = breaker_reset
+        self.on_progress = on_progress
+        self.report = WorkerReport()
+        self._given = dict(clients or {})
+        self._clients: dict[str, Submitter] = dict(self._given)
+        self._owned: list[Submitter] = []
+        self._buckets: dict[str, _Bucket] = {}
+        self._in_flight: dict[str, int] = {}
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        """Stop claiming; items in flight finish and are recorded, then :meth:`run` returns."""
+        self._stop.set()
+
+    # ------------------------------------------------------------------ attempts
+
+    def _log_size(self, client: Submitter) -> int | None:
+        sizes = client.tracker.snapshot().values()
+        return max(sizes) if sizes else None
+
+    async def _find(self, client: Submitter, claim: Claim) -> Outcome | None:
+        """The item's entry, if it is in the log already (verified), else None."""
+        sub = claim.submission
+        if isinstance(client, AsyncRekorV1Client):
+            try:
+                return _done(await client.get_entry(uuid=sub.uuid))
+            except NotFoundError:
+                return None
+        cp = await client.checkpoint()
+        start = claim.log_size_hint
+        if start is None or start > cp.size:
+            start = max(0, cp.size - _MAX_SCAN_TILES * tiles.TILE_WIDTH)
+        for tile in tiles.level0_tiles(start, cp.size, cp.size):
+            data = await client.tiles.tile(0, tile.index, tile.width)
+            hashes = tiles.parse_hash_tile(data, tile.width)
+            hits = (hashes == memoryview(sub.leaf_hash)).all(axis=1).nonzero()[0]
+            for hit in hits.tolist():
+                index = tile.index * tiles.TILE_WIDTH + hit
+                entry = await client.entry(index)  # inclusion proof verified from tiles
+                if merkle.leaf_hash(entry.canonicalized_body) == sub.leaf_hash:
+                    return _done(entry)
+        return None
+
+    async def _submit(self, client: Submitter, claim: Claim) -> Outcome:
+        sub = claim.submission
+        if claim.claims > 1:
+            # An earlier claim may have landed the entry before its worker stopped.
+            found = await self._find(client, claim)
+            if found is not None:
+                self.report.resolved += 1
+                return found
+        request = json.loads(sub.request)
+        try:
+            return _done(await client.submit(request))
+        except RekorAPIError as wrapped:
+            exc = _unwrap(wrapped)
+            if not isinstance(exc, ConflictError | RequestTimeoutError | TransportError):
+                raise exc from None
+        # A 409 the client could not follow, or a write that may have landed.
+        try:
+            found = await self._find(client, claim)
+        except (RekorAPIError, VerificationError) as lookup_exc:
+            exc.add_note(f"lookup afterwards failed: {lookup_exc}")
+            raise exc from None
+        if found is None:
+            raise exc
+        self.report.resolved += 1
+        return found
+
+    async def _run_one(self, client: Submitter, claim: Claim) -> Outcome:
+        sub = claim.submission
+        remaining = min(self.deadline, claim.lease_expires - time.time() - self.lease * 0.2)
+        try:
+            async with asyncio.timeout(max(remaining, 0.1)):
+                return await self._submit(client, claim)
+        except TimeoutError as exc:
+            err: BaseException = RequestTimeoutError(
+                f"no outcome within {remaining:.1f} s, before the lease ends"
+            )
+            err.__cause__ = exc
+        except VerificationError as exc:
+            log.warning("submission %s: the log's answer did not verify: %s", sub.id, exc)
+            return Dead(DeadReason.UNVERIFIED, _attempt(exc, time.time()))
+        except Exception as exc:
+            err = _unwrap(exc)
+        now = time.time()
+        attempt = _attempt(err, now)
+        self.report.errors[attempt.error] = self.report.errors.get(attempt.error, 0) + 1
+        if isinstance(err, RekorAPIError) and err.status is not None and not is_retryable(err):
+            return Dead(DeadReason.REJECTED, attempt)
+        if sub.attempts + 1 >= self.retry.max_attempts:
+            return Dead(DeadReason.EXHAUSTED, attempt)
+        if not isinstance(err, RekorAPIError):
+            log.warning("submission %s: unexpected error, will retry: %r", sub.id, err)
+        return Retry(attempt, now + self.retry.backoff(sub.attempts, err))
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _client(self, backend: str) -> Submitter | None:
+        if backend in self._clients:
+            return self._clients[backend]
+        for b in self.queue.storage.backends():
+            if b.key == backend:
+                client = client_for(
+                    b,
+                    max_concurrency=self._limit(backend).max_in_flight,
+                    breaker_reset=self.breaker_reset,
+                )
+                self._owned.append(client)
+                self._clients[backend] = client
+                if isinstance(client, AsyncRekorV2Client):
+                    with contextlib.suppress(RekorAPIError, VerificationError):
+                        await client.checkpoint()  # the size hint for later lookups
+                return client
+        return None
+
+    def _limit(self, backend: str) -> BackendLimits:
+        return self.limits.get(backend, self.default_limits)
+
+    def _room(self, backend: str, free: int) -> int:
+        limit = self._limit(backend)
+        room = min(free, limit.max_in_flight - self._in_flight.get(backend, 0))
+        if limit.max_rate is not None:
+            bucket = self._buckets.setdefault(backend, _Bucket(limit.max_rate, time.monotonic))
+            room = min(room, bucket.available())
+        return max(room, 0)
+
+    async def run(self, *, once: bool = False, handle_signals: bool = True) -> WorkerReport:
+        """Work until stopped (or, with ``once``, until nothing is pending or leased).
+
+        Args:
+            once: drain and return: wait out retry delays, return when every item is
+                done or dead.
+            handle_signals: stop gracefully on SIGTERM and SIGINT (main thread only).
+        """
+        loop = asyncio.get_running_loop()
+        db = ThreadPoolExecutor(1, thread_name_prefix="rekorkit-queue")
+        storage = self.queue.storage
+
+        def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+            return loop.run_in_executor(db, functools.partial(fn, *args, **kwargs))
+
+        installed = []
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, self.stop)
+                    installed.append(sig)
+        tasks: dict[asyncio.Task[Outcome], Claim] = {}
+        outcomes: list[tuple[Claim, Outcome]] = []
+        flushing: asyncio.Future[list[bool]] | None = None
+        flushed: list[tuple[Claim, Outcome]] = []
+        stopper = asyncio.ensure_future(self._stop.wait())
+        # Claim in batches: one transaction for several items, not one per item.
+        low_water = max(1, self.concurrency // 4)
+        try:
+            while True:
+                if flushing is not None and flushing.done():
+                    self._count(flushed, flushing.result())
+                    flushing = None
+                if flushing is None and outcomes:
+                    flushed, outcomes = outcomes, []
+                    flushing = call(storage.record, flushed, now=time.time())
+                if self._stop.is_set() and not tasks:
+                    break
+                free = self.concurrency - len(tasks)
+                if not self._stop.is_set() and (free >= low_water or not tasks):
+                    await self._claim(call, tasks, free)
+                if tasks:
+                    waiting: set[asyncio.Future[Any]] = {*tasks, stopper}
+                    if flushing is not None:
+                        waiting.add(flushing)
+                    done, _ = await asyncio.wait(
+                        waiting, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in done & tasks.keys():
+                        claim = tasks.pop(task)  # type: ignore[call-overload]
+                        key = claim.submission.backend
+                        self._in_flight[key] -= 1
+                        outcomes.append((claim, task.result()))
+                    continue
+                if outcomes or flushing is not None:
+                    if flushing is not None:
+                        await asyncio.wait({flushing})
+                    continue
+                if self._stop.is_set():
+                    break
+                counts = await call(storage.counts, now=time.time())
+                self.report.open = counts.open
+                if once and counts.open == 0:
+                    break
+                wait = self.poll_interval
+                if counts.next_due_at is not None and not counts.due:
+                    wait = min(wait, max(0.0, counts.next_due_at - time.time()))
+                await asyncio.wait({stopper}, timeout=wait)
+        finally:
+            if tasks:  # an error in the loop itself: let what is in flight finish
+                for task, claim in list(tasks.items()):
+                    with contextlib.suppress(Exception):
+                        outcomes.append((claim, await task))
+            if flushing is not None:
+                self._count(flushed, await flushing)
+            if outcomes:
+                self._count(outcomes, await call(storage.record, outcomes, now=time.time()))
+            stopper.cancel()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            for client in self._owned:
+                await client.aclose()
+            self._owned.clear()
+            self._clients = dict(self._given)
+            counts = await call(storage.counts, now=time.time())
+            self.report.open = counts.open
+            db.shutdown(wait=True)
+        return self.report
+
+    async def _claim(
+        self,
+        call: Callable[..., asyncio.Future[Any]],
+        tasks: dict[asyncio.Task[Outcome], Claim],
+        free: int,
+    ) -> None:
+        backends = [b.key for b in await call(self.queue.storage.backends)]
+        for key in backends:
+            room = self._room(key, self.concurrency - len(tasks))
+            if room <= 0:
+                continue
+            client = await self._client(key)
+            if client is None:
+                continue
+            claims: list[Claim] = await call(
+                self.queue.storage.claim,
+                limit=room,
+                lease=self.lease,
+                now=time.time(),
+                backend=key,
+                log_size_hint=self._log_size(client),
+            )
+            if key in self._buckets:
+                self._buckets[key].take(len(claims))
+            for claim in claims:
+                task = asyncio.ensure_future(self._run_one(client, claim))
+                tasks[task] = claim
+                self._in_flight[key] = self._in_flight.get(key, 0) + 1
+
+    def _count(self, outcomes: list[tuple[Claim, Outcome]], applied: list[bool]) -> None:
+        for (_, outcome), ok in zip(outcomes, applied, strict=True):
+            if not ok:
+                self.report.lost_leases += 1
+            elif isinstance(outcome, Done):
+                self.report.done += 1
+            elif isinstance(outcome, Retry):
+                self.report.retried += 1
+            else:
+                self.report.dead += 1
+        if self.on_progress is not None:
+            self.on_progress(self.report)
