@@ -1,6 +1,6 @@
 """Signed-note keys: verifiers, signers and verifier-key strings (C2SP signed-note).
 
-Each signature type (TLOG.md §8.3) has a verifier with ``name``, ``key_id``,
+Each signature type (c2sp.org/signed-note) has a verifier with ``name``, ``key_id``,
 ``vkey`` and ``verify(message, sig)``: Ed25519 (0x01), ECDSA as Rekor v1 uses
 it (0x02), timestamped Ed25519 cosignatures (0x04), RFC 6962 tree-head
 signatures (0x05, verify only) and Rekor v2 RSA (0xFF, verify only).
@@ -40,22 +40,22 @@ __all__ = [
     "parse_verifier_key",
 ]
 
-# TLOG.md §8.3 signature type bytes.
+# c2sp.org/signed-note signature type bytes.
 TYPE_ED25519 = 0x01
 TYPE_ECDSA = 0x02
 TYPE_COSIGNATURE = 0x04
 TYPE_RFC6962 = 0x05
 TYPE_OTHER = 0xFF
-# REKOR_API.md §4.5: the identifier Rekor v2 hashes after 0xFF for RSA keys.
+# rekor-tiles checkpoints: the identifier Rekor v2 hashes after 0xFF for RSA keys.
 RSA_IDENTIFIER = b"PKIX-RSA-PKCS#1v1.5"
 
 _HEX8 = re.compile(r"[0-9a-f]{8}")
-# TLOG.md §8.1: no '+' and no Unicode whitespace (re's \s is str.isspace's set).
+# c2sp.org/signed-note: no '+' and no Unicode whitespace (re's \s is str.isspace's set).
 _BAD_NAME_CHAR = re.compile(r"[\s+]")
 
 
 def check_key_name(name: str, *, where: str = "key name") -> None:
-    """Raise MalformedError unless ``name`` is a valid note key name (TLOG.md §8.1)."""
+    """Raise MalformedError unless ``name`` is a valid note key name (c2sp.org/signed-note)."""
     if not name:
         raise MalformedError("empty key name", what="signed note", where=where)
     if _BAD_NAME_CHAR.search(name) is not None:
@@ -99,12 +99,12 @@ class NoteVerifier(Protocol):
 
 
 def _key_id(name: str, material: bytes) -> int:
-    """C2SP key ID: SHA-256(name || 0x0A || type || key material)[:4] (TLOG.md §8.3)."""
+    """C2SP key ID: SHA-256(name || 0x0A || type || key material)[:4] (c2sp.org/signed-note)."""
     return int.from_bytes(hashlib.sha256(name.encode() + b"\n" + material).digest()[:4], "big")
 
 
 def format_verifier_key(name: str, key_id: int, material: bytes) -> str:
-    """Format ``name+hex8+base64(type || key material)`` (TLOG.md §8.4)."""
+    """Format ``name+hex8+base64(type || key material)`` (c2sp.org/signed-note)."""
     b64 = binascii.b2a_base64(material, newline=False).decode()
     return f"{name}+{key_id:08x}+{b64}"
 
@@ -162,14 +162,17 @@ class Ed25519Verifier:
 
 
 def cosignature_message(text: bytes | str, timestamp: int) -> bytes:
-    """The message a tlog-cosignature/v1 signs (TLOG.md §9.1 step 4)."""
+    """The message a tlog-cosignature/v1 signs (c2sp.org/tlog-cosignature)."""
     if isinstance(text, str):
         text = text.encode()
     return b"cosignature/v1\ntime %d\n" % timestamp + text
 
 
 class CosignatureVerifier(Ed25519Verifier):
-    """Type 0x04: a witness cosignature, ``u64be timestamp || Ed25519 sig`` (TLOG.md §9.1)."""
+    """Type 0x04: a witness cosignature, ``u64be timestamp || Ed25519 sig``.
+
+    The format is c2sp.org/tlog-cosignature.
+    """
 
     type_byte = TYPE_COSIGNATURE
     __slots__ = ()
@@ -178,7 +181,7 @@ class CosignatureVerifier(Ed25519Verifier):
     def from_ed25519(cls, verifier: Ed25519Verifier) -> CosignatureVerifier:
         """The cosignature verifier for a witness published as a type 0x01 key.
 
-        The key ID changes with the type byte (TLOG.md §8.3), as transparency-dev's
+        The key ID changes with the type byte (c2sp.org/signed-note), as transparency-dev's
         ``NewVerifierForCosignatureV1`` does.
         """
         return cls(verifier.name, verifier.public_key)
@@ -262,7 +265,7 @@ class ECDSAVerifier(_SPKIVerifier):
         key, self.spki = _load_spki(public_key, ec.EllipticCurvePublicKey)
         self._key: ec.EllipticCurvePublicKey = key  # type: ignore[assignment]
         self.name = name
-        # TLOG.md §8.3: no name and no type byte in this key ID.
+        # c2sp.org/signed-note: no name and no type byte in this key ID.
         self.key_id = int.from_bytes(hashlib.sha256(self.spki).digest()[:4], "big")
 
     @property
@@ -293,7 +296,7 @@ class RSAVerifier(_SPKIVerifier):
         self.key_id = _key_id(name, self._material())
 
     def _material(self) -> bytes:
-        # REKOR_API.md §4.5: 0xFF || "PKIX-RSA-PKCS#1v1.5" || SPKI DER.
+        # rekor-tiles checkpoints: 0xFF || "PKIX-RSA-PKCS#1v1.5" || SPKI DER.
         return bytes([self.type_byte]) + RSA_IDENTIFIER + self.spki
 
     @property
@@ -356,7 +359,7 @@ class RFC6962Verifier(_SPKIVerifier):
 
 
 def parse_verifier_key(vkey: str) -> NoteVerifier:
-    """Parse ``name+hex8+base64(type || key)`` into a verifier (TLOG.md §8.4).
+    """Parse ``name+hex8+base64(type || key)`` into a verifier (c2sp.org/signed-note).
 
     Raises:
         MalformedError: bad syntax, unknown type, wrong key length or key ID mismatch.

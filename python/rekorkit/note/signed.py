@@ -2,7 +2,7 @@
 
 A signed note is UTF-8 text ending in ``\n``, a blank line, then one or more
 signature lines ``— <name> <base64(keyID[4] || signature)>`` (C2SP
-signed-note v1.0.0; TLOG.md §8). Verification follows Go's ``note.Open``:
+signed-note v1.0.0; c2sp.org/signed-note). Verification follows Go's ``note.Open``:
 signatures from unknown (name, key ID) pairs are ignored, a known key whose
 signature fails rejects the note, and at least one known key must verify.
 
@@ -20,46 +20,19 @@ from dataclasses import dataclass
 
 from rekorkit.errors import MalformedError, SignatureError
 from rekorkit.note.keys import (
-    RSA_IDENTIFIER,
-    CosignatureSigner,
-    CosignatureVerifier,
-    ECDSASigner,
-    ECDSAVerifier,
-    Ed25519Signer,
-    Ed25519Verifier,
     NoteSigner,
     NoteVerifier,
-    RFC6962Verifier,
-    RSAVerifier,
     check_key_name,
-    cosignature_message,
-    format_verifier_key,
-    parse_verifier_key,
 )
 
 __all__ = [
     "MAX_NOTE_SIZE",
     "MAX_SIGNATURES",
-    "RSA_IDENTIFIER",
-    "CosignatureSigner",
-    "CosignatureVerifier",
-    "ECDSASigner",
-    "ECDSAVerifier",
-    "Ed25519Signer",
-    "Ed25519Verifier",
     "Note",
     "NoteSignature",
-    "NoteSigner",
-    "NoteVerifier",
-    "RFC6962Verifier",
-    "RSAVerifier",
     "VerifiedNote",
-    "check_key_name",
     "clear_signature_cache",
-    "cosignature_message",
-    "format_verifier_key",
     "parse_note",
-    "parse_verifier_key",
     "sign_note",
     "verify_note",
 ]
@@ -280,7 +253,7 @@ def verify_note(
     *,
     required: Iterable[str | NoteVerifier] | None = None,
 ) -> VerifiedNote:
-    """Verify a signed note with C2SP semantics (TLOG.md §8.2).
+    """Verify a signed note with C2SP semantics (c2sp.org/signed-note).
 
     Args:
         data: the note bytes, text, or an already parsed :class:`Note`.
@@ -304,7 +277,7 @@ def verify_note(
             unknown.append(sig)
             continue
         marker = (sig.name, sig.key_id, sig.signature)
-        if marker in seen:  # TLOG.md §8.1: a duplicate identical signature is ignored.
+        if marker in seen:  # c2sp.org/signed-note: a duplicate identical signature is ignored.
             continue
         seen.add(marker)
         if not _verify_cached(v, message, sig.signature):
