@@ -156,6 +156,9 @@ class SQLiteQueueStorage:
                 raise StoreError(f"queue file {self.path}: WAL mode unavailable (got {mode!r})")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version == SCHEMA_VERSION:
+                return  # an existing queue: no write lock needed to open it
             with self._tx():
                 version = self._db.execute("PRAGMA user_version").fetchone()[0]
                 if version == 0:
