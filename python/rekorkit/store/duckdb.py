@@ -91,6 +91,20 @@ _DDL = [
         origin VARCHAR NOT NULL,
         log_index BIGINT NOT NULL,
         digest VARCHAR NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS checkpoint_sightings (
+        origin VARCHAR NOT NULL,
+        size BIGINT NOT NULL,
+        root_hash BLOB NOT NULL,
+        source VARCHAR NOT NULL,
+        first_seen TIMESTAMP NOT NULL,
+        last_seen TIMESTAMP NOT NULL,
+        PRIMARY KEY (origin, size, source))""",
+    """CREATE TABLE IF NOT EXISTS frontiers (
+        origin VARCHAR PRIMARY KEY,
+        start_index BIGINT NOT NULL,
+        size BIGINT NOT NULL,
+        root_hash BLOB NOT NULL,
+        updated_at TIMESTAMP NOT NULL)""",
 ]
 
 # Digest fields of the Rekor kinds, in JCS bodies (keys sorted): hashedrekord
@@ -596,3 +610,81 @@ class DuckDBStore:
     def checkpoints(self, origin: str) -> list[StoredCheckpoint]:
         """Every stored checkpoint of ``origin``, smallest first."""
         return self._checkpoints("origin = ?", [origin], "ORDER BY size")
+
+    # -- sightings and frontiers (the sync service) ----------------------------
+
+    def _record_sighting(self, con: Any, cp: StoredCheckpoint, source: str) -> None:
+        now = _now()
+        con.execute(
+            "INSERT INTO checkpoint_sightings VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO UPDATE SET last_seen = excluded.last_seen",
+            [cp.origin, cp.size, cp.root_hash, source, now, now],
+        )
+
+    def record_sighting(self, checkpoint: StoredCheckpoint, *, source: str) -> None:
+        """Record that ``source`` (a log URL, mirror or witness) served ``checkpoint``."""
+        with self.transaction() as con:
+            self._record_sighting(con, checkpoint, source)
+
+    def sightings(self, origin: str) -> list[tuple[int, bytes, str, _dt.datetime, _dt.datetime]]:
+        """Every ``(size, root, source, first_seen, last_seen)`` recorded for ``origin``."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT size, root_hash, source, first_seen, last_seen "
+                "FROM checkpoint_sightings WHERE origin = ? ORDER BY size, source",
+                [origin],
+            ).fetchall()
+        return [(int(r[0]), bytes(r[1]), str(r[2]), _aware(r[3]), _aware(r[4])) for r in rows]  # type: ignore[misc]
+
+    def advance_frontier(self, checkpoint: StoredCheckpoint, *, start: int, source: str) -> None:
+        """Record ``checkpoint`` as fully processed, in one transaction.
+
+        The entries ``[start, checkpoint.size)`` must already be stored; the
+        checkpoint, where it was seen, and the new frontier are written
+        together, so a crash leaves either the old frontier or the new one.
+
+        Raises:
+            StoreError: entries are missing, or the frontier would move back.
+            DivergenceError: the checkpoint contradicts a stored one.
+        """
+        origin = checkpoint.origin
+        with self.transaction() as con:
+            if start < checkpoint.size:
+                row = con.execute(
+                    "SELECT count(*) FROM verified_ranges "
+                    "WHERE origin = ? AND start_index <= ? AND end_index >= ?",
+                    [origin, start, checkpoint.size],
+                ).fetchone()
+                if not row or not row[0]:
+                    raise StoreError(
+                        f"{origin}: entries [{start}, {checkpoint.size}) are not all stored"
+                    )
+            old = con.execute("SELECT size FROM frontiers WHERE origin = ?", [origin]).fetchone()
+            if old is not None and int(old[0]) > checkpoint.size:
+                raise StoreError(
+                    f"{origin}: frontier {old[0]} cannot move back to {checkpoint.size}"
+                )
+            self._add_checkpoint(con, checkpoint)
+            self._record_sighting(con, checkpoint, source)
+            con.execute(
+                "INSERT INTO frontiers VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+                "size = excluded.size, root_hash = excluded.root_hash, "
+                "updated_at = excluded.updated_at",
+                [origin, start, checkpoint.size, checkpoint.root_hash, _now()],
+            )
+
+    def frontier(self, origin: str) -> tuple[int, StoredCheckpoint] | None:
+        """``(start, checkpoint)``: where the sync of ``origin`` began, its last full checkpoint."""
+        with self._lock:
+            row = self._con.execute(
+                "SELECT f.start_index, c.origin, c.size, c.root_hash, c.note, c.first_seen, "
+                "c.last_seen FROM frontiers f JOIN checkpoints c "
+                "ON c.origin = f.origin AND c.size = f.size WHERE f.origin = ?",
+                [origin],
+            ).fetchone()
+        if row is None:
+            return None
+        cp = StoredCheckpoint(
+            row[1], int(row[2]), bytes(row[3]), bytes(row[4]), _aware(row[5]), _aware(row[6])
+        )
+        return int(row[0]), cp

@@ -1,0 +1,421 @@
+"""Watchlists: identities, digests and key fingerprints matched over stored entries.
+
+Matching runs over the Arrow columns of entries (as the store hands them
+out), not a Python loop per entry: one regex pass pulls every entry's
+verifier (certificate or public key) and digest out of the JCS bodies, the
+verifier column is dictionary-encoded, and only its *distinct* values are
+parsed (X.509, with an LRU) and compared with the watch items. The digests
+are matched with one ``is_in``.
+
+Identities follow Fulcio's certificate profile: the subject is the SAN
+(email or URI), the OIDC issuer is the extension 1.3.6.1.4.1.57264.1.8
+(or the older 1.3.6.1.4.1.57264.1.1); see
+github.com/sigstore/fulcio/blob/main/docs/oid-info.md. rekor-monitor's
+``monitoredValues`` configuration is read as is (:func:`load_monitored_values`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cachetools
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from rekorkit.errors import MalformedError
+
+__all__ = [
+    "OID_ISSUER",
+    "OID_ISSUER_V1",
+    "IdentityWatch",
+    "OIDWatch",
+    "Verifier",
+    "WatchMatch",
+    "Watchlist",
+    "load_monitored_values",
+]
+
+OID_ISSUER_V1 = "1.3.6.1.4.1.57264.1.1"
+"""Fulcio's original OIDC issuer extension (raw bytes)."""
+OID_ISSUER = "1.3.6.1.4.1.57264.1.8"
+"""Fulcio's OIDC issuer extension (DER UTF8String)."""
+
+# The verifier of a JCS body: hashedrekord 0.0.1 spec.signature.publicKey.content,
+# dsse/intoto 0.0.1 signatures[].verifier, Rekor v2 verifier.{publicKey,x509Certificate}.rawBytes.
+_VERIFIER_RE = r'"(?:publicKey":\{"content|verifier|rawBytes)":"(?P<v>[A-Za-z0-9+/=]{16,})"'
+# The artifact / payload digest: hex "value" (v1 kinds) or base64 "digest" (Rekor v2).
+_DIGEST_RE = r'"(?:hash|payloadHash|data)":\{"algorithm":"[^"]*","(?:value|digest)":"(?P<d>[^"]*)"'
+
+
+@dataclass(frozen=True, slots=True)
+class Verifier:
+    """What a watchlist can see of one entry's verifier.
+
+    Attributes:
+        fingerprint: hex SHA-256 of the DER certificate, or of the public key's SPKI.
+        subjects: the certificate's SAN values (emails, URIs, DNS names) and subject CN.
+        issuer: the Fulcio OIDC issuer extension, if present.
+        extensions: other extension values by dotted OID (UTF-8 text where decodable).
+    """
+
+    fingerprint: str
+    subjects: tuple[str, ...] = ()
+    issuer: str | None = None
+    extensions: Mapping[str, str] = field(default_factory=dict)
+
+
+def _der_text(value: bytes) -> str:
+    """Fulcio's newer extensions hold a DER UTF8String; the older ones the raw text."""
+    if len(value) >= 2 and value[0] == 0x0C and value[1] < 0x80 and len(value) == value[1] + 2:
+        value = value[2:]
+    return value.decode("utf-8", "replace")
+
+
+def parse_verifier(blob: bytes) -> Verifier | None:
+    """Parse a base64 verifier field (PEM or DER certificate, or a PEM public key).
+
+    Returns ``None`` for a value that is none of these (it cannot match identities).
+    """
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    try:
+        if raw.startswith(b"-----BEGIN CERTIFICATE"):
+            cert = x509.load_pem_x509_certificate(raw)
+        elif raw.startswith(b"-----BEGIN"):
+            key = serialization.load_pem_public_key(raw)
+            spki = key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            return Verifier(hashlib.sha256(spki).hexdigest())
+        elif raw[:1] == b"\x30":
+            try:
+                cert = x509.load_der_x509_certificate(raw)
+            except ValueError:
+                serialization.load_der_public_key(raw)
+                return Verifier(hashlib.sha256(raw).hexdigest())
+        else:
+            return None
+    except (ValueError, TypeError):
+        return None
+    der = cert.public_bytes(serialization.Encoding.DER)
+    subjects: list[str] = []
+    issuer: str | None = None
+    extensions: dict[str, str] = {}
+    for ext in cert.extensions:
+        oid = ext.oid.dotted_string
+        if isinstance(ext.value, x509.SubjectAlternativeName):
+            for name in ext.value:
+                subjects.append(str(name.value))
+        elif isinstance(ext.value, x509.UnrecognizedExtension):
+            text = _der_text(ext.value.value)
+            extensions[oid] = text
+            if oid == OID_ISSUER or (oid == OID_ISSUER_V1 and issuer is None):
+                issuer = text
+    for attr in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME):
+        subjects.append(str(attr.value))
+    return Verifier(hashlib.sha256(der).hexdigest(), tuple(subjects), issuer, extensions)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityWatch:
+    """A certificate identity: a SAN (exact or regex) and optionally its OIDC issuers.
+
+    Attributes:
+        subject: the SAN (email, URI), or a regex matched in full when ``regex``.
+        issuers: accepted OIDC issuers (any when empty), exact or regex like ``subject``.
+        regex: treat ``subject`` and ``issuers`` as regular expressions.
+        name: the watch's name in alerts (default: derived from the values).
+    """
+
+    subject: str
+    issuers: tuple[str, ...] = ()
+    regex: bool = False
+    name: str = ""
+
+    @property
+    def watch_id(self) -> str:
+        """The name used in alert keys."""
+        return self.name or f"identity:{self.subject}|{','.join(self.issuers)}"
+
+    def matches(self, v: Verifier) -> str | None:
+        """The matching SAN of ``v``, if ``v`` is this identity."""
+        if self.issuers and (
+            v.issuer is None or not any(_same(p, v.issuer, self.regex) for p in self.issuers)
+        ):
+            return None
+        return next((s for s in v.subjects if _same(self.subject, s, self.regex)), None)
+
+
+@dataclass(frozen=True, slots=True)
+class OIDWatch:
+    """An X.509 extension value (rekor-monitor's ``oidMatchers``)."""
+
+    oid: str
+    values: tuple[str, ...]
+    name: str = ""
+
+    @property
+    def watch_id(self) -> str:
+        """The name used in alert keys."""
+        return self.name or f"oid:{self.oid}={','.join(self.values)}"
+
+    def matches(self, v: Verifier) -> str | None:
+        """The matching extension value of ``v``, if any."""
+        got = v.extensions.get(self.oid)
+        return got if got is not None and got in self.values else None
+
+
+def _same(pattern: str, value: str, regex: bool) -> bool:
+    return _compiled(pattern).fullmatch(value) is not None if regex else pattern == value
+
+
+_PATTERNS: cachetools.LRUCache[str, re.Pattern[str]] = cachetools.LRUCache(maxsize=1024)
+
+
+def _compiled(pattern: str) -> re.Pattern[str]:
+    found = _PATTERNS.get(pattern)
+    if found is None:
+        try:
+            found = _PATTERNS[pattern] = re.compile(pattern)
+        except re.error as exc:
+            raise MalformedError(f"bad regex {pattern!r}: {exc}", what="watchlist") from exc
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class WatchMatch:
+    """One stored entry that matches one watch item.
+
+    Attributes:
+        watch: the watch item's id.
+        origin: the entry's origin.
+        log_index: its index.
+        leaf_hash: its leaf hash (the UUID, as bytes).
+        value: what matched (the SAN, digest or fingerprint).
+        fingerprint: the verifier's fingerprint (``None`` when it did not parse).
+    """
+
+    watch: str
+    origin: str
+    log_index: int
+    leaf_hash: bytes
+    value: str
+    fingerprint: str | None
+
+
+def _normalize_digest(text: str) -> str:
+    d = text.strip().lower()
+    d = d.split(":", 1)[1] if ":" in d else d
+    try:
+        bytes.fromhex(d)
+    except ValueError as exc:
+        raise MalformedError(f"digest {text!r} is not hex", what="watchlist") from exc
+    return d
+
+
+class Watchlist:
+    """Identities, digests, key fingerprints and extension values to watch for.
+
+    Args:
+        identities: certificate identities.
+        digests: artifact or DSSE payload digests (hex, or ``sha256:<hex>``).
+        fingerprints: hex SHA-256 of a certificate (DER) or public key (SPKI DER).
+        oids: X.509 extension values.
+        cache_size: distinct verifiers kept parsed.
+    """
+
+    def __init__(
+        self,
+        identities: Iterable[IdentityWatch] = (),
+        digests: Iterable[str] = (),
+        fingerprints: Iterable[str] = (),
+        oids: Iterable[OIDWatch] = (),
+        *,
+        cache_size: int = 65536,
+    ) -> None:
+        self.identities = tuple(identities)
+        self.digests = frozenset(_normalize_digest(d) for d in digests)
+        self.fingerprints = frozenset(f.strip().lower().replace(":", "") for f in fingerprints)
+        self.oids = tuple(oids)
+        for w in self.identities:
+            if w.regex:
+                for p in (w.subject, *w.issuers):
+                    _compiled(p)
+        self._parsed: cachetools.LRUCache[bytes, Verifier | None] = cachetools.LRUCache(
+            maxsize=cache_size
+        )
+        # Rekor v2 bodies carry base64 digests; v1 bodies hex.
+        b64 = {base64.b64encode(bytes.fromhex(d)).decode() for d in self.digests}
+        self._digest_forms = pa.array(sorted(self.digests | b64), pa.string()).cast(pa.binary())
+
+    def __bool__(self) -> bool:
+        return bool(self.identities or self.digests or self.fingerprints or self.oids)
+
+    def _verifier(self, blob: bytes) -> Verifier | None:
+        if blob in self._parsed:
+            return self._parsed[blob]
+        v = self._parsed[blob] = parse_verifier(blob)
+        return v
+
+    def _verifier_matches(self, v: Verifier) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        if v.fingerprint in self.fingerprints:
+            found.append((f"fingerprint:{v.fingerprint}", v.fingerprint))
+        watches: list[IdentityWatch | OIDWatch] = [*self.identities, *self.oids]
+        for w in watches:
+            hit = w.matches(v)
+            if hit is not None:
+                found.append((w.watch_id, hit))
+        return found
+
+    def match(self, table: pa.Table | pa.RecordBatch) -> list[WatchMatch]:
+        """The matches among ``table``'s entries (the store's entry schema).
+
+        Entries are scanned as columns; only distinct verifiers are parsed.
+        """
+        if not self or table.num_rows == 0:
+            return []
+        bodies = table.column("body")
+        if isinstance(bodies, pa.ChunkedArray):
+            bodies = bodies.combine_chunks()
+        origins = table.column("origin")
+        indices = np.asarray(table.column("log_index"))
+        leaves = table.column("leaf_hash")
+        out: list[WatchMatch] = []
+        blobs: pa.Array | None = None
+        if self.identities or self.fingerprints or self.oids:
+            found_v = pc.extract_regex(bodies, _VERIFIER_RE)
+            blobs = pc.if_else(pc.is_valid(found_v), pc.struct_field(found_v, "v"), None)
+            encoded = pc.dictionary_encode(blobs)
+            distinct = encoded.dictionary.to_pylist()
+            hits: dict[int, list[tuple[str, str]]] = {}
+            prints: dict[int, str | None] = {}
+            for k, blob in enumerate(distinct):
+                v = self._verifier(blob)
+                prints[k] = v.fingerprint if v else None
+                found = self._verifier_matches(v) if v else []
+                if found:
+                    hits[k] = found
+            if hits:
+                codes = np.asarray(encoded.indices.fill_null(-1))
+                rows = np.flatnonzero(np.isin(codes, np.fromiter(hits, np.int64)))
+                for r in rows.tolist():
+                    code = int(codes[r])
+                    for watch, value in hits[code]:
+                        out.append(
+                            WatchMatch(
+                                watch,
+                                origins[r].as_py(),
+                                int(indices[r]),
+                                leaves[r].as_py(),
+                                value,
+                                prints[code],
+                            )
+                        )
+        if self.digests:
+            found_d = pc.struct_field(pc.extract_regex(bodies, _DIGEST_RE), "d")
+            rows = np.flatnonzero(
+                np.asarray(pc.fill_null(pc.is_in(found_d, value_set=self._digest_forms), False))
+            )
+            for r in rows.tolist():
+                raw = found_d[r].as_py()
+                text = raw.decode()
+                hexd = text if text in self.digests else base64.b64decode(text).hex()
+                fp = None
+                if blobs is not None and blobs[r].is_valid:
+                    v = self._verifier(blobs[r].as_py())
+                    fp = v.fingerprint if v else None
+                out.append(
+                    WatchMatch(
+                        f"digest:{hexd}",
+                        origins[r].as_py(),
+                        int(indices[r]),
+                        leaves[r].as_py(),
+                        hexd,
+                        fp,
+                    )
+                )
+        out.sort(key=lambda m: (m.origin, m.log_index, m.watch))
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The watchlist as configuration (for reports)."""
+        return {
+            "identities": [
+                {"subject": w.subject, "issuers": list(w.issuers), "regex": w.regex}
+                for w in self.identities
+            ],
+            "digests": sorted(self.digests),
+            "fingerprints": sorted(self.fingerprints),
+            "oids": [{"oid": w.oid, "values": list(w.values)} for w in self.oids],
+        }
+
+
+def _oid_text(value: object, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Sequence) and all(isinstance(p, int) for p in value):
+        return ".".join(str(p) for p in value)
+    raise MalformedError(f"{where}: an OID is a dotted string or a list of integers")
+
+
+def monitored_values(doc: Mapping[str, Any]) -> Watchlist:
+    """A watchlist from rekor-monitor's ``monitoredValues`` mapping.
+
+    ``certIdentities`` (``certSubject`` regex, optional ``issuers`` regexes),
+    ``subjects`` (regexes over the SAN), ``fingerprints`` and ``oidMatchers``
+    (``objectIdentifier`` or ``extension``, with ``extensionValues``); see
+    github.com/sigstore/rekor-monitor's README.
+    """
+    values = doc.get("monitoredValues", doc)
+    if not isinstance(values, Mapping):
+        raise MalformedError("monitoredValues must be a mapping", what="monitoredValues")
+    identities: list[IdentityWatch] = []
+    for i, item in enumerate(values.get("certIdentities") or []):
+        if not isinstance(item, Mapping) or not isinstance(item.get("certSubject"), str):
+            raise MalformedError(
+                "needs a certSubject string", what="monitoredValues", where=f"certIdentities[{i}]"
+            )
+        issuers = tuple(str(x) for x in item.get("issuers") or [])
+        identities.append(IdentityWatch(item["certSubject"], issuers, regex=True))
+    for s in values.get("subjects") or []:
+        identities.append(IdentityWatch(str(s), regex=True))
+    oids: list[OIDWatch] = []
+    for i, item in enumerate(values.get("oidMatchers") or []):
+        where = f"oidMatchers[{i}]"
+        if not isinstance(item, Mapping):
+            raise MalformedError("must be a mapping", what="monitoredValues", where=where)
+        oid = _oid_text(item.get("objectIdentifier") or item.get("extension"), where)
+        vals = tuple(str(x) for x in item.get("extensionValues") or [])
+        oids.append(OIDWatch(oid, vals))
+    fingerprints = [str(f) for f in values.get("fingerprints") or []]
+    return Watchlist(identities, (), fingerprints, oids)
+
+
+def load_monitored_values(path: str | Path) -> Watchlist:
+    """Read a rekor-monitor configuration file (YAML) into a :class:`Watchlist`.
+
+    Raises:
+        MalformedError: the file is not YAML or not that configuration.
+    """
+    import yaml  # type: ignore[import-untyped]
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise MalformedError(f"{path}: {exc}", what="monitoredValues") from exc
+    if not isinstance(doc, Mapping):
+        raise MalformedError(f"{path}: not a mapping", what="monitoredValues")
+    return monitored_values(doc)
