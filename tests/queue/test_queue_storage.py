@@ -140,12 +140,16 @@ def test_claims_lease_due_items_and_expired_leases_come_back(queue: SubmissionQu
     assert len(first) == 2 and all(c.claims == 1 and c.log_size_hint == 5 for c in first)
     assert store.get(first[0].submission.id).state == State.LEASED  # type: ignore[union-attr]
     rest = store.claim(limit=10, lease=30, now=clock.t)
-    assert [c.submission.id for c in rest] == [i for i in ids if i not in {c.submission.id for c in first}]
+    assert [c.submission.id for c in rest] == [
+        i for i in ids if i not in {c.submission.id for c in first}
+    ]
     assert store.claim(limit=10, lease=30, now=clock.t + 29) == []  # all leased
     # The first worker died: its leases expire and the items are due again.
     again = store.claim(limit=10, lease=30, now=clock.t + 31)
     assert len(again) == 3 and all(c.claims == 2 for c in again)
-    assert {c.log_size_hint for c in again if c.submission.id in {x.submission.id for x in first}} == {5}
+    assert {
+        c.log_size_hint for c in again if c.submission.id in {x.submission.id for x in first}
+    } == {5}
 
 
 def test_a_stale_worker_cannot_overwrite_a_newer_claim(queue: SubmissionQueue) -> None:
@@ -195,7 +199,9 @@ def test_release_gives_items_back_without_an_attempt(queue: SubmissionQueue) -> 
 def test_backends_are_stored_with_their_keys(queue: SubmissionQueue) -> None:
     b = QueueBackend("http://127.0.0.1:9/", 2, public_key="PEM", vkey="name+1234+AAAA")
     queue.enqueue(hashedrekord_v2(1), backend=b)
-    assert queue.storage.backends() == [QueueBackend("http://127.0.0.1:9", 2, "PEM", "name+1234+AAAA")]
+    assert queue.storage.backends() == [
+        QueueBackend("http://127.0.0.1:9", 2, "PEM", "name+1234+AAAA")
+    ]
 
 
 def test_durable_across_reopen(tmp_path: Path) -> None:
