@@ -237,7 +237,7 @@ class ProxyService:
                 size=signed.size,
                 expected=signed.root,
                 actual=root,
-                checkpoint=signed.raw,
+                checkpoint=signed.raw.decode("utf-8", "replace"),
             )
         return edge
 
@@ -279,7 +279,7 @@ class ProxyService:
         try:
             signed = open_checkpoint(raw, self.verifier, origin=self.origin)
         except VerificationError as exc:
-            exc.evidence.setdefault("checkpoint", raw)
+            exc.evidence.setdefault("checkpoint", raw.decode("utf-8", "replace"))
             raise
         self.upstream_size = signed.size
         old = self._checkpoint
@@ -311,8 +311,8 @@ class ProxyService:
         read: Callable[[int, int, int], Awaitable[bytes]],
     ) -> None:
         evidence = {
-            "old": old.raw,
-            "new": new.raw,
+            "old": old.raw.decode("utf-8", "replace"),
+            "new": new.raw.decode("utf-8", "replace"),
             "old_size": old.size,
             "new_size": new.size,
             "old_root": old.root,
@@ -494,7 +494,7 @@ class ProxyService:
         """Raise the upstream's bad tile as a TileError carrying re-checkable evidence."""
         error = exc if isinstance(exc, TileError) else TileError(str(exc))
         error.evidence.setdefault("path", path)
-        error.evidence.setdefault("checkpoint", cp.raw)
+        error.evidence.setdefault("checkpoint", cp.raw.decode("utf-8", "replace"))
         error.evidence.setdefault("upstream", self.upstream_urls[0])
         self.metrics.verification_failures.labels(kind).inc()
         self._record_error(path, error)
