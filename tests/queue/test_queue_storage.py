@@ -230,9 +230,8 @@ def test_truncated_queue_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(data[:100] + b"\xff" * 200 + data[300:])  # the header page damaged
     for suffix in ("-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
-    with pytest.raises(StoreError, match=str(path).replace("\\", "\\\\")):
-        with SubmissionQueue(path) as q:
-            q.status()
+    with pytest.raises(StoreError, match="corrupt or not a queue"), SubmissionQueue(path) as q:
+        q.status()
 
 
 def test_other_database_and_newer_schema_are_refused(tmp_path: Path) -> None:

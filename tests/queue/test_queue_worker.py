@@ -1,4 +1,4 @@
-"""SubmissionWorker against the local log: retries, Retry-After, 409s, ambiguous writes, dead letters."""
+"""SubmissionWorker against the local log: retries, 409s, ambiguous writes, dead letters."""
 
 from __future__ import annotations
 
