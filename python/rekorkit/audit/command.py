@@ -56,8 +56,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
         default=DEFAULT_DB,
-        metavar="PATH",
-        help=f"DuckDB file for verified entries (default ./{DEFAULT_DB})",
+        metavar="PATH|URL",
+        help=f"DuckDB file or postgresql:// URL for verified entries (default ./{DEFAULT_DB})",
     )
     parser.add_argument("--no-store", action="store_true", help="verify only; store nothing")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -75,6 +75,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="hash level-0 tiles from the bundles instead of fetching them (half the "
         "requests; every entry is still checked up to the signed root)",
+    )
+    parser.add_argument(
+        "--dask", default=None, metavar="ADDRESS", help="run on this Dask scheduler (tcp://...)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="run on a local Dask cluster of N"
+    )
+    parser.add_argument(
+        "--parquet", default=None, metavar="DIR", help="also write entries as Parquet (Dask runs)"
     )
 
 
@@ -175,9 +184,10 @@ def _progress(enabled: bool) -> Any:
 
 
 async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> Any:
-    from rekorkit.store.duckdb import DuckDBStore
+    from rekorkit.store.open import open_store
 
-    store = None if args.no_store else await asyncio.to_thread(DuckDBStore, args.db)
+    # Any: the engines are annotated with DuckDBStore; PostgresStore has the same API.
+    store: Any = None if args.no_store else await asyncio.to_thread(open_store, args.db)
     bar = _progress(sys.stderr.isatty() and not args.json)
     task_id: Any = None
     mb = [0.0]
@@ -195,6 +205,14 @@ async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> An
     try:
         if bar is not None:
             bar.start()
+        if args.dask or args.workers:
+            from rekorkit.audit.distributed import verify_on_cluster
+
+            return await verify_on_cluster(
+                args.url, verifier, scheduler=args.dask, workers=args.workers, store=store,
+                parquet=args.parquet, start=args.start, end=args.end, origin=args.origin,
+                progress=progress, on_plan=on_plan,
+            )  # fmt: skip
         if api == "v2":
             from rekorkit.audit.tilelog import verify_tile_log
             from rekorkit.client.tilereader import AsyncTileReader
@@ -295,6 +313,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.concurrency < 1:
         return _fail(args, 2, "usage error", ValueError("--concurrency must be >= 1"))
+    if (args.dask or args.workers or args.parquet) and (
+        args.api == "v1" or not (args.dask or args.workers) or (args.workers or 1) < 1
+    ):
+        problem = "--parquet needs --dask or --workers N >= 1; Dask runs audit tile (v2) logs"
+        return _fail(args, 2, "usage error", ValueError(problem))
     try:
         api = args.api if args.api != "auto" else asyncio.run(_detect_api(args.url))
         verifier = resolve_verifier(args.key, args.url, api, args.origin)

@@ -394,26 +394,30 @@ class PostgresStore:
         origin: str,
         run_id: str,
         *,
-        start: int,
-        end: int,
+        ranges: Sequence[tuple[int, int]],
         checkpoint: StoredCheckpoint | None = None,
     ) -> int:
-        """Move the staged entries ``[start, end)`` of ``run_id`` into ``entries``, in one
-        transaction with their verified range and checkpoint; drop the run's staging.
+        """Move the staged entries of ``run_id`` in ``ranges`` into ``entries``, in one
+        transaction with their verified ranges and checkpoint; drop the run's staging.
 
         Call it only once the whole range has hashed up to the signed root.
 
+        Returns:
+            the number of entries stored.
+
         Raises:
-            StoreError: staged rows are missing (a lost write, a server restart).
+            StoreError: staged rows are missing (a lost write, a server restart):
+                nothing is stored.
             WriterConflictError, DivergenceError: as :meth:`commit_entries`.
         """
-        if not 0 <= start <= end:
-            raise StoreError(f"bad range [{start}, {end})")
+        total = 0
         with self.transaction() as cur:
             self._lock_head(cur, origin)
             if checkpoint is not None:
                 self._add_checkpoint(cur, checkpoint)
-            if start < end:
+            for start, end in ranges:
+                if not 0 <= start < end:
+                    raise StoreError(f"bad range [{start}, {end})")
                 self._check_overlap(cur, origin, start, end)
                 cur.execute(
                     sql.SQL(
@@ -429,13 +433,11 @@ class PostgresStore:
                         f"of {origin}, expected {end - start} (a lost write or a restart); "
                         "nothing was marked verified"
                     )
-                cur.execute(
-                    "SELECT max(checkpoint_size) FROM entry_staging WHERE run_id = %s", [run_id]
-                )
-                row = cur.fetchone()
-                self._add_range(cur, origin, start, end, int(row[0]) if row and row[0] else 0)
+                size = checkpoint.size if checkpoint is not None else 0
+                self._add_range(cur, origin, start, end, size)
+                total += end - start
             cur.execute("DELETE FROM entry_staging WHERE run_id = %s", [run_id])
-        return end - start
+        return total
 
     def drop_staged(self, run_id: str) -> None:
         """Forget the staged entries of ``run_id`` (a failed or abandoned run)."""
