@@ -209,10 +209,13 @@ def _is_v2(tle: TransparencyLogEntry) -> bool:
     return (tle.kind, tle.version) in _V2_SPEC
 
 
-def _utc(when: datetime | float) -> datetime:
+def _utc(when: datetime | float, where: str = "integratedTime") -> datetime:
     if isinstance(when, datetime):
         return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    return datetime.fromtimestamp(when, UTC)
+    try:
+        return datetime.fromtimestamp(when, UTC)
+    except (OverflowError, ValueError, OSError) as exc:
+        raise MalformedError(f"time {when} is out of range", what="entry", where=where) from exc
 
 
 def _log_times(
@@ -225,7 +228,7 @@ def _log_times(
     else:
         times.extend(ts.time for ts in ctx.timestamps)
     if at is not None:
-        times.append(_utc(at))
+        times.append(_utc(at, "at"))
     return times
 
 
