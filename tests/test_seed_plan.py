@@ -117,3 +117,33 @@ def test_step8_persist_an_entry_and_read_it_back_intact(
     assert stored.integrated_time == submitted.integrated_time
     assert (stored.kind, stored.api_version) == ("dsse", "0.0.1")
     assert stored.checkpoint_size == report.checkpoint_size >= submitted.log_index + 1
+
+
+def test_step4_queued_submission_survives_503s_and_429_then_verifies(tmp_path: Path) -> None:
+    from rekorkit.client import RetryPolicy
+    from rekorkit.entries import verify_entry
+    from rekorkit.queue import QueueBackend, State, SubmissionQueue, SubmissionWorker
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    statement = json.dumps({"_type": "https://in-toto.io/Statement/v1", "subject": []}).encode()
+    request = dsse_v001_request(sign_envelope(PAYLOAD_TYPE, statement, key), [key.public_key()])
+    with start_server() as srv, SubmissionQueue(tmp_path / "queue.sqlite") as queue:
+        backend = QueueBackend(srv.url, 1, public_key=srv.public_key_pem, vkey=srv.v1_vkey)
+        sid = queue.enqueue(request, backend=backend)  # durable before it returns
+        srv.set_faults(
+            {"action": "status", "status": 503, "count": 2, "method": "POST"},
+            {"action": "status", "status": 429, "retry_after": 1, "count": 1, "method": "POST"},
+        )
+        worker = SubmissionWorker(
+            queue, retry=RetryPolicy(max_attempts=5, base_delay=0.05, max_delay=0.2), lease=10
+        )
+        report = asyncio.run(worker.run(once=True, handle_signals=False))
+        assert (report.done, report.dead, report.open) == (1, 0, 0)
+        sub = queue.get(sid)
+    assert sub.state == State.DONE
+    assert [a.status for a in sub.errors] == [503, 503, 429]
+    assert sub.updated_at - sub.errors[-1].at >= 1.0  # Retry-After: 1 was honoured
+    assert sub.receipt is not None
+    result = verify_entry(sub.receipt, log_key=srv.public_key_pem, strict=True)
+    assert result.entry is not None and result.entry.log_index == sub.log_index == 0
+    assert result.entry.uuid == sub.uuid

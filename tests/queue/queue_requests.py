@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from rekorkit.entries import dsse_v001_request, hashedrekord_v002_request
-from rekorkit.entries.dsse import Envelope, EnvelopeSignature, pae
+from rekorkit.entries.dsse import Envelope, sign_envelope
 from rekorkit.queue import QueueBackend
 from rekorkit.testing import LocalRekor
 
@@ -20,8 +20,7 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 def envelope(n: int, key: ec.EllipticCurvePrivateKey = KEY) -> Envelope:
     """A DSSE envelope over a distinct payload, signed by ``key``."""
     payload = b'{"_type":"https://in-toto.io/Statement/v1","n":%d}' % n
-    sig = key.sign(pae(PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
-    return Envelope(PAYLOAD_TYPE, payload, (EnvelopeSignature(sig),))
+    return sign_envelope(PAYLOAD_TYPE, payload, key)
 
 
 def dsse(n: int) -> dict[str, Any]:
