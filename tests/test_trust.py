@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from conftest import require_vectors
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rekorkit.errors import MalformedError
 from rekorkit.note import ECDSAVerifier, Ed25519Verifier, RSAVerifier, parse_verifier_key
 from rekorkit.trust import (
@@ -197,3 +201,152 @@ def test_client_trust_config_wraps_a_root() -> None:
     root = load_trusted_root(_asset("test-assets", "trust_config", "config.v1.json"))
     assert [log.origin for log in root.logs] == ["rekor.sigstore.dev"]
     assert root.logs[0].log_id.hex().startswith("c0d23d6a")
+
+
+# ------------------------------------------------- protobuf-JSON semantics and validity windows
+
+
+def _local_root(**valid_for: object) -> dict[str, object]:
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return {
+        "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+        "tlogs": [
+            {
+                "baseUrl": "https://log.example",
+                "publicKey": {"rawBytes": base64.b64encode(spki).decode(), "validFor": valid_for},
+                "logId": {"keyId": base64.b64encode(log_id_v2("log.example", key)).decode()},
+            }
+        ],
+    }
+
+
+def test_null_end_means_open_and_null_fields_are_unset() -> None:
+    # defect: "end": null was refused as "expected an RFC 3339 time"
+    root = load_trusted_root(_local_root(start="2025-01-01T00:00:00Z", end=None))
+    assert root.logs[0].valid_to is None
+    assert root.logs[0].valid_from == datetime(2025, 1, 1, tzinfo=UTC)
+    obj = _local_root(start="2025-01-01T00:00:00.123456789Z")
+    obj.update(timestampAuthorities=None, ctlogs=None)
+    assert load_trusted_root(obj).timestamp_authorities == ()
+    obj["tlogs"][0]["publicKey"]["keyDetails"] = None  # type: ignore[index]
+    assert load_trusted_root(obj).logs[0].key_details == "PKIX_ED25519"
+
+
+@pytest.mark.parametrize(
+    "valid_for",
+    [{}, {"start": None}, {"start": None, "end": "2030-01-01T00:00:00Z"}, None],
+)
+def test_a_log_key_without_a_start_is_refused(valid_for: object) -> None:
+    # defect: a key with no validFor.start was accepted as valid since forever
+    obj = _local_root()
+    obj["tlogs"][0]["publicKey"]["validFor"] = valid_for  # type: ignore[index]
+    with pytest.raises(MalformedError, match="no start of validity") as info:
+        load_trusted_root(obj)
+    assert info.value.where == "tlogs[0].publicKey.validFor.start"
+
+
+def test_proto_field_names_are_accepted_too() -> None:
+    camel = _local_root(start="2025-01-01T00:00:00Z")
+    t = camel["tlogs"][0]  # type: ignore[index]
+    snake = {
+        "media_type": camel["mediaType"],
+        "tlogs": [
+            {
+                "base_url": t["baseUrl"],
+                "public_key": {
+                    "raw_bytes": t["publicKey"]["rawBytes"],
+                    "valid_for": {"start": "2025-01-01T00:00:00Z"},
+                },
+                "log_id": {"key_id": t["logId"]["keyId"]},
+            }
+        ],
+    }
+    assert load_trusted_root(snake).logs == load_trusted_root(camel).logs
+
+
+@pytest.mark.parametrize(
+    ("valid_for", "where", "match"),
+    [
+        ({"start": "2025-01-01"}, "start", "RFC 3339"),
+        ({"start": "2025-01-01T00:00:00"}, "start", "RFC 3339"),  # no offset
+        ({"start": "2025-02-30T00:00:00Z"}, "start", "bad time"),
+        ({"start": 1735689600}, "start", "RFC 3339"),
+        ({"start": "2025-01-02T00:00:00Z", "end": "2025-01-01T00:00:00Z"}, "", "before it starts"),
+    ],
+)
+def test_bad_validity_names_the_field(valid_for: object, where: str, match: str) -> None:
+    with pytest.raises(MalformedError, match=match) as info:
+        load_trusted_root(_local_root(**valid_for))  # type: ignore[arg-type]
+    assert info.value.where == "tlogs[0].publicKey.validFor" + (f".{where}" if where else "")
+
+
+def test_timestamp_authorities_are_read() -> None:
+    staging = load_trusted_root(_asset("embedded-trust", "staging.trusted_root.json"))
+    [tsa] = staging.timestamp_authorities
+    assert tsa.subject == "sigstore.dev/sigstore-tsa-selfsigned"
+    assert tsa.uri == "https://timestamp.sigstage.dev/api/v1/timestamp"
+    assert len(tsa.certificates) == 2 and tsa.valid_to is None
+    assert tsa.valid_from == datetime(2025, 4, 9, tzinfo=UTC)
+    assert not tsa.valid_at(datetime(2025, 4, 8, 23, 59, 59, tzinfo=UTC))
+    assert tsa.valid_at(datetime(2025, 4, 9, tzinfo=UTC).timestamp())
+    obj = json.loads(_asset("embedded-trust", "staging.trusted_root.json").read_text())
+    del obj["timestampAuthorities"][0]["validFor"]["start"]
+    with pytest.raises(MalformedError, match="no start of validity") as info:
+        load_trusted_root(obj)
+    assert info.value.where == "timestampAuthorities[0].validFor.start"
+    obj = json.loads(_asset("embedded-trust", "staging.trusted_root.json").read_text())
+    obj["timestampAuthorities"][0]["certChain"]["certificates"][1]["rawBytes"] = "AAAA"
+    with pytest.raises(MalformedError) as info:
+        load_trusted_root(obj)
+    assert info.value.where == "timestampAuthorities[0].certChain.certificates[1]"
+    obj["timestampAuthorities"][0]["certChain"]["certificates"] = []
+    with pytest.raises(MalformedError, match="certificate chain"):
+        load_trusted_root(obj)
+
+
+def _paths(obj: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    out = [prefix]
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.extend(_paths(v, (*prefix, k)))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.extend(_paths(v, (*prefix, i)))
+    return out
+
+
+_JUNK = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=10)
+    | st.sampled_from(["", "AAAA", "9999-12-31T23:59:60Z", "0001-01-01T00:00:00-01:00"])
+    | st.lists(st.none(), max_size=2)
+    | st.dictionaries(st.text(max_size=3), st.none(), max_size=2)
+)
+
+
+@given(st.data())
+@settings(max_examples=300, deadline=None)
+def test_mutated_trusted_roots_raise_only_malformed(data: st.DataObject) -> None:
+    obj = json.loads(_asset("embedded-trust", "staging.trusted_root.json").read_text())
+    paths = _paths(obj)[1:]
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        target: Any = obj
+        try:
+            for p in path[:-1]:
+                target = target[p]
+            if data.draw(st.booleans()) and isinstance(target, dict):
+                target.pop(path[-1], None)
+            else:
+                target[path[-1]] = data.draw(_JUNK)
+        except (KeyError, IndexError, TypeError):
+            continue
+    with contextlib.suppress(MalformedError):
+        root = load_trusted_root(obj)
+        assert all(log.valid_from is not None for log in root.logs)
