@@ -164,6 +164,8 @@ def start_server(
     max_batch: int = 1024,
     max_body: int | None = None,
     integration_delay: float = 0.0,
+    request_timeout: float | None = None,
+    max_connections: int | None = None,
     extra_args: tuple[str, ...] = (),
 ) -> LocalRekor:
     """Start a log server on ``127.0.0.1`` with an ephemeral port and wait until it answers.
@@ -176,7 +178,8 @@ def start_server(
         seed: preload this many synthetic signed entries.
         subprocess: run ``rekorkit serve`` in a child process instead of a thread.
         fsync: make batches durable (off only for throwaway benchmark data).
-        batch_wait, max_batch, max_body, integration_delay: see :class:`ServerOptions`.
+        batch_wait, max_batch, max_body, integration_delay, request_timeout,
+            max_connections: see :class:`~rekorkit.server.ServerOptions` (None: its default).
         extra_args: more ``rekorkit serve`` options (subprocess mode).
     """
     cleanup = None
@@ -197,18 +200,24 @@ def start_server(
             max_batch=max_batch,
             max_body=max_body,
             integration_delay=integration_delay,
-            extra_args=extra_args,
+            extra_args=_limit_args(request_timeout, max_connections) + tuple(extra_args),
         )
-    from rekorkit.server.app import ServerOptions, open_service
-    from rekorkit.server.responses import DEFAULT_MAX_BODY
+    from rekorkit.server.service import ServerOptions, open_service
 
+    limits: dict[str, Any] = {}
+    if max_body:
+        limits["max_body"] = max_body
+    if request_timeout is not None:
+        limits["request_timeout"] = request_timeout
+    if max_connections is not None:
+        limits["max_connections"] = max_connections
     options = ServerOptions(
         read_only=read_only,
         faults=faults,
-        max_body=max_body or DEFAULT_MAX_BODY,
         max_batch=max_batch,
         batch_wait=batch_wait,
         integration_delay=integration_delay,
+        **limits,
     )
     service = open_service(data_dir, host=origin, options=options, fsync=fsync)
     if seed:
@@ -218,12 +227,22 @@ def start_server(
     return _start_thread(service, data_dir, cleanup)
 
 
+def _limit_args(request_timeout: float | None, max_connections: int | None) -> tuple[str, ...]:
+    args: tuple[str, ...] = ()
+    if request_timeout is not None:
+        args += ("--request-timeout", str(request_timeout))
+    if max_connections is not None:
+        args += ("--max-connections", str(max_connections))
+    return args
+
+
 def _start_thread(service: Any, data_dir: Path, cleanup: Path | None) -> LocalRekor:
     import socket
 
     import uvicorn
 
     from rekorkit.server.app import create_app
+    from rekorkit.server.connections import server_config
 
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
     # and without it small responses wait ~40 ms for delayed ACKs.
@@ -233,9 +252,7 @@ def _start_thread(service: Any, data_dir: Path, cleanup: Path | None) -> LocalRe
     port = sock.getsockname()[1]
     # loop="asyncio": the server shares this process (and its event-loop policy) with the
     # caller's tests, so it must not switch the process to uvloop.
-    config = uvicorn.Config(
-        create_app(service), log_level="warning", access_log=False, lifespan="on", loop="asyncio"
-    )
+    config = server_config(create_app(service), service.options, loop="asyncio")
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"rekorkit-serve-{port}"

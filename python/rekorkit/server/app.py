@@ -24,7 +24,7 @@ from rekorkit.errors import MalformedError
 from rekorkit.server import v1, v2
 from rekorkit.server.faults import FaultMiddleware, FaultRequest, is_loopback
 from rekorkit.server.fork import build_fork
-from rekorkit.server.responses import api_error, json_response, load_json, read_body
+from rekorkit.server.responses import BodyTooLarge, api_error, json_response, load_json, read_body
 from rekorkit.server.service import LogService, ServerOptions, open_service
 
 __all__ = ["LogService", "ServerOptions", "create_app", "open_service"]
@@ -55,6 +55,8 @@ async def admin_faults(request: Request) -> Response:
         try:
             body = await read_body(request, _ADMIN_MAX_BODY)
             req = FaultRequest.from_json(load_json(body) if body.strip() else {})
+        except BodyTooLarge as exc:
+            return api_error(request.url.path, 413, str(exc))
         except MalformedError as exc:
             return api_error(request.url.path, 400, str(exc))
         service.faults.set_rules(req.rules, replace=req.replace, seed=req.seed)
@@ -72,6 +74,8 @@ async def admin_fork(request: Request) -> Response:
             body = load_json(raw) if raw.strip() else {}
             at, extra, readers = _fork_request(body, service.log.state.size)
             service.fork = build_fork(service.log, at=at, extra=extra, readers=readers)
+        except BodyTooLarge as exc:
+            return api_error(request.url.path, 413, str(exc))
         except (MalformedError, ValueError) as exc:
             return api_error(request.url.path, 400, str(exc))
     fork = service.fork

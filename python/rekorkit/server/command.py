@@ -1,8 +1,9 @@
 """``rekorkit serve``: run a local Rekor-compatible log (v1 + v2 APIs, tiles).
 
 Prints the origin, the verifier keys and the v1 public key on start, then a
-``listening on http://HOST:PORT`` line (scripts and :mod:`rekorkit.testing`
-wait for it), and serves until interrupted.
+``listening on http://HOST:PORT`` line once the socket accepts connections
+(scripts and :mod:`rekorkit.testing` connect as soon as they read it), and
+serves until interrupted.
 """
 
 from __future__ import annotations
@@ -13,9 +14,19 @@ import socket
 import sys
 import time
 
-from rekorkit.server.app import ServerOptions, create_app, open_service
+import uvicorn
+
+from rekorkit.server.app import create_app
+from rekorkit.server.connections import server_config
 from rekorkit.server.faults import is_loopback
 from rekorkit.server.responses import DEFAULT_MAX_BODY
+from rekorkit.server.service import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_TIMEOUT,
+    LogService,
+    ServerOptions,
+    open_service,
+)
 
 __all__ = ["configure", "run"]
 
@@ -36,6 +47,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fault-seed", type=int, default=None, help="seed for fractional faults")
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, help="request body limit")
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=DEFAULT_REQUEST_TIMEOUT,
+        metavar="SECONDS",
+        help="time for a client to send a whole request (then 408 and close)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="open connections at once (more get 503 and are closed)",
+    )
     parser.add_argument("--batch-size", type=int, default=1024, help="most entries per batch")
     parser.add_argument("--batch-wait-ms", type=float, default=4.0, help="batch collection window")
     parser.add_argument(
@@ -63,17 +88,21 @@ def run(args: argparse.Namespace) -> int:
     if args.faults and not is_loopback(args.host):
         print("error: --faults is only allowed on a loopback address", file=sys.stderr)
         return 2
-    import uvicorn
-
-    options = ServerOptions(
-        read_only=args.read_only,
-        faults=args.faults,
-        max_body=args.max_body,
-        max_batch=args.batch_size,
-        batch_wait=args.batch_wait_ms / 1000,
-        integration_delay=args.integration_delay_ms / 1000,
-        fault_seed=args.fault_seed,
-    )
+    try:
+        options = ServerOptions(
+            read_only=args.read_only,
+            faults=args.faults,
+            max_body=args.max_body,
+            max_batch=args.batch_size,
+            batch_wait=args.batch_wait_ms / 1000,
+            integration_delay=args.integration_delay_ms / 1000,
+            fault_seed=args.fault_seed,
+            request_timeout=args.request_timeout,
+            max_connections=args.max_connections,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         service = open_service(
             args.data, host=args.origin, options=options, fsync=not args.no_fsync
@@ -105,12 +134,8 @@ def run(args: argparse.Namespace) -> int:
         service.close()
         return 2
     port = sock.getsockname()[1]
-    for line in describe(service, args.host, port):
-        print(line, flush=True)
-    config = uvicorn.Config(
-        create_app(service), log_level=args.log_level, access_log=False, lifespan="on"
-    )
-    server = uvicorn.Server(config)
+    config = server_config(create_app(service), options, log_level=args.log_level)
+    server = _AnnouncingServer(config, describe(service, args.host, port))
     logging.getLogger(__name__).debug("serving %s", args.data)
     try:
         server.run(sockets=[sock])
@@ -119,11 +144,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe(service: object, host: str, port: int) -> list[str]:
-    """The start-up banner: origin, verifier keys, public key, URL (last line)."""
-    from rekorkit.server.app import LogService
+class _AnnouncingServer(uvicorn.Server):
+    """Prints the banner once the socket listens and the application has started, so a
+    client that connects the moment it reads ``listening on`` is never refused."""
 
-    assert isinstance(service, LogService)
+    def __init__(self, config: uvicorn.Config, banner: list[str]):
+        super().__init__(config)
+        self.banner = banner
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            for line in self.banner:
+                print(line, flush=True)
+
+
+def describe(service: LogService, host: str, port: int) -> list[str]:
+    """The start-up banner: origin, verifier keys, public key, URL (last line)."""
     log = service.log
     ident = log.identity
     state = log.state

@@ -48,7 +48,7 @@ class LogIdentity:
         ed25519_public: the raw 32-byte Ed25519 public key.
         ecdsa_spki: DER SubjectPublicKeyInfo of the v1 key.
         v1_log_id: the Rekor OpenAPI, logID: SHA-256 of the v1 key's DER SPKI.
-        v2_log_id: the rekor-tiles API, checkpoints: SHA-256(origin || 0x0A || 0x01 || Ed25519 key).
+        v2_log_id: rekor-tiles checkpoints: SHA-256(origin || 0x0A || 0x01 || Ed25519 key).
     """
 
     host: str
@@ -88,7 +88,7 @@ class LogIdentity:
 
     @property
     def origin(self) -> str:
-        """The C2SP checkpoint origin (= key name, the rekor-tiles API, checkpoints)."""
+        """The C2SP checkpoint origin (= key name, rekor-tiles checkpoints)."""
         return self.host
 
     @property

@@ -42,15 +42,19 @@ def _index_path(index: int) -> str:
 
 
 def tile_path(level: int, index: int, width: int = _TILE_WIDTH) -> str:
-    """The relative path of hash tile ``(level, index)`` of ``width`` hashes (c2sp.org/tlog-
-    tiles)."""
+    """The relative path of hash tile ``(level, index)`` of ``width`` hashes.
+
+    The path format is c2sp.org/tlog-tiles.
+    """
     suffix = "" if width == _TILE_WIDTH else f".p/{width}"
     return f"tile/{level}/{_index_path(index)}{suffix}"
 
 
 def bundle_path(index: int, width: int = _TILE_WIDTH) -> str:
-    """The relative path of entry bundle ``index`` holding ``width`` entries (c2sp.org/tlog-
-    tiles)."""
+    """The relative path of entry bundle ``index`` holding ``width`` entries.
+
+    The path format is c2sp.org/tlog-tiles.
+    """
     suffix = "" if width == _TILE_WIDTH else f".p/{width}"
     return f"tile/entries/{_index_path(index)}{suffix}"
 
