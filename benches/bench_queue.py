@@ -1,0 +1,189 @@
+"""The submission queue: durable enqueue in batches, and draining into ``rekorkit serve``.
+
+Enqueue: the same prepared entries stored by the queue in batches of 1,000
+(one transaction each, WAL, ``synchronous=FULL``) beside the plain way, one
+INSERT and one commit per entry on an equally durable SQLite file; a third
+case includes the validation (signatures checked, canonical body, leaf hash).
+
+Drain: the worker's rate (claim, submit through the verified async client,
+record the receipt) beside the async client's raw ``submit_many`` on the same
+log in the same run (every response verified in both), and the pure-Python
+baseline: a loop of plain httpx POSTs with retries, nothing verified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import measure, scaled
+from rekorkit import parse_verifier_key
+from rekorkit.client import AsyncRekorV1Client
+from rekorkit.queue import QueueBackend, State, SubmissionQueue, SubmissionWorker
+from rekorkit.testing import LocalRekor, start_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "queue"))
+from queue_requests import dsse
+
+N_ENQUEUE = scaled(5_000, 500)
+N_DRAIN = scaled(500, 40)
+ROUNDS = 3
+BACKEND = QueueBackend("http://127.0.0.1:1", 1)
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def requests() -> list[dict[str, Any]]:
+    return [dsse(i) for i in range(N_ENQUEUE)]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalRekor]:
+    with start_server(fsync=False) as srv:
+        yield srv
+
+
+def _fresh(tmp: Path) -> Path:
+    return tmp / f"q{next(_counter)}.sqlite"
+
+
+def test_enqueue_baseline_commit_per_item(benchmark: Any, requests: list[dict[str, Any]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp, SubmissionQueue(Path(tmp) / "prep") as q:
+        items = q.prepare(requests, backend=BACKEND)
+
+        def run() -> int:
+            db = sqlite3.connect(_fresh(Path(tmp)), isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("CREATE TABLE s (id TEXT PRIMARY KEY, leaf BLOB, request BLOB)")
+            for i in items:
+                db.execute("BEGIN")
+                db.execute("INSERT INTO s VALUES (?, ?, ?)", (i.id, i.leaf_hash, i.request))
+                db.execute("COMMIT")
+            n: int = db.execute("SELECT count(*) FROM s").fetchone()[0]
+            db.close()
+            return n
+
+        assert measure(benchmark, run, ops=len(items), rounds=ROUNDS) == len(items)
+
+
+def _store_batches(tmp: Path, items: list[Any]) -> int:
+    with SubmissionQueue(_fresh(tmp)) as q:
+        for k in range(0, len(items), 1000):
+            q.storage.enqueue_many(items[k : k + 1000], now=time.time())
+        return q.status().by_state[State.PENDING]
+
+
+def test_enqueue_batches(benchmark: Any, requests: list[dict[str, Any]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp, SubmissionQueue(Path(tmp) / "prep") as q:
+        items = q.prepare(requests, backend=BACKEND)
+        result = measure(
+            benchmark,
+            lambda: _store_batches(Path(tmp), items),
+            ops=len(items),
+            baseline="test_enqueue_baseline_commit_per_item",
+            rounds=ROUNDS,
+            note="durable batches of 1,000 vs one commit per entry",
+        )
+        assert result == len(items)
+
+
+def test_enqueue_validated_batches(benchmark: Any, requests: list[dict[str, Any]]) -> None:
+    def run() -> int:
+        with tempfile.TemporaryDirectory() as tmp, SubmissionQueue(_fresh(Path(tmp))) as q:
+            for k in range(0, len(requests), 1000):
+                q.enqueue_many(requests[k : k + 1000], backend=BACKEND)
+            return q.status().by_state[State.PENDING]
+
+    result = measure(
+        benchmark,
+        run,
+        ops=len(requests),
+        baseline="test_enqueue_baseline_commit_per_item",
+        rounds=ROUNDS,
+        note="with every DSSE signature checked and the body canonicalized",
+    )
+    assert result == len(requests)
+
+
+def _batches(rounds: int) -> Iterator[list[dict[str, Any]]]:
+    base = 10_000_000 + next(_counter) * 100_000
+    for r in range(rounds + 1):
+        yield [dsse(base + r * N_DRAIN + i) for i in range(N_DRAIN)]
+
+
+def test_drain_baseline_httpx_with_retries(benchmark: Any, server: LocalRekor) -> None:
+    batches = _batches(ROUNDS)
+
+    def run() -> int:
+        ok = 0
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for request in next(batches):
+                for attempt in range(5):
+                    r = client.post("/api/v1/log/entries", json=request)
+                    if r.status_code in (201, 409):
+                        ok += 1
+                        break
+                    time.sleep(0.05 * 2**attempt)
+        return ok
+
+    assert measure(benchmark, run, ops=N_DRAIN, rounds=ROUNDS) == N_DRAIN
+
+
+def test_drain_async_client_raw(benchmark: Any, server: LocalRekor) -> None:
+    batches = _batches(ROUNDS)
+
+    async def submit(requests: list[dict[str, Any]]) -> int:
+        async with AsyncRekorV1Client(
+            server.url,
+            public_key=server.public_key_pem,
+            verifier=parse_verifier_key(server.v1_vkey),
+        ) as client:
+            return len(await client.submit_many(requests))
+
+    result = measure(
+        benchmark,
+        lambda: asyncio.run(submit(next(batches))),
+        ops=N_DRAIN,
+        baseline="test_drain_baseline_httpx_with_retries",
+        rounds=ROUNDS,
+        note="verified async submit_many, 16 in flight",
+    )
+    assert result == N_DRAIN
+
+
+def test_drain_queue_worker(benchmark: Any, server: LocalRekor) -> None:
+    batches = _batches(ROUNDS)
+    backend = QueueBackend(server.url, 1, public_key=server.public_key_pem, vkey=server.v1_vkey)
+    with tempfile.TemporaryDirectory() as tmp:
+        queues = []
+        for _ in range(ROUNDS + 1):
+            q = SubmissionQueue(_fresh(Path(tmp)))
+            q.enqueue_many(next(batches), backend=backend)
+            queues.append(q)
+        pending = iter(queues)
+
+        def run() -> int:
+            q = next(pending)
+            report = asyncio.run(SubmissionWorker(q, concurrency=16).run(once=True))
+            q.close()
+            return report.done
+
+        result = measure(
+            benchmark,
+            run,
+            ops=N_DRAIN,
+            baseline="test_drain_baseline_httpx_with_retries",
+            rounds=ROUNDS,
+            note="claim, verified submit, receipt committed; 16 in flight",
+        )
+        assert result == N_DRAIN
