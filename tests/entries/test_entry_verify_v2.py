@@ -26,11 +26,11 @@ from rekorkit.checkpoint import Checkpoint, sign_checkpoint
 from rekorkit.client import RekorV1Client, RekorV2Client
 from rekorkit.entries import InclusionProof, LogEntry, TransparencyLogEntry, verify_entry
 from rekorkit.entries.dsse import sign_envelope
+from rekorkit.entries.timestamp import TimestampSigner
 from rekorkit.errors import MalformedError, RekorKitError, VerificationError
 from rekorkit.note import Ed25519Signer, parse_verifier_key
 from rekorkit.testing import LocalRekor, start_server
 from rekorkit.trust import load_trusted_root, log_id_v2
-from rfc3161_tsa import LocalTSA
 from sigstore_bundles import b64, message_bundle, tlog_json, trusted_root_json
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -46,7 +46,7 @@ class Logged:
     signature: bytes
     v1: LogEntry
     v2: TransparencyLogEntry
-    tsa: LocalTSA
+    tsa: TimestampSigner
 
     def root(self, **v2_window: Any) -> dict[str, Any]:
         v1_name = parse_verifier_key(self.srv.v1_vkey).name
@@ -104,7 +104,7 @@ def logged() -> Iterator[Logged]:
             verifier=parse_verifier_key(srv.checkpoint_vkey),
         ) as v2:
             v2_entry = v2.submit_hashedrekord(digest, signature, key.public_key())
-        yield Logged(srv, key, digest, signature, v1_entry, v2_entry, LocalTSA.create())
+        yield Logged(srv, key, digest, signature, v1_entry, v2_entry, TimestampSigner.generate())
 
 
 def _failed(result: Any) -> list[str]:
@@ -153,9 +153,9 @@ def test_v2_bundle_with_an_unverified_timestamp_fails(logged: Logged, bad: str) 
     if bad == "other bytes":
         stamp = logged.tsa.timestamp(logged.signature + b"!", at=T0)
     elif bad == "untrusted TSA":
-        stamp = LocalTSA.create().timestamp(logged.signature, at=T0)
+        stamp = TimestampSigner.generate().timestamp(logged.signature, at=T0)
     elif bad == "no EKU":
-        rogue = LocalTSA.create(eku=False)
+        rogue = TimestampSigner.generate(eku=False)
         root = logged.root()
         root["timestampAuthorities"] = [rogue.authority_json()]
         result = verify_entry(
@@ -175,7 +175,7 @@ def test_v2_bundle_with_an_unverified_timestamp_fails(logged: Logged, bad: str) 
 
 def test_one_good_timestamp_is_enough_and_repeats_are_refused(logged: Logged) -> None:
     good = logged.tsa.timestamp(logged.signature, at=T0)
-    stranger = LocalTSA.create().timestamp(logged.signature, at=T0)
+    stranger = TimestampSigner.generate().timestamp(logged.signature, at=T0)
     result = verify_entry(logged.v2_bundle(stranger, good), trusted_root=logged.root())
     assert result.ok and result.time == T0
     assert list(result.check("rfc3161_timestamps").evidence["unverified"]) == ["0"]  # type: ignore[union-attr]
@@ -199,7 +199,9 @@ def test_tsa_window_is_closed(logged: Logged) -> None:
 
 
 def test_tsa_certificate_must_be_valid_at_the_timestamp(logged: Logged) -> None:
-    expired = LocalTSA.create(not_before=T0 - timedelta(days=10), not_after=T0 - timedelta(days=1))
+    expired = TimestampSigner.generate(
+        not_before=T0 - timedelta(days=10), not_after=T0 - timedelta(days=1)
+    )
     root = logged.root()
     root["timestampAuthorities"] = [expired.authority_json()]
     result = verify_entry(
@@ -322,7 +324,7 @@ def _tle(leaves: list[bytes], index: int, signer: Ed25519Signer, kind: str = "ds
 
 def test_dsse_v002_entries_are_rekor_v2() -> None:
     leaves, signer, _, envelopes = _dsse_v002_log()
-    tsa = LocalTSA.create()
+    tsa = TimestampSigner.generate()
     pub = signer.private_key.public_key()
     root = trusted_root_json(
         [tlog_json(f"https://{_LOG}", pub, log_id_v2(_LOG, pub))], [tsa.authority_json()]

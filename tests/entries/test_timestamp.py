@@ -12,18 +12,18 @@ from conftest import require_vectors
 from rekorkit.entries import verify_entry
 from rekorkit.entries.timestamp import (
     MAX_TIMESTAMPS,
+    TimestampSigner,
     decode_timestamp,
     verify_timestamp,
     verify_timestamps,
 )
 from rekorkit.errors import MalformedError, SignatureError, VerificationError
 from rekorkit.trust import TimestampAuthority, load_trusted_root
-from rfc3161_tsa import LocalTSA
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def _authority(tsa: LocalTSA, **window: Any) -> TimestampAuthority:
+def _authority(tsa: TimestampSigner, **window: Any) -> TimestampAuthority:
     root = load_trusted_root(
         {
             "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
@@ -34,7 +34,7 @@ def _authority(tsa: LocalTSA, **window: Any) -> TimestampAuthority:
 
 
 def test_local_tsa_timestamps_verify() -> None:
-    tsa = LocalTSA.create()
+    tsa = TimestampSigner.generate()
     authority = _authority(tsa)
     for embed in (True, False):
         der = tsa.timestamp(b"signature", at=T0, embed_certificate=embed)
@@ -48,14 +48,14 @@ def test_local_tsa_timestamps_verify() -> None:
 
 
 def test_the_first_authority_that_vouches_is_used() -> None:
-    tsa, other = LocalTSA.create(), LocalTSA.create(name="other TSA")
+    tsa, other = TimestampSigner.generate(), TimestampSigner.generate(name="other TSA")
     authorities = [_authority(other), _authority(tsa)]
     verified = verify_timestamp(tsa.timestamp(b"s", at=T0), b"s", authorities)
     assert verified.authority is authorities[1]
 
 
 def test_verify_timestamps_counts_repeats_and_reports_each() -> None:
-    tsa = LocalTSA.create()
+    tsa = TimestampSigner.generate()
     authority = _authority(tsa, end=T0)
     good = tsa.timestamp(b"s", at=T0)
     late = tsa.timestamp(b"s", at=T0 + timedelta(seconds=1), serial=2)
