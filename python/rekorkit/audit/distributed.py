@@ -36,6 +36,7 @@ from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from rekorkit import merkle, tiles
@@ -384,10 +385,12 @@ def _finalize(
         files = sorted(parts.glob("part-*.parquet")) if parts else []
         table = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
         for a, b in gaps:
-            part = table.filter(
-                (pa.compute.greater_equal(table["log_index"], a))
-                & (pa.compute.less(table["log_index"], b))
-            ) if table is not None else pa.table({})  # fmt: skip
+            part = (
+                table.filter(pc.and_(pc.greater_equal(table["log_index"], a),
+                                     pc.less(table["log_index"], b)))
+                if table is not None
+                else pa.table({})
+            )  # fmt: skip
             stored += store.commit_entries(
                 checkpoint.origin, [part], start=a, end=b, checkpoint=checkpoint
             )

@@ -1,0 +1,168 @@
+"""Distributed audits on a real Dask LocalCluster, a real log server and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+from pg import PostgresServer, pg_server, pg_url  # noqa: F401  (fixtures)
+from rekorkit import AsyncTileReader, parse_verifier_key, tiles, verify_tile_log
+from rekorkit.audit.distributed import chunk_spans, verify_distributed
+from rekorkit.cli import main
+from rekorkit.errors import StoreError
+from rekorkit.store.duckdb import DuckDBStore
+from rekorkit.store.postgres import PostgresStore
+from rekorkit.testing import LocalRekor, start_server
+
+SIZE = 3000  # 11 full tiles and a partial one
+
+
+@pytest.fixture(scope="module")
+def log() -> Iterator[LocalRekor]:
+    with start_server(seed=SIZE) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+def _single(log: LocalRekor, store: Any = None) -> Any:
+    async def go() -> Any:
+        async with AsyncTileReader(log.url) as reader:
+            return await verify_tile_log(
+                reader, parse_verifier_key(log.checkpoint_vkey), store=store
+            )
+
+    return asyncio.run(go())
+
+
+def _dist(log: LocalRekor, client: Any, **kw: Any) -> Any:
+    vkey = parse_verifier_key(log.checkpoint_vkey)
+    return asyncio.run(verify_distributed(log.url, vkey, client, chunk_tiles=2, **kw))
+
+
+def test_chunks_are_tile_aligned() -> None:
+    assert chunk_spans(300, 1000, 3000, 2) == [(256, 768), (768, 1024)]
+    assert chunk_spans(0, 3000, 3000, 8) == [(0, 2048), (2048, 3000)]
+    with pytest.raises(ValueError):
+        chunk_spans(0, 10, 5, 1)
+
+
+def test_equals_the_single_process_run_rows_included(
+    log: LocalRekor, client: Any, pg_url: str, tmp_path: Path
+) -> None:
+    with DuckDBStore(tmp_path / "one.duckdb") as one:
+        single = _single(log, one)
+        want = one.entries_table(log.origin, 0, SIZE)
+    with PostgresStore(pg_url) as store:
+        report = _dist(log, client, store=store)
+        assert (report.entries, report.root_hash, report.stored) == (SIZE, single.root_hash, SIZE)
+        assert store.verified_ranges(log.origin) == [(0, SIZE)]
+        got = store.entries_table(log.origin, 0, SIZE)
+        assert got.cast(want.schema).equals(want)  # DuckDB hands back binary, not binary(32)
+        again = _dist(log, client, store=store)  # nothing new: resumes at the end
+        assert again.entries == 0 and again.previous_size == SIZE
+    with psycopg.connect(pg_url) as con:
+        assert con.execute("SELECT count(*) FROM entry_staging").fetchone() == (0,)
+
+
+def test_resume_from_an_unaligned_index_into_duckdb(
+    log: LocalRekor, client: Any, tmp_path: Path
+) -> None:
+    with DuckDBStore(tmp_path / "d.duckdb") as store:
+        first = _dist(log, client, store=store, end=1000)
+        assert first.entries == 1000
+        rest = _dist(log, client, store=store)
+        assert (rest.start, rest.entries) == (1000, SIZE - 1000)
+        assert store.verified_ranges(log.origin) == [(0, SIZE)]
+        assert store.entry(log.origin, 2999) is not None
+
+
+def test_parquet_partitions_and_manifest(log: LocalRekor, client: Any, tmp_path: Path) -> None:
+    report = _dist(log, client, parquet=tmp_path / "lake", start=100, end=2000)
+    [part] = list((tmp_path / "lake").iterdir())
+    table = pq.read_table(part)  # the partition directory is one dataset
+    assert sorted(table.column("log_index").to_pylist()) == list(range(100, 2000))
+    manifest = json.loads(next(part.glob("_checkpoint-*.json")).read_text())
+    assert manifest["root_hash"] == report.root_hash.hex() and manifest["ranges"] == [[100, 2000]]
+
+
+def test_tampered_tile_inside_one_chunk_exits_1_with_evidence(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with start_server(seed=2048) as srv:
+        path = srv.data_dir / "tiles" / tiles.TileID(0, 5, 256).path
+        data = bytearray(path.read_bytes())
+        data[7 * 32] ^= 1  # the hash of entry 5*256+7
+        path.write_bytes(bytes(data))
+        status = main(
+            ["verify", srv.url, "--key", srv.checkpoint_vkey, "--no-store", "--workers", "2",
+             "--json"]
+        )  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert status == 1 and out["type"] == "TileError"
+    assert out["evidence"]["entry_index"] == 5 * 256 + 7 and out["evidence"]["index"] == 5
+
+
+def test_worker_killed_mid_chunk_is_retried_without_duplicates(
+    log: LocalRekor, client: Any, pg_url: str
+) -> None:
+    pids = list(client.run(os.getpid).values())
+    log.set_faults({"action": "latency", "latency": 0.3, "path_prefix": "/tile/entries"})
+    killer = threading.Timer(0.8, os.kill, (pids[0], signal.SIGKILL))
+    try:
+        killer.start()
+        with PostgresStore(pg_url) as store:
+            report = _dist(log, client, store=store)
+            assert report.entries == SIZE and store.count(log.origin) == SIZE
+    finally:
+        killer.cancel()
+        log.set_faults()
+    with psycopg.connect(pg_url) as con:
+        row = con.execute("SELECT count(*), count(DISTINCT log_index) FROM entries").fetchone()
+    assert row == (SIZE, SIZE)
+    assert pids[0] not in client.run(os.getpid).values()  # that worker really died
+
+
+def test_postgres_restart_mid_run_never_marks_a_half_range(
+    log: LocalRekor, client: Any, pg_url: str, pg_server: PostgresServer
+) -> None:
+    log.set_faults({"action": "latency", "latency": 0.3, "path_prefix": "/tile/entries"})
+    restart = threading.Timer(0.8, pg_server.restart, ("immediate",))
+    store = PostgresStore(pg_url)
+    try:
+        restart.start()
+        try:
+            report = _dist(log, client, store=store)
+        except StoreError as exc:  # the coordinator's connection died: a clear error
+            assert "PostgreSQL" in str(exc) or "staged" in str(exc)
+            report = None
+        restart.join()
+    finally:
+        log.set_faults()
+        store.close()
+    with PostgresStore(pg_url) as after:
+        ranges = after.verified_ranges(log.origin)
+        if report is None:
+            assert ranges == [] and after.count() == 0
+        else:
+            assert ranges == [(0, SIZE)] and after.count(log.origin) == SIZE
+        assert time.time() > 0
