@@ -7,12 +7,12 @@ import contextlib
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from conftest import require_vectors
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from entries.sigstore_bundles import mutate_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rekorkit.errors import MalformedError
@@ -307,17 +307,6 @@ def test_timestamp_authorities_are_read() -> None:
         load_trusted_root(obj)
 
 
-def _paths(obj: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    out = [prefix]
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out.extend(_paths(v, (*prefix, k)))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            out.extend(_paths(v, (*prefix, i)))
-    return out
-
-
 _JUNK = (
     st.none()
     | st.booleans()
@@ -334,19 +323,7 @@ _JUNK = (
 @settings(max_examples=300, deadline=None)
 def test_mutated_trusted_roots_raise_only_malformed(data: st.DataObject) -> None:
     obj = json.loads(_asset("embedded-trust", "staging.trusted_root.json").read_text())
-    paths = _paths(obj)[1:]
-    for _ in range(data.draw(st.integers(1, 3))):
-        path = data.draw(st.sampled_from(paths))
-        target: Any = obj
-        try:
-            for p in path[:-1]:
-                target = target[p]
-            if data.draw(st.booleans()) and isinstance(target, dict):
-                target.pop(path[-1], None)
-            else:
-                target[path[-1]] = data.draw(_JUNK)
-        except (KeyError, IndexError, TypeError):
-            continue
+    mutate_json(data, obj, data.draw(st.integers(1, 3)), _JUNK)
     with contextlib.suppress(MalformedError):
         root = load_trusted_root(obj)
         assert all(log.valid_from is not None for log in root.logs)

@@ -99,3 +99,34 @@ def message_bundle(
             "signature": b64(signature),
         },
     }
+
+
+def json_paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into a JSON value, the root first."""
+    out = [prefix]
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.extend(json_paths(v, (*prefix, k)))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.extend(json_paths(v, (*prefix, i)))
+    return out
+
+
+def mutate_json(data: Any, obj: Any, rounds: int, junk: Any) -> None:
+    """Delete fields of ``obj`` or set them to values drawn from ``junk`` (hypothesis)."""
+    from hypothesis import strategies as st
+
+    paths = json_paths(obj)[1:]
+    for _ in range(rounds):
+        path = data.draw(st.sampled_from(paths))
+        target = obj
+        try:
+            for p in path[:-1]:
+                target = target[p]
+            if data.draw(st.booleans()) and isinstance(target, dict):
+                target.pop(path[-1], None)
+            else:
+                target[path[-1]] = data.draw(junk)
+        except (KeyError, IndexError, TypeError):
+            continue

@@ -31,7 +31,7 @@ from rekorkit.errors import MalformedError, RekorKitError, VerificationError
 from rekorkit.note import Ed25519Signer, parse_verifier_key
 from rekorkit.testing import LocalRekor, start_server
 from rekorkit.trust import load_trusted_root, log_id_v2
-from sigstore_bundles import b64, message_bundle, tlog_json, trusted_root_json
+from sigstore_bundles import b64, message_bundle, mutate_json, tlog_json, trusted_root_json
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -377,17 +377,6 @@ def test_v2_body_rules() -> None:
 # ------------------------------------------------------------- only RekorKitErrors come out
 
 
-def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix]
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out.extend(_paths(v, (*prefix, k)))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            out.extend(_paths(v, (*prefix, i)))
-    return out
-
-
 _JUNK = (
     st.none()
     | st.booleans()
@@ -398,22 +387,6 @@ _JUNK = (
     | st.lists(st.integers(), max_size=2)
     | st.dictionaries(st.text(max_size=4), st.integers(), max_size=2)
 )
-
-
-def _mutate(data: st.DataObject, obj: Any, rounds: int) -> None:
-    paths = _paths(obj)[1:]
-    for _ in range(rounds):
-        path = data.draw(st.sampled_from(paths))
-        target = obj
-        try:
-            for p in path[:-1]:
-                target = target[p]
-            if data.draw(st.booleans()) and isinstance(target, dict):
-                target.pop(path[-1], None)
-            else:
-                target[path[-1]] = data.draw(_JUNK)
-        except (KeyError, IndexError, TypeError):
-            continue
 
 
 @pytest.fixture(scope="module")
@@ -439,9 +412,9 @@ def test_mutated_bundles_and_roots_raise_only_rekorkit_errors(
     root = copy.deepcopy(originals["root"])
     target = data.draw(st.sampled_from(["bundle", "root", "both"]))
     if target in ("bundle", "both"):
-        _mutate(data, bundle, data.draw(st.integers(1, 3)))
+        mutate_json(data, bundle, data.draw(st.integers(1, 3)), _JUNK)
     if target in ("root", "both"):
-        _mutate(data, root, data.draw(st.integers(1, 3)))
+        mutate_json(data, root, data.draw(st.integers(1, 3)), _JUNK)
     try:
         result = verify_entry(bundle, trusted_root=root)
     except RekorKitError:

@@ -33,7 +33,6 @@ RFC 3161 timestamp.
 
 from __future__ import annotations
 
-import binascii
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -47,7 +46,7 @@ import rfc8785
 from rekorkit import merkle
 from rekorkit.checkpoint import WitnessPolicy, parse_checkpoint, parse_rekor_v1_origin
 from rekorkit.entries.dsse import PublicKey, verify_signature
-from rekorkit.entries.models import LogEntry, TransparencyLogEntry
+from rekorkit.entries.models import LogEntry, TransparencyLogEntry, _unb64
 from rekorkit.entries.sets import entry_set_payload
 from rekorkit.entries.timestamp import VerifiedTimestamp, verify_timestamps
 from rekorkit.errors import (
@@ -570,12 +569,7 @@ def _time_used(
 
 
 def _b64_field(value: object, where: str) -> bytes:
-    if not isinstance(value, str):
-        raise MalformedError("expected a base64 string", what="bundle", where=where)
-    try:
-        return binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
-        raise MalformedError(f"invalid base64: {exc}", what="bundle", where=where) from exc
+    return _unb64(value, where, "bundle")
 
 
 def _bundle_signature(bundle: Mapping[str, Any]) -> bytes | None:
