@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from rekorkit.audit import command as verify_command
+from rekorkit.proxy import command as proxy_command
 from rekorkit.server import command as serve_command
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -89,6 +90,7 @@ def _parser(configure: Callable[[argparse.ArgumentParser], None]) -> argparse.Ar
 COMMANDS = {
     "serve": ("`rekorkit serve`", serve_command.configure),
     "verify": ("`rekorkit verify`", verify_command.configure),
+    "proxy": ("`rekorkit proxy`", proxy_command.configure),
 }
 
 

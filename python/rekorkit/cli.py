@@ -19,6 +19,7 @@ __all__ = ["main"]
 _COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("rekorkit.server.command", "run a local Rekor-compatible log (v1 + v2 APIs, tiles)"),
     "verify": ("rekorkit.audit.command", "verify a log range against its signed checkpoint"),
+    "proxy": ("rekorkit.proxy.command", "serve a log's tiles from a verifying cache"),
     "monitor": ("rekorkit.monitor.command", "follow logs: sync, detect divergence, publish alerts"),
     "queue": ("rekorkit.queue.command", "queue entries durably, submit them with retries"),
 }

@@ -77,6 +77,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "requests; every entry is still checked up to the signed root)",
     )
     parser.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="tile cache directory: tiles and bundles are read from it before the network "
+        "and added to it (still verified each run)",
+    )
+    parser.add_argument(
         "--dask", default=None, metavar="ADDRESS", help="run on this Dask scheduler (tcp://...)"
     )
     parser.add_argument(
@@ -216,8 +223,13 @@ async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> An
         if api == "v2":
             from rekorkit.audit.tilelog import verify_tile_log
             from rekorkit.client.tilereader import AsyncTileReader
+            from rekorkit.tilecache import FileSystemTileCache
 
-            async with AsyncTileReader(args.url, max_concurrency=args.concurrency) as reader:
+            tile_cache = FileSystemTileCache(args.cache) if args.cache else None
+
+            async with AsyncTileReader(
+                args.url, max_concurrency=args.concurrency, cache=tile_cache
+            ) as reader:
                 return await verify_tile_log(
                     reader,
                     verifier,

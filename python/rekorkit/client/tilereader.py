@@ -14,7 +14,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Literal, Protocol, overload
+from typing import TYPE_CHECKING, Literal, Protocol, overload
 
 import anyio
 import httpx
@@ -23,7 +23,10 @@ from rekorkit.client._http import RequestSpec
 from rekorkit.client._session import AsyncSession, SyncSession, _base_urls
 from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
 from rekorkit.errors import MalformedError, NotFoundError
-from rekorkit.tiles import bundle_prefix_len
+from rekorkit.tiles import TileID, bundle_prefix_len
+
+if TYPE_CHECKING:
+    from rekorkit.tilecache import TileCache
 
 __all__ = ["AsyncTileReader", "TileReader"]
 
@@ -198,6 +201,8 @@ class TileReader:
         http2: use HTTP/2 (needs the ``http2`` extra).
         failover: a prepared :class:`Failover` (else one over ``base_url``).
         cache_tiles: keep this many tiles in an LRU (tile paths are immutable).
+        cache: a persistent tile cache (``rekorkit.tilecache``), read before the
+            network and filled from it; its bytes are as unverified as the network's.
     """
 
     def __init__(
@@ -211,8 +216,10 @@ class TileReader:
         http2: bool = False,
         failover: Failover | None = None,
         cache_tiles: int = 0,
+        cache: TileCache | None = None,
     ) -> None:
         self._cache = _TileCache(cache_tiles)
+        self._store = cache
         self._session = SyncSession(
             base_url,
             transport=transport,
@@ -243,6 +250,10 @@ class TileReader:
         cached = self._cache.get((level, index, width))
         if cached is not None:
             return cached
+        stored = self._store.get(TileID(level, index, width)) if self._store else None
+        if stored is not None:
+            self._cache.put((level, index, width), stored)
+            return stored
         try:
             raw = self._session.request(_tile_spec(level, index, width))
         except NotFoundError:
@@ -250,6 +261,8 @@ class TileReader:
                 raise
             raw = self._session.request(_tile_spec(level, index, TILE_WIDTH))
         data = _shape_tile(raw.body, level, index, width, raw.url)
+        if self._store is not None:
+            self._store.put(TileID(level, index, width), data)
         self._cache.put((level, index, width), data)
         return data
 
@@ -260,13 +273,19 @@ class TileReader:
     def entry_bundle(self, index: int, width: int = TILE_WIDTH) -> bytes:
         """Entry bundle ``index`` holding ``width`` entries (gzip undone, partial 404 -> full)."""
         _check_width(width)
+        stored = self._store.get(TileID(0, index, width), entries=True) if self._store else None
+        if stored is not None:
+            return stored
         try:
             raw = self._session.request(_bundle_spec(index, width))
         except NotFoundError:
             if width == TILE_WIDTH:
                 raise
             raw = self._session.request(_bundle_spec(index, TILE_WIDTH))
-        return _first_entries(_gunzip(raw.body, raw.url), width, index, raw.url)
+        data = _first_entries(_gunzip(raw.body, raw.url), width, index, raw.url)
+        if self._store is not None:
+            self._store.put(TileID(0, index, width), data, entries=True)
+        return data
 
     def tiles(self, ids: Iterable[TileKey]) -> list[bytes]:
         """Several tiles, in order (sequentially; use :class:`AsyncTileReader` for fan-out)."""
@@ -285,6 +304,8 @@ class AsyncTileReader:
         http2: use HTTP/2 (needs the ``http2`` extra).
         failover: a prepared :class:`Failover` (else one over ``base_url``).
         cache_tiles: keep this many tiles in an LRU (tile paths are immutable).
+        cache: a persistent tile cache (``rekorkit.tilecache``), read before the
+            network and filled from it; its bytes are as unverified as the network's.
     """
 
     def __init__(
@@ -298,8 +319,10 @@ class AsyncTileReader:
         http2: bool = False,
         failover: Failover | None = None,
         cache_tiles: int = 0,
+        cache: TileCache | None = None,
     ) -> None:
         self._cache = _TileCache(cache_tiles)
+        self._store = cache
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
         self.max_concurrency = max_concurrency
@@ -336,6 +359,10 @@ class AsyncTileReader:
         cached = self._cache.get((level, index, width))
         if cached is not None:
             return cached
+        stored = self._store.get(TileID(level, index, width)) if self._store else None
+        if stored is not None:
+            self._cache.put((level, index, width), stored)
+            return stored
         async with self._limit:
             try:
                 raw = await self._session.request(_tile_spec(level, index, width))
@@ -344,6 +371,8 @@ class AsyncTileReader:
                     raise
                 raw = await self._session.request(_tile_spec(level, index, TILE_WIDTH))
         data = _shape_tile(raw.body, level, index, width, raw.url)
+        if self._store is not None:
+            self._store.put(TileID(level, index, width), data)
         self._cache.put((level, index, width), data)
         return data
 
@@ -354,6 +383,9 @@ class AsyncTileReader:
     async def entry_bundle(self, index: int, width: int = TILE_WIDTH) -> bytes:
         """Entry bundle ``index`` holding ``width`` entries (gzip undone, partial 404 -> full)."""
         _check_width(width)
+        stored = self._store.get(TileID(0, index, width), entries=True) if self._store else None
+        if stored is not None:
+            return stored
         async with self._limit:
             try:
                 raw = await self._session.request(_bundle_spec(index, width))
@@ -361,7 +393,10 @@ class AsyncTileReader:
                 if width == TILE_WIDTH:
                     raise
                 raw = await self._session.request(_bundle_spec(index, TILE_WIDTH))
-        return _first_entries(_gunzip(raw.body, raw.url), width, index, raw.url)
+        data = _first_entries(_gunzip(raw.body, raw.url), width, index, raw.url)
+        if self._store is not None:
+            self._store.put(TileID(0, index, width), data, entries=True)
+        return data
 
     @overload
     async def tiles(
