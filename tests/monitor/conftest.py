@@ -11,12 +11,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-
 from rekorkit.client import RekorV1Client
-from rekorkit.note import parse_verifier_key
 from rekorkit.monitor import LogConfig, MonitorConfig, Vantage, Watchlist
 from rekorkit.monitor.watchlist import OID_ISSUER
+from rekorkit.note import parse_verifier_key
 from rekorkit.testing import LocalRekor
+
+Cert = tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
 
 
 def identity_cert(email: str, issuer: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
@@ -43,9 +44,7 @@ def identity_cert(email: str, issuer: str) -> tuple[ec.EllipticCurvePrivateKey, 
     return key, cert
 
 
-def submit_signed(
-    srv: LocalRekor, n: int, *, cert: tuple[ec.EllipticCurvePrivateKey, x509.Certificate] | None = None
-) -> list[tuple[int, str]]:
+def submit_signed(srv: LocalRekor, n: int, *, cert: Cert | None = None) -> list[tuple[int, str]]:
     """Submit ``n`` hashedrekord entries (signed with ``cert``'s key); their (index, digest hex)."""
     key, certificate = cert or identity_cert("someone@example.com", "https://issuer.example")
     out = []

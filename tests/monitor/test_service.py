@@ -8,8 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import config, identity_cert, submit_signed
-
+from conftest import config, submit_signed
 from rekorkit import merkle, tiles
 from rekorkit.checkpoint import open_checkpoint
 from rekorkit.errors import ConsistencyError
@@ -23,7 +22,7 @@ from rekorkit.monitor import (
 )
 from rekorkit.note import parse_verifier_key
 from rekorkit.store.duckdb import DuckDBStore
-from rekorkit.testing import LocalRekor, start_server
+from rekorkit.testing import start_server
 
 
 def _run(cfg: MonitorConfig, *steps: Any) -> tuple[list[dict[str, Any]], list[Any]]:
@@ -122,7 +121,8 @@ def test_split_view_seen_from_a_second_vantage_point(tmp_path: Path) -> None:
 
 def test_same_size_other_root(tmp_path: Path) -> None:
     with start_server(seed=600) as srv:
-        alerts, _ = _run(config(srv, tmp_path / "m.duckdb"), None, lambda: srv.fork(at=500, extra=100))
+        cfg = config(srv, tmp_path / "m.duckdb")
+        alerts, _ = _run(cfg, None, lambda: srv.fork(at=500, extra=100))
     assert [a["kind"] for a in alerts] == [AlertKind.SAME_SIZE_OTHER_ROOT.value]
     ev = alerts[0]["evidence"]
     assert ev["old_size"] == ev["new_size"] == 600 and ev["old_root"] != ev["new_root"]
@@ -169,7 +169,7 @@ def test_tampered_bundle_alerts_and_keeps_the_verified_prefix(tmp_path: Path) ->
     raw[100] ^= 0x01
     bundle.write_bytes(bytes(raw))
     with start_server(data) as srv:
-        alerts, statuses = _run(config(srv, tmp_path / "m.duckdb"), None, None)
+        alerts, _ = _run(config(srv, tmp_path / "m.duckdb"), None, None)
     assert [a["kind"] for a in alerts] == [AlertKind.ENTRY_VERIFICATION.value]
     assert alerts[0]["evidence"]["error"] == "TileError"
     assert 512 <= alerts[0]["evidence"]["entry_index"] < 768

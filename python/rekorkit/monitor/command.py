@@ -96,7 +96,11 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         return asyncio.run(_main(args))
-    except (MalformedError, StoreError, ValueError) as exc:
+    except MalformedError as exc:
+        where = f" (at {exc.where})" if exc.where else ""
+        print(f"rekorkit monitor: {exc}{where}", file=sys.stderr)
+        return 2
+    except (StoreError, ValueError) as exc:
         print(f"rekorkit monitor: {exc}", file=sys.stderr)
         return 2
     except RekorKitError as exc:
