@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +15,33 @@ from rekorkit.merkle import hash_leaves, root
 from rekorkit.server.index import EntryIndex
 from rekorkit.server.keys import load_or_create_identity
 from rekorkit.server.log import TransparencyLog
-from rekorkit.server.storage import TileStore, bundle_path, tile_path
+from rekorkit.server.storage import TileStore
 from rekorkit.tiles import TileID, encode_entry_bundle, entries_path
 
 
-@given(st.integers(0, 10**12), st.integers(1, 256), st.integers(0, 63))
-@settings(max_examples=200, deadline=None)
-def test_paths_match_the_tiles_module(index: int, width: int, level: int) -> None:
-    assert tile_path(level, index, width) == TileID(level, index, width).path
-    assert bundle_path(index, width) == entries_path(index, width)
+@given(st.integers(0, 10**12), st.integers(1, 256), st.integers(0, 7))
+@settings(max_examples=50, deadline=None)
+def test_reads_use_the_tiles_module_paths(index: int, width: int, level: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = TileStore(tmp, fsync=False)
+        tile = bytes(range(32)) * width
+        store.write_files([(TileID(level, index, width).path, tile)])
+        store.write_files([(entries_path(index, width), encode_entry_bundle([b"e"] * width))])
+        assert store.read_tile(level, index, width) == tile
+        assert store.read_bundle(index, width) == encode_entry_bundle([b"e"] * width)
+
+
+def test_read_cache_is_bounded_in_bytes(tmp_path: Path) -> None:
+    store = TileStore(tmp_path, fsync=False, cache_bytes=3 * 8192)
+    files = [(TileID(0, i).path, bytes([i]) * 8192) for i in range(10)]
+    store.write_files(files)
+    for rel, data in files:
+        assert store.read(rel) == data
+    # Only the three most recent full tiles are kept; an older one is read from disk again.
+    os.unlink(tmp_path / files[0][0])
+    assert store.read(files[0][0]) is None
+    os.unlink(tmp_path / files[9][0])
+    assert store.read(files[9][0]) == files[9][1]
 
 
 def test_writes_are_atomic_and_leave_no_temporaries(tmp_path: Path) -> None:

@@ -21,8 +21,14 @@ import numpy as np
 from rekorkit.checkpoint import Checkpoint, sign_checkpoint
 from rekorkit.merkle import hash_leaves
 from rekorkit.server.log import WIDTH, LogState, TransparencyLog
-from rekorkit.server.storage import TileStore, bundle_path
-from rekorkit.tiles import ProofBuilder, TileAppender, encode_entry_bundle, parse_entry_bundle
+from rekorkit.server.storage import TileStore
+from rekorkit.tiles import (
+    ProofBuilder,
+    TileAppender,
+    encode_entry_bundle,
+    entries_path,
+    parse_entry_bundle,
+)
 
 __all__ = ["READERS", "ForkView", "build_fork"]
 
@@ -102,12 +108,12 @@ def build_fork(log: TransparencyLog, *, at: int, extra: int, readers: str = "all
         width = min(WIDTH, size - b0 * WIDTH)
         entries = list(parse_entry_bundle(log.store.read_bundle(b0, width)))[: at % WIDTH]
     for b in range(b0):
-        files.append((bundle_path(b), log.store.read_bundle(b)))
+        files.append((entries_path(b), log.store.read_bundle(b)))
     entries.extend(forged)
     b = b0
     for start in range(0, len(entries), WIDTH):
         chunk = entries[start : start + WIDTH]
-        files.append((bundle_path(b, len(chunk)), encode_entry_bundle(chunk)))
+        files.append((entries_path(b, len(chunk)), encode_entry_bundle(chunk)))
         b += 1
     store.write_files(_latest_only(files))
 

@@ -33,8 +33,15 @@ from rekorkit.merkle import EMPTY_ROOT, hash_leaves
 from rekorkit.note import ECDSASigner, Ed25519Signer
 from rekorkit.server.index import EntryIndex
 from rekorkit.server.keys import LogIdentity, load_or_create_identity
-from rekorkit.server.storage import TileStore, bundle_path, tile_path
-from rekorkit.tiles import ProofBuilder, TileAppender, encode_entry_bundle, parse_entry_bundle
+from rekorkit.server.storage import TileStore
+from rekorkit.tiles import (
+    ProofBuilder,
+    TileAppender,
+    TileID,
+    encode_entry_bundle,
+    entries_path,
+    parse_entry_bundle,
+)
 
 __all__ = ["Integrated", "LogState", "TransparencyLog"]
 
@@ -336,17 +343,17 @@ class TransparencyLog:
             ]
             b0 = start // WIDTH
             if not isinstance(bundles, int):
-                files.extend((bundle_path(b0 + i), data) for i, data in enumerate(bundles))
+                files.extend((entries_path(b0 + i), data) for i, data in enumerate(bundles))
             if tail:
                 b = b0 + n_full
-                files.append((bundle_path(b, len(tail)), encode_entry_bundle(list(tail))))
+                files.append((entries_path(b, len(tail)), encode_entry_bundle(list(tail))))
             self.store.write_files(files, durable=False)
             # Flush the previous chunk in the background while this one is built; a chunk's
             # edge tiles may be rewritten by the next one, so they wait for publish.
             done = [path for path, _ in files if ".p/" not in path]
             if written:
-                done.extend(bundle_path(b0 + i) for i in range(n_full))
-                done.extend(tile_path(0, b0 + i) for i in range(n_full))
+                done.extend(entries_path(b0 + i) for i in range(n_full))
+                done.extend(TileID(0, b0 + i).path for i in range(n_full))
             self._flushes.append(self.store.sync_later(done))
             self._unsynced.extend(path for path, _ in files if ".p/" in path)
             # Rows past the published size are never looked up, so they wait for a batch.
@@ -393,11 +400,11 @@ class TransparencyLog:
             pending = pending + list(leaves[pos : pos + take])
             pos += take
             if len(pending) == WIDTH:
-                files.append((bundle_path(b), encode_entry_bundle(pending)))
+                files.append((entries_path(b), encode_entry_bundle(pending)))
                 pending = []
                 b += 1
         if pending:
-            files.append((bundle_path(b, len(pending)), encode_entry_bundle(pending)))
+            files.append((entries_path(b, len(pending)), encode_entry_bundle(pending)))
         self._edge_entries = pending
         self._edge_view = (b, pending)
         return files

@@ -41,12 +41,13 @@ from multiprocessing.context import BaseContext
 from multiprocessing.sharedctypes import Synchronized
 
 import numpy as np
+from cachetools import LRUCache
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from rekorkit.server.log import WIDTH, TransparencyLog
-from rekorkit.server.storage import TileStore, bundle_path, tile_path
-from rekorkit.tiles import hash_entry_bundle, parse_entry_bundle
+from rekorkit.server.storage import TileStore
+from rekorkit.tiles import TileID, entries_path, hash_entry_bundle, parse_entry_bundle
 
 __all__ = ["SeedStats", "SyntheticEntries", "seed_log"]
 
@@ -122,7 +123,7 @@ class SyntheticEntries:
         self.public_pem = pem
         self.verifier_b64 = b64encode(pem).decode()
         # ECDSA signatures are randomized: keep each group's signature once made.
-        self._parts: dict[int, tuple[str, str, str, str]] = {}
+        self._parts: LRUCache[int, tuple[str, str, str, str]] = LRUCache(64)
 
     # -- DSSE ------------------------------------------------------------------
     def payload(self, group: int) -> bytes:
@@ -141,8 +142,6 @@ class SyntheticEntries:
         cached = self._parts.get(group)
         if cached is not None:
             return cached
-        if len(self._parts) > 64:
-            self._parts.clear()
         parts = self._envelope_parts(group)
         self._parts[group] = parts
         return parts
@@ -282,9 +281,9 @@ def _build_chunk(gen: SyntheticEntries, plan: _Plan, k: int) -> tuple[np.ndarray
         hashes.append(hash_entry_bundle(view[bounds[-1] :]))
     first = (plan.position + k * _CHUNK) // WIDTH
     files: list[tuple[str, bytes | memoryview]] = [
-        (bundle_path(first + b), view[bounds[b] : bounds[b + 1]]) for b in range(full)
+        (entries_path(first + b), view[bounds[b] : bounds[b + 1]]) for b in range(full)
     ]
-    files += [(tile_path(0, first + b), hashes[b].tobytes()) for b in range(full)]
+    files += [(TileID(0, first + b).path, hashes[b].tobytes()) for b in range(full)]
     # Past the published checkpoint: written in place; the parent fsyncs them before publishing.
     TileStore(plan.tiles_dir, fsync=plan.fsync, cache_bytes=0).write_beyond(files)
     return np.concatenate(hashes), full, tail

@@ -17,46 +17,17 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
+from cachetools import LRUCache
+
 from rekorkit.errors import StoreError
+from rekorkit.tiles import HASH_SIZE, TILE_WIDTH, TileID, entries_path
 
 __all__ = ["TileStore"]
-
-# c2sp.org/tlog-tiles: a full tile holds 256 hashes of 32 bytes.
-_TILE_WIDTH = 256
-_HASH_SIZE = 32
-
-
-def _index_path(index: int) -> str:
-    """c2sp.org/tlog-tiles: 3-digit groups, ``x`` before every group but the last."""
-    digits = f"{index:03d}"
-    pad = (-len(digits)) % 3
-    digits = "0" * pad + digits
-    groups = [digits[i : i + 3] for i in range(0, len(digits), 3)]
-    return "/".join([f"x{g}" for g in groups[:-1]] + [groups[-1]])
-
-
-def tile_path(level: int, index: int, width: int = _TILE_WIDTH) -> str:
-    """The relative path of hash tile ``(level, index)`` of ``width`` hashes.
-
-    The path format is c2sp.org/tlog-tiles.
-    """
-    suffix = "" if width == _TILE_WIDTH else f".p/{width}"
-    return f"tile/{level}/{_index_path(index)}{suffix}"
-
-
-def bundle_path(index: int, width: int = _TILE_WIDTH) -> str:
-    """The relative path of entry bundle ``index`` holding ``width`` entries.
-
-    The path format is c2sp.org/tlog-tiles.
-    """
-    suffix = "" if width == _TILE_WIDTH else f".p/{width}"
-    return f"tile/entries/{_index_path(index)}{suffix}"
 
 
 class TileStore:
@@ -74,9 +45,7 @@ class TileStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
-        self._cache: OrderedDict[str, bytes] = OrderedDict()
-        self._cache_max = cache_bytes
-        self._cache_size = 0
+        self._cache: LRUCache[str, bytes] = LRUCache(maxsize=cache_bytes, getsizeof=len)
         self._lock = threading.Lock()
         self._tmp_seq = 0
 
@@ -194,52 +163,47 @@ class TileStore:
         if cacheable:
             with self._lock:
                 hit = self._cache.get(rel)
-                if hit is not None:
-                    self._cache.move_to_end(rel)
-                    return hit
+            if hit is not None:
+                return hit
         try:
             with open(self.root / rel, "rb") as f:
                 data = f.read()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
-        if cacheable and len(data) <= self._cache_max:
+        if cacheable and len(data) <= self._cache.maxsize:
             with self._lock:
-                if rel not in self._cache:
-                    self._cache[rel] = data
-                    self._cache_size += len(data)
-                while self._cache_size > self._cache_max:
-                    self._cache_size -= len(self._cache.popitem(last=False)[1])
+                self._cache[rel] = data
         return data
 
     def read_checkpoint(self, name: str = "checkpoint") -> bytes | None:
         """The published checkpoint, or None for a new log."""
         return self.read(name)
 
-    def read_tile(self, level: int, index: int, width: int = _TILE_WIDTH) -> bytes:
+    def read_tile(self, level: int, index: int, width: int = TILE_WIDTH) -> bytes:
         """The first ``width`` hashes of tile ``(level, index)``.
 
         Falls back from the exact partial tile to the full tile, then to any
         wider partial tile (c2sp.org/tlog-tiles: hashes never change once written, so
         a wider tile's prefix is the narrower tile).
         """
-        return self._read_prefix(tile_path(level, index), width, _HASH_SIZE, level, index)
+        return self._read_prefix(TileID(level, index).path, width, HASH_SIZE, level, index)
 
-    def read_bundle(self, index: int, width: int = _TILE_WIDTH) -> bytes:
+    def read_bundle(self, index: int, width: int = TILE_WIDTH) -> bytes:
         """Entry bundle ``index`` with exactly ``width`` entries (exact file or a wider prefix)."""
-        exact = self.read(bundle_path(index, width))
+        exact = self.read(entries_path(index, width))
         if exact is not None:
             return exact
-        full = self.read(bundle_path(index))
+        full = self.read(entries_path(index))
         if full is None:
-            full = self._widest_partial(bundle_path(index), width)
+            full = self._widest_partial(entries_path(index), width)
         if full is None:
             raise StoreError(f"entry bundle {index} (width {width}) is missing")
-        if width == _TILE_WIDTH:
+        if width == TILE_WIDTH:
             return full
         return _bundle_prefix(full, width, index)
 
     def _read_prefix(self, base: str, width: int, item: int, level: int, index: int) -> bytes:
-        if width != _TILE_WIDTH:
+        if width != TILE_WIDTH:
             exact = self.read(f"{base}.p/{width}")
             if exact is not None:
                 return exact
@@ -271,13 +235,13 @@ class TileStore:
         """
         removed: list[str] = []
         for level in range(8):  # 256**8 > 2**63: no tree has more levels
-            count = size // (_TILE_WIDTH**level)  # hashes that exist at this level
-            edge, width = divmod(count, _TILE_WIDTH)
+            count = size // (TILE_WIDTH**level)  # hashes that exist at this level
+            edge, width = divmod(count, TILE_WIDTH)
             n = edge
             while True:
-                found = self._remove_tile_files(tile_path(level, n), n == edge, width, removed)
+                found = self._remove_tile_files(TileID(level, n).path, n == edge, width, removed)
                 if level == 0:
-                    found |= self._remove_tile_files(bundle_path(n), n == edge, width, removed)
+                    found |= self._remove_tile_files(entries_path(n), n == edge, width, removed)
                 if not found and n > edge:
                     break
                 n += 1
@@ -287,9 +251,7 @@ class TileStore:
 
     def _uncache(self, rel: str) -> None:
         with self._lock:
-            old = self._cache.pop(rel, None)
-            if old is not None:
-                self._cache_size -= len(old)
+            self._cache.pop(rel, None)
 
     def _remove_tile_files(self, base: str, is_edge: bool, width: int, out: list[str]) -> bool:
         """Remove ``base`` (full) and its partials wider than ``width`` (all, past the edge)."""

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+from cachetools import LRUCache
 
 from rekorkit import merkle
 from rekorkit.entries import set_payload, sign_set
@@ -94,9 +94,9 @@ class V1EntryReader:
         self.max_bundles = max_bundles
         self.max_proof_tiles = max_proof_tiles
         self.signed = 0
-        self._bundles: OrderedDict[int, _Bundle] = OrderedDict()
-        self._proofs: OrderedDict[tuple[int, int], tuple[str, str]] = OrderedDict()
-        self._parsed: OrderedDict[int, list[bytes]] = OrderedDict()
+        self._bundles: LRUCache[int, _Bundle] = LRUCache(max_bundles)
+        self._proofs: LRUCache[tuple[int, int], tuple[str, str]] = LRUCache(max_proof_tiles)
+        self._parsed: LRUCache[int, list[bytes]] = LRUCache(_PARSED_BUNDLES)
         self._lock = threading.Lock()
         self._log_id = log.identity.v1_log_id.hex()
 
@@ -105,10 +105,6 @@ class V1EntryReader:
             rec = self._bundles.get(b)
             if rec is None:
                 rec = self._bundles[b] = _Bundle()
-                while len(self._bundles) > self.max_bundles:
-                    self._bundles.popitem(last=False)
-            else:
-                self._bundles.move_to_end(b)
             return rec
 
     def kept(self, indices: Sequence[int], size: int) -> bool:
@@ -183,17 +179,14 @@ class V1EntryReader:
         key = (b, size)
         with self._lock:
             hit = self._proofs.get(key)
-            if hit is not None:
-                self._proofs.move_to_end(key)
-                return hit
+        if hit is not None:
+            return hit
         tile = np.frombuffer(self.log.read_tile(0, b), np.uint8).reshape(WIDTH, 32)
         inner, _ = merkle.inclusion_proofs(tile, np.arange(WIDTH, dtype=np.uint64), WIDTH)
         upper = self.log.proof_builder(size).inclusion_proof(b * WIDTH)[8:]
         parts = (inner.tobytes().hex(), b"".join(upper).hex())
         with self._lock:
             self._proofs[key] = parts
-            while len(self._proofs) > self.max_proof_tiles:
-                self._proofs.popitem(last=False)
         return parts
 
     def _leaves(self, indices: list[int], size: int) -> list[bytes]:
@@ -208,14 +201,10 @@ class V1EntryReader:
                 continue
             with self._lock:
                 entries = self._parsed.get(b)
-                if entries is not None:
-                    self._parsed.move_to_end(b)
             if entries is None:
                 entries = parse_entry_bundle(self.log.store.read_bundle(b))
                 with self._lock:
                     self._parsed[b] = entries
-                    while len(self._parsed) > _PARSED_BUNDLES:
-                        self._parsed.popitem(last=False)
             out.append(entries[j])
         return out
 
