@@ -147,3 +147,31 @@ def test_step4_queued_submission_survives_503s_and_429_then_verifies(tmp_path: P
     result = verify_entry(sub.receipt, log_key=srv.public_key_pem, strict=True)
     assert result.entry is not None and result.entry.log_index == sub.log_index == 0
     assert result.entry.uuid == sub.uuid
+
+
+def test_step_serve_honest_clients_are_served_while_hostile_ones_are_cut(tmp_path: Path) -> None:
+    """``rekorkit serve`` alone on the network: 100 half-sent requests hang on it while a
+    DSSE submission goes through; the half-sent ones get Rekor's JSON 408 at the deadline."""
+    import socket
+    import time
+
+    with start_server(tmp_path / "log", request_timeout=1.0, fsync=False) as srv:
+        host, port = srv.url.removeprefix("http://").rsplit(":", 1)
+        hostile = [socket.create_connection((host, int(port)), timeout=5) for _ in range(100)]
+        try:
+            for s in hostile:
+                s.sendall(b"POST /api/v1/log/entries HTTP/1.1\r\nContent-Length: 900\r\n\r\n{")
+            key = ec.generate_private_key(ec.SECP256R1())
+            envelope = sign_envelope(PAYLOAD_TYPE, b'{"subject":[]}', key)
+            with _v1(srv) as client:
+                entry = client.submit(dsse_v001_request(envelope, [key.public_key()]))
+            assert entry.log_index == 0
+            deadline = time.monotonic() + 6
+            for s in hostile:
+                s.settimeout(max(0.1, deadline - time.monotonic()))
+                answer = s.recv(4096)
+                assert answer.startswith(b"HTTP/1.1 408 ")
+                assert json.loads(answer.partition(b"\r\n\r\n")[2])["code"] == 408
+        finally:
+            for s in hostile:
+                s.close()

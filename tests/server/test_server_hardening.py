@@ -502,3 +502,32 @@ def test_hostile_sweep_gets_no_5xx_and_no_hang(guarded: LocalRekor) -> None:
     assert elapsed < TIMEOUT + 10
     assert httpx.get(guarded.url + "/healthz").status_code == 200
     print(f"sweep: {len(requests)} requests in {elapsed:.2f}s, statuses {sorted(statuses.items())}")
+
+
+# -- layout --------------------------------------------------------------------------------
+def test_server_modules_import_no_cycle() -> None:
+    """Routes import the service, not the app: no cycle, type-checking imports included."""
+    import ast
+
+    import rekorkit.server
+
+    package = Path(rekorkit.server.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                deps |= {n.split(".")[2] for n in names if n.startswith("rekorkit.server.")}
+        graph[path.stem] = deps - {path.stem}
+    graph.pop("__init__")
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
+                return True
+        return False
+
+    cycles = [m for m in graph if reaches(m, m, {m})]
+    assert cycles == []
+    assert "app" not in graph["v1"] | graph["v2"] and "service" in graph["v1"] & graph["v2"]
