@@ -59,7 +59,10 @@ def test_worker_killed_at_random_points_loses_and_duplicates_nothing(tmp_path: P
         kills = 0
         for _ in range(4):
             proc = worker_process(path)
-            time.sleep(rng.uniform(0.8, 2.0))  # the interpreter starts in ~0.5 s
+            before, deadline = queue.status().by_state["done"], time.monotonic() + 20
+            while queue.status().by_state["done"] == before and time.monotonic() < deadline:
+                time.sleep(0.02)  # wait for this worker to make progress, then kill it
+            time.sleep(rng.uniform(0.0, 0.6))
             if proc.poll() is not None:
                 break
             os.kill(proc.pid, signal.SIGKILL)
@@ -67,7 +70,7 @@ def test_worker_killed_at_random_points_loses_and_duplicates_nothing(tmp_path: P
             kills += 1
         assert kills >= 2, "the drain finished before the worker could be killed"
         progress = queue.status().by_state
-        assert 0 < progress["done"] < 1000 or kills == 4
+        assert progress["done"] > 0
         proc = worker_process(path)  # the last run: expired leases come back
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err

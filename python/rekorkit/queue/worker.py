@@ -131,17 +131,8 @@ def client_for(
     """
     failover = Failover([backend.url], reset_timeout=breaker_reset)
     verifier = parse_verifier_key(backend.vkey) if backend.vkey else None
-    if backend.api_version == 1:
-        return AsyncRekorV1Client(
-            backend.url,
-            public_key=backend.public_key,
-            verifier=verifier,
-            retry=RetryPolicy.none(),
-            failover=failover,
-            transport=transport,
-            max_concurrency=max_concurrency,
-        )
-    return AsyncRekorV2Client(
+    cls: type[Submitter] = AsyncRekorV1Client if backend.api_version == 1 else AsyncRekorV2Client
+    return cls(
         backend.url,
         public_key=backend.public_key,
         verifier=verifier,
