@@ -175,3 +175,40 @@ def test_step_serve_honest_clients_are_served_while_hostile_ones_are_cut(tmp_pat
         finally:
             for s in hostile:
                 s.close()
+
+
+def test_step7_fetch_tiles_cache_them_serve_them_through_the_proxy(tmp_path: Path) -> None:
+    """Tiles fetched with the tile client land in a FileSystemTileCache; a proxy over that
+    cache serves them (verifying each up to the signed checkpoint, reading none of them
+    again from the log), and the whole log verifies through the proxy."""
+    import httpx
+    from rekorkit import AsyncTileReader, verify_tile_log
+    from rekorkit.proxy import start_proxy
+    from rekorkit.tilecache import FileSystemTileCache
+
+    with start_server(seed=2000, fsync=False) as srv:
+        verifier = parse_verifier_key(srv.checkpoint_vkey)
+        with (
+            FileSystemTileCache(tmp_path / "tiles") as cache,
+            TileReader(srv.url, cache=cache) as reader,
+        ):
+            cp = open_checkpoint(reader.checkpoint(), verifier)
+            assert tiles.ProofBuilder(cp.size, reader.read_tile).root() == cp.root
+            wanted = tiles.level0_tiles(0, cp.size, cp.size)
+            bundles = [reader.entry_bundle(t.index, t.width) for t in wanted]
+            level0 = reader.tiles(wanted)
+            tiles.verify_bundles_against_tiles(bundles, level0, [t.index for t in wanted])
+            assert cache.stats().tiles >= 2 * len(wanted)
+        with start_proxy(srv.url, tmp_path / "tiles", srv.checkpoint_vkey, sync=None) as proxy:
+            served = httpx.get(f"{proxy.url}/{wanted[3].entries_path}")
+            assert served.status_code == 200 and served.content == bundles[3]
+
+            async def audit() -> tuple[int, bytes]:
+                async with AsyncTileReader(proxy.url) as through_proxy:
+                    report = await verify_tile_log(through_proxy, verifier)
+                return report.entries, report.root_hash
+
+            assert asyncio.run(audit()) == (2000, cp.root)
+            metrics = httpx.get(proxy.url + "/metrics").text
+            assert 'rekorkit_proxy_misses_total{kind="entries"}' not in metrics
+            assert 'rekorkit_proxy_misses_total{kind="tile"}' not in metrics
