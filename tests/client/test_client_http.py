@@ -201,5 +201,6 @@ def test_tls_verification_on_for_https_backends() -> None:
     import ssl
 
     secure = SyncSession(["http://mirror.test", "https://rekor.test"])
-    assert secure.transport._pool._ssl_context.verify_mode == ssl.CERT_REQUIRED  # type: ignore[attr-defined]
+    transport = secure.transport_for("https://rekor.test")
+    assert transport._pool._ssl_context.verify_mode == ssl.CERT_REQUIRED  # type: ignore[attr-defined]
     secure.close()

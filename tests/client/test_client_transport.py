@@ -252,7 +252,7 @@ def test_pool_timeout(scripted: Scripted) -> None:
 def test_session_maps_errors_and_caps(scripted: Scripted) -> None:
     async def main() -> None:
         s = AsyncSession(scripted.url, retry=RetryPolicy.none(), timeout=Timeouts(read=0.1))
-        assert isinstance(s.transport, AsyncHTTP1Transport)
+        assert isinstance(s.transport_for(scripted.url), AsyncHTTP1Transport)
         try:
             raw = await s.request(RequestSpec("GET", "gzip", content="bytes"))
             assert raw.body == b"hello gzip"

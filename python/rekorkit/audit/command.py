@@ -21,6 +21,7 @@ from rekorkit.note import NoteVerifier
 __all__ = ["configure", "resolve_verifier", "run"]
 
 DEFAULT_DB = "rekorkit.duckdb"
+DEFAULT_TIMEOUT = 60.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +70,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--concurrency", type=int, default=16, metavar="N", help="requests in flight (default 16)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"deadline for each request, headers and body (default {DEFAULT_TIMEOUT:g})",
     )
     parser.add_argument(
         "--derive-level0-tiles",
@@ -143,22 +151,6 @@ def resolve_verifier(key: str | None, url: str, api: str, origin: str | None) ->
     return parse_verifier_key(key)
 
 
-async def _detect_api(url: str) -> str:
-    import httpx
-
-    async with httpx.AsyncClient(timeout=10) as client:
-        try:
-            r = await client.get(url.rstrip("/") + "/checkpoint")
-            if r.status_code == 200:
-                return "v2"
-            r = await client.get(url.rstrip("/") + "/api/v1/log")
-            if r.status_code == 200:
-                return "v1"
-        except httpx.HTTPError as exc:
-            raise RekorAPIError(f"cannot reach {url}: {exc}", url=url) from exc
-    raise RekorAPIError(f"{url} serves neither /checkpoint nor /api/v1/log", url=url)
-
-
 def _progress(enabled: bool) -> Any:
     if not enabled:
         return None
@@ -228,7 +220,10 @@ async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> An
             tile_cache = FileSystemTileCache(args.cache) if args.cache else None
 
             async with AsyncTileReader(
-                args.url, max_concurrency=args.concurrency, cache=tile_cache
+                args.url,
+                max_concurrency=args.concurrency,
+                timeout=args.timeout,
+                cache=tile_cache,
             ) as reader:
                 return await verify_tile_log(
                     reader,
@@ -244,17 +239,26 @@ async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> An
                     fetch_level0=not args.derive_level0_tiles,
                 )
         from rekorkit.audit.v1log import verify_v1_log
+        from rekorkit.client import AsyncRekorV1Client, VerifyOptions
 
-        return await verify_v1_log(
+        # The engine checks every entry itself, in batch calls: the client does not.
+        async with AsyncRekorV1Client(
             args.url,
-            verifier,
-            store=store,
-            start=args.start,
-            end=args.end,
-            concurrency=args.concurrency,
-            progress=progress,
-            on_plan=on_plan,
-        )
+            verify=VerifyOptions.none(),
+            max_concurrency=args.concurrency,
+            timeout=args.timeout,
+        ) as client:
+            return await verify_v1_log(
+                args.url,
+                verifier,
+                store=store,
+                start=args.start,
+                end=args.end,
+                concurrency=args.concurrency,
+                progress=progress,
+                on_plan=on_plan,
+                client=client,
+            )
     finally:
         if bar is not None:
             bar.stop()
@@ -331,7 +335,13 @@ def run(args: argparse.Namespace) -> int:
         problem = "--parquet needs --dask or --workers N >= 1; Dask runs audit tile (v2) logs"
         return _fail(args, 2, "usage error", ValueError(problem))
     try:
-        api = args.api if args.api != "auto" else asyncio.run(_detect_api(args.url))
+        if not args.timeout > 0:
+            raise ValueError("--timeout must be > 0 seconds")
+        api = args.api
+        if api == "auto":
+            from rekorkit.client.probe import detect_api
+
+            api = asyncio.run(detect_api(args.url, timeout=args.timeout))
         verifier = resolve_verifier(args.key, args.url, api, args.origin)
     except RekorAPIError as exc:
         return _fail(args, 2, "network error", exc)

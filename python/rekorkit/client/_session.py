@@ -1,33 +1,53 @@
 """The I/O half of the clients: one sync and one async session over httpx.
 
-A session owns the httpx client, the backend list with its breakers, the retry
+A session owns an httpx client, the backend list with its breakers, the retry
 policy and the timeouts. Its only job is ``request(spec) -> RawResponse``: pick
-a backend, send, read at most ``spec.max_bytes``, record the outcome, retry.
-Everything about what to send and how to read it lives in ``_http``.
+a backend, send, read at most ``spec.max_bytes`` decoded bytes before the
+deadline, record the outcome, retry. What to send and how to read it lives in
+``_http`` and ``_body``.
+
+The environment is honoured as httpx honours it, because httpx decides:
+``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` and ``NO_PROXY`` pick the
+transport per origin (``trust_env``), and ``SSL_CERT_FILE``/``SSL_CERT_DIR``
+pick the CA bundle. The session then hands each request straight to the
+transport httpx chose: the client layer above it (cookies, auth, redirects,
+event hooks) is nothing a log API uses and costs about half of each request's
+CPU time. Plain-http origins with no proxy, in the async session, go to the
+lean HTTP/1.1 transport (``_transport``), which wins there by measurement
+(``benches/bench_client.py``); everything else (proxies, TLS, HTTP/2) goes to
+httpx's own transports.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import os
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import httpx
 
+from rekorkit.client._body import araw_chunks, body_reader, raw_chunks
 from rekorkit.client._http import (
     RawResponse,
     RequestSpec,
-    body_over_cap,
     build_request,
-    check_declared_length,
     check_response,
     translate_errors,
 )
 from rekorkit.client._transport import AsyncHTTP1Transport
 from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
-from rekorkit.errors import RekorKitError
+from rekorkit.errors import RekorKitError, RequestTimeoutError
+
+__all__ = ["AsyncSession", "SyncSession", "base_urls"]
+
+_PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
 
 
-def _base_urls(base_url: str | Sequence[str]) -> list[str]:
+def base_urls(base_url: str | Sequence[str]) -> list[str]:
+    """One URL or mirrors as a list, trailing slashes removed."""
     urls = [base_url] if isinstance(base_url, str) else list(base_url)
     if not urls:
         raise ValueError("at least one base URL is required")
@@ -41,25 +61,70 @@ def _check_http2(http2: bool) -> None:
         )
 
 
-def _needs_tls(failover: Failover) -> bool:
-    """Whether any backend is https; plain-http logs (loopback, private) skip the
-    CA bundle, whose loading costs more than a hundred requests on loopback.
-    Redirects are never followed, so a plain-http session never meets TLS."""
-    return any(u.lower().startswith("https://") for u in failover.base_urls)
+def _needs_tls(failover: Failover, trust_env: bool) -> bool:
+    """Whether any backend (or an https proxy) needs TLS; plain-http logs
+    (loopback, private) skip the CA bundle, whose loading costs more than a
+    hundred requests on loopback. Redirects are never followed."""
+    if any(u.lower().startswith("https://") for u in failover.base_urls):
+        return True
+    return trust_env and any(
+        os.environ.get(v, "").lower().startswith("https://") for v in _PROXY_VARS
+    )
 
 
-def _limits(max_connections: int) -> httpx.Limits:
-    return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+def _limits(max_concurrency: int) -> httpx.Limits:
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+    return httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
 
 
-# Requests go straight to the transport, not through httpx.Client: the client
-# layer (cookies, auth, redirects, event hooks) is nothing a log API uses, and
-# it costs about half of each request's CPU time. Timeouts travel in the
-# request's "timeout" extension, as httpx.Client itself passes them.
+def _deadline_error(url: str, seconds: float) -> RequestTimeoutError:
+    return RequestTimeoutError(f"no complete response within the {seconds:g} s deadline", url=url)
+
+
+class _Core:
+    """What both sessions share: backends, retries, timeouts, and the per-request steps."""
+
+    def __init__(
+        self,
+        base_url: str | Sequence[str],
+        *,
+        retry: RetryPolicy | None,
+        timeout: float | Timeouts | None,
+        failover: Failover | None,
+        http2: bool,
+        max_concurrency: int,
+        trust_env: bool,
+    ) -> None:
+        _check_http2(http2)
+        self.failover = failover or Failover(base_urls(base_url))
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.timeouts = Timeouts.of(timeout)
+        self.limits = _limits(max_concurrency)
+        self.http2 = http2
+        self.trust_env = trust_env
+        self.verify = _needs_tls(self.failover, trust_env)
+        total = self.timeouts.total
+        # No single wait may outlast the whole exchange's deadline.
+        self._extension = {
+            k: (v if total is None or v is None else min(v, total))
+            for k, v in self.timeouts.to_httpx().as_dict().items()
+        }
+
+    def prepare(self, spec: RequestSpec) -> tuple[str, httpx.Request]:
+        base = self.failover.choose()
+        request = build_request(base, spec)
+        request.extensions["timeout"] = self._extension
+        return base, request
 
 
 class SyncSession:
-    """Blocking requests with retries and failover over one httpx.Client."""
+    """Blocking requests with retries and failover over an :class:`httpx.Client`.
+
+    The deadline (``Timeouts.total``) is checked between reads, and no single
+    read may wait longer than it; response headers are capped by httpx's
+    HTTP/1.1 parser (h11, 100 KiB).
+    """
 
     def __init__(
         self,
@@ -67,45 +132,64 @@ class SyncSession:
         *,
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy | None = None,
-        timeout: Timeouts | None = None,
+        timeout: float | Timeouts | None = None,
         failover: Failover | None = None,
         http2: bool = False,
-        max_connections: int = 16,
+        max_concurrency: int = 16,
+        trust_env: bool = True,
     ) -> None:
-        _check_http2(http2)
-        self.failover = failover or Failover(_base_urls(base_url))
-        self.retry = retry if retry is not None else RetryPolicy()
-        self.timeout = (timeout or Timeouts()).to_httpx().as_dict()
-        self.transport = transport or httpx.HTTPTransport(
-            limits=_limits(max_connections), http2=http2, verify=_needs_tls(self.failover)
+        core = self._core = _Core(
+            base_url,
+            retry=retry,
+            timeout=timeout,
+            failover=failover,
+            http2=http2,
+            max_concurrency=max_concurrency,
+            trust_env=trust_env,
         )
+        self.failover, self.retry, self.timeouts = core.failover, core.retry, core.timeouts
+        self._client = httpx.Client(
+            transport=transport,
+            trust_env=trust_env,
+            http2=http2,
+            limits=core.limits,
+            verify=core.verify,
+            follow_redirects=False,
+        )
+        self._routes: dict[str, httpx.BaseTransport] = {}
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self.transport.close()
+        """Close the connection pools."""
+        self._client.close()
+
+    def transport_for(self, base: str) -> httpx.BaseTransport:
+        """The transport requests to backend ``base`` go through."""
+        return self._transport(base, httpx.URL(base))
+
+    def _transport(self, base: str, url: httpx.URL) -> httpx.BaseTransport:
+        route = self._routes.get(base)
+        if route is None:
+            # httpx's own choice: a proxy transport, or its pool (NO_PROXY honoured).
+            route = self._routes[base] = self._client._transport_for_url(url)
+        return route
 
     def _attempt(self, spec: RequestSpec) -> RawResponse:
-        base = self.failover.choose()
-        request = build_request(base, spec)
-        request.extensions["timeout"] = self.timeout
+        base, request = self._core.prepare(spec)
         url = str(request.url)
+        total = self.timeouts.total
+        deadline = None if total is None else time.monotonic() + total
         try:
             with translate_errors(url):
-                response = self.transport.handle_request(request)
-                response.request = request
+                response = self._transport(base, request.url).handle_request(request)
                 try:
-                    check_declared_length(response, spec.max_bytes)
-                    chunks: list[bytes] = []
-                    total = 0
-                    for chunk in response.iter_bytes():
-                        total += len(chunk)
-                        if total > spec.max_bytes:
-                            raise body_over_cap(url, spec.max_bytes)
-                        chunks.append(chunk)
+                    reader = body_reader(response, spec.max_bytes, url)
+                    for chunk in raw_chunks(response):
+                        reader.feed(chunk)
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise _deadline_error(url, total or 0.0)
                 finally:
                     response.close()
-            body = b"".join(chunks)
-            raw = check_response(spec, response.status_code, response.headers, body, url)
+            raw = check_response(spec, response.status_code, response.headers, reader.finish(), url)
         except BaseException as exc:
             self.failover.record(base, exc)
             raise
@@ -118,7 +202,11 @@ class SyncSession:
 
 
 class AsyncSession:
-    """Awaitable requests with retries and failover over one httpx.AsyncClient."""
+    """Awaitable requests with retries and failover over an :class:`httpx.AsyncClient`.
+
+    The deadline (``Timeouts.total``) bounds each attempt whole: connecting,
+    sending, the headers and the body.
+    """
 
     def __init__(
         self,
@@ -126,55 +214,81 @@ class AsyncSession:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
-        timeout: Timeouts | None = None,
+        timeout: float | Timeouts | None = None,
         failover: Failover | None = None,
         http2: bool = False,
-        max_connections: int = 16,
+        max_concurrency: int = 16,
+        trust_env: bool = True,
     ) -> None:
-        _check_http2(http2)
-        self.failover = failover or Failover(_base_urls(base_url))
-        self.retry = retry if retry is not None else RetryPolicy()
-        self.timeout = (timeout or Timeouts()).to_httpx().as_dict()
-        self.transport: httpx.AsyncBaseTransport
-        if transport is not None:
-            self.transport = transport
-        elif http2:
-            self.transport = httpx.AsyncHTTPTransport(
-                limits=_limits(max_connections), http2=True, verify=_needs_tls(self.failover)
-            )
-        else:
-            # See rekorkit.client._transport: httpx's own async pool costs more
-            # client CPU per small request than the log spends answering it.
-            self.transport = AsyncHTTP1Transport(
-                max_connections=max_connections, verify=_needs_tls(self.failover)
-            )
+        core = self._core = _Core(
+            base_url,
+            retry=retry,
+            timeout=timeout,
+            failover=failover,
+            http2=http2,
+            max_concurrency=max_concurrency,
+            trust_env=trust_env,
+        )
+        self.failover, self.retry, self.timeouts = core.failover, core.retry, core.timeouts
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            trust_env=trust_env,
+            http2=http2,
+            limits=core.limits,
+            verify=core.verify,
+            follow_redirects=False,
+        )
+        self._lean: AsyncHTTP1Transport | None = None
+        self._max_concurrency = max_concurrency
+        self._explicit = transport is not None
+        self._routes: dict[str, httpx.AsyncBaseTransport] = {}
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self.transport.aclose()
+        """Close the connection pools."""
+        await self._client.aclose()
+        if self._lean is not None:
+            await self._lean.aclose()
+
+    def transport_for(self, base: str) -> httpx.AsyncBaseTransport:
+        """The transport requests to backend ``base`` go through."""
+        return self._transport(base, httpx.URL(base))
+
+    def _transport(self, base: str, url: httpx.URL) -> httpx.AsyncBaseTransport:
+        route = self._routes.get(base)
+        if route is None:
+            chosen: Any = self._client._transport_for_url(url)
+            direct = chosen is self._client._transport
+            if direct and not self._explicit and not self._core.http2 and url.scheme == "http":
+                # No proxy, no TLS, HTTP/1.1: the lean transport (see module docstring).
+                if self._lean is None:
+                    self._lean = AsyncHTTP1Transport(
+                        max_connections=self._max_concurrency, verify=False
+                    )
+                chosen = self._lean
+            route = self._routes[base] = chosen
+        return route
+
+    async def _exchange(self, base: str, spec: RequestSpec, request: httpx.Request) -> RawResponse:
+        url = str(request.url)
+        with translate_errors(url):
+            response = await self._transport(base, request.url).handle_async_request(request)
+            try:
+                reader = body_reader(response, spec.max_bytes, url)
+                async for chunk in araw_chunks(response):
+                    reader.feed(chunk)
+            finally:
+                await response.aclose()
+        return check_response(spec, response.status_code, response.headers, reader.finish(), url)
 
     async def _attempt(self, spec: RequestSpec) -> RawResponse:
-        base = self.failover.choose()
-        request = build_request(base, spec)
-        request.extensions["timeout"] = self.timeout
-        url = str(request.url)
+        base, request = self._core.prepare(spec)
+        total = self.timeouts.total
         try:
-            with translate_errors(url):
-                response = await self.transport.handle_async_request(request)
-                response.request = request
-                try:
-                    check_declared_length(response, spec.max_bytes)
-                    chunks: list[bytes] = []
-                    total = 0
-                    async for chunk in response.aiter_bytes():
-                        total += len(chunk)
-                        if total > spec.max_bytes:
-                            raise body_over_cap(url, spec.max_bytes)
-                        chunks.append(chunk)
-                finally:
-                    await response.aclose()
-            body = b"".join(chunks)
-            raw = check_response(spec, response.status_code, response.headers, body, url)
+            try:
+                async with asyncio.timeout(total):
+                    raw = await self._exchange(base, spec, request)
+            except TimeoutError as exc:
+                raise _deadline_error(str(request.url), total or 0.0) from exc
         except BaseException as exc:
             self.failover.record(base, exc)
             raise

@@ -37,6 +37,9 @@ __all__ = ["AsyncHTTP1Transport"]
 KEEPALIVE_EXPIRY = 4.0
 # Body bytes buffered per connection before reading from the socket pauses.
 _READ_HIGH_WATER = 256 * 1024
+# The most bytes a status line and headers may take (h11, httpx's HTTP/1.1
+# parser, allows the same); a log that never ends its headers is cut off here.
+MAX_HEADER_BYTES = 100 * 1024
 _Origin = tuple[str, str, int]
 
 
@@ -65,6 +68,7 @@ class _Connection(asyncio.Protocol):
         self._buffered = 0
         self._paused = False
         self._until_eof = False
+        self._head_bytes = 0
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -77,6 +81,13 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(httpx.RemoteProtocolError(f"malformed HTTP response: {exc}"))
             self.close()
+        if not self.headers_done:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEADER_BYTES:
+                self._fail(
+                    httpx.RemoteProtocolError(f"response headers exceed {MAX_HEADER_BYTES} bytes")
+                )
+                self.close()
         self._notify()
 
     def eof_received(self) -> bool:

@@ -16,7 +16,7 @@ from rekorkit import merkle
 from rekorkit.checkpoint import SignedCheckpoint
 from rekorkit.client._flow import Flow, Observe, TileConsistencyProofs, TileProof
 from rekorkit.client._http import RawResponse, RequestSpec
-from rekorkit.client.tilereader import TILE_WIDTH, bundle_entry
+from rekorkit.client.tilereader import bundle_entry
 from rekorkit.client.tracking import CheckpointTracker
 from rekorkit.client.verification import (
     CheckpointCache,
@@ -35,6 +35,7 @@ from rekorkit.errors import (
     SignatureError,
 )
 from rekorkit.note import NoteVerifier
+from rekorkit.tiles import TILE_WIDTH
 from rekorkit.trust import LogInstance
 
 __all__ = ["TILE_CACHE", "TileFetch", "V2Flows"]
@@ -143,7 +144,8 @@ class V2Flows:
             )
         cp = read_checkpoint(proof.checkpoint, self.verifier, opts, self._verified)
         if opts.inclusion:
-            # v2: the top-level index is the proof's index (REKOR_API.md §4.2).
+            # v2: the top-level index is the proof's index (sigstore/protobuf-specs
+            # TransparencyLogEntry).
             if proof.log_index != entry.log_index:
                 raise InclusionError(
                     f"{where}: proof is for index {proof.log_index}",

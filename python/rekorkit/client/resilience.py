@@ -1,6 +1,6 @@
 """Retries, timeouts, circuit breaking and failover for log clients.
 
-Rekor's users asked for exactly these (REKOR_API.md §6: sigstore-python #1148
+Rekor's users asked for exactly these (Rekor's issue tracker: sigstore-python #1148
 and #1448, cosign #2198, rekor #2640): exponential backoff with jitter, 429
 honouring ``Retry-After`` even when the edge answers with HTML, no retries on
 other 4xx, a short connect timeout with a long read timeout for v2 writes, and
@@ -12,6 +12,7 @@ so tests run the whole state machine without sleeping.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -19,7 +20,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import anyio
 import httpx
 
 from rekorkit.errors import (
@@ -43,7 +43,7 @@ __all__ = [
 T = TypeVar("T")
 
 # Statuses that say "try again later": 408 and 429 from edges, 5xx from the log
-# or its load balancer (REKOR_API.md §1.7, §4.2). 501 is "API disabled" and is
+# or its load balancer (the Rekor OpenAPI, Error, §4.2). 501 is "API disabled" and is
 # permanent, so it is not here.
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -67,32 +67,59 @@ def _trips_breaker(exc: BaseException) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Timeouts as an object: a short connect limit, a separate (long) read limit.
+    """Timeouts as an object: a short connect limit, a separate (long) read limit,
+    and a deadline for the whole exchange.
+
+    The per-operation limits (``connect``, ``read``, ``write``, ``pool``) bound
+    each wait as httpx's do; ``total`` bounds one attempt from the first byte
+    sent to the last byte read, so a log that drips its answer one byte at a
+    time cannot hold a client forever. Each retry gets a fresh deadline.
 
     Attributes:
         connect: seconds to establish a connection.
         read: seconds to wait between bytes of the response.
         write: seconds to send the request.
         pool: seconds to wait for a free connection from the pool.
+        total: seconds for one whole attempt (None: no deadline).
     """
 
     connect: float = 5.0
     read: float = 30.0
     write: float = 30.0
     pool: float = 30.0
+    total: float | None = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "write", "pool", "total"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"timeout {name} must be > 0 seconds, got {value!r}")
+
+    @classmethod
+    def of(cls, value: float | Timeouts | None, default: Timeouts | None = None) -> Timeouts:
+        """``value`` as :class:`Timeouts`: a number of seconds is the per-request
+        deadline, every other limit no longer than it; None is ``default``."""
+        if value is None:
+            return default if default is not None else cls()
+        if isinstance(value, Timeouts):
+            return value
+        seconds = float(value)
+        return cls(
+            connect=min(5.0, seconds), read=seconds, write=seconds, pool=seconds, total=seconds
+        )
 
     @classmethod
     def for_v2_writes(cls) -> Timeouts:
         """Timeouts for Rekor v2 ``POST /api/v2/log/entries``.
 
         The call blocks until a checkpoint including the entry is published,
-        and the server's own limit is 20 s (REKOR_API.md §4.1), so the read
+        and the server's own limit is 20 s (the rekor-tiles API), so the read
         timeout must be at least that.
         """
-        return cls(connect=5.0, read=60.0, write=30.0, pool=60.0)
+        return cls(connect=5.0, read=60.0, write=30.0, pool=60.0, total=90.0)
 
     def to_httpx(self) -> httpx.Timeout:
-        """The equivalent :class:`httpx.Timeout`."""
+        """The equivalent :class:`httpx.Timeout` (httpx has no whole-exchange deadline)."""
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
 
 
@@ -128,7 +155,7 @@ class RetryPolicy:
     max_retry_after: float = 300.0
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
-    async_sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: Callable[[], float] = field(default_factory=lambda: random.random)
 
     def __post_init__(self) -> None:

@@ -5,7 +5,7 @@ info and proofs behave identically sync and async. Every entry is verified
 before it is returned (:mod:`rekorkit.client.verification`), every checkpoint
 is chained to the latest one trusted (:mod:`rekorkit.client.tracking`), and a
 409 on submission resolves to the existing entry so a retried submission is
-idempotent (REKOR_API.md §6, scaffolding #900).
+idempotent (Rekor's issue tracker, scaffolding #900).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class RekorV1Client:
             failover=failover,
             timeout=timeout,
             http2=http2,
-            max_connections=max_connections,
+            max_concurrency=max_connections,
         )
 
     @property
@@ -245,7 +245,7 @@ class AsyncRekorV1Client:
             failover=failover,
             timeout=timeout,
             http2=http2,
-            max_connections=max_concurrency,
+            max_concurrency=max_concurrency,
         )
 
     @property

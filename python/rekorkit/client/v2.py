@@ -1,7 +1,7 @@
 """Rekor v2 (rekor-tiles) clients: verified writes, and reads from tiles.
 
 Writes are ``POST /api/v2/log/entries`` with a ``hashedRekordRequestV002``
-(DSSE is logged as a hashedrekord over the PAE digest, REKOR_API.md §4.1).
+(DSSE is logged as a hashedrekord over the PAE digest, the rekor-tiles API).
 The call blocks until a checkpoint covers the entry, so the write timeout is
 long (:meth:`Timeouts.for_v2_writes`). A 409 carries ``x-log-index``; the
 existing entry is then recovered from the tiles and verified like any other.
@@ -210,7 +210,7 @@ class RekorV2Client:
             failover=failover,
             timeout=write_timeout or Timeouts.for_v2_writes(),
             http2=http2,
-            max_connections=max_concurrency,
+            max_concurrency=max_concurrency,
         )
         self.tiles = TileReader(
             reads,
@@ -330,7 +330,7 @@ class AsyncRekorV2Client:
             failover=failover,
             timeout=write_timeout or Timeouts.for_v2_writes(),
             http2=http2,
-            max_connections=max_concurrency,
+            max_concurrency=max_concurrency,
         )
         self._proofs: dict[TileProof, list[bytes]] = {}
         self._pending: dict[TileProof, anyio.Event] = {}

@@ -1,0 +1,146 @@
+"""The two client shells: one blocking, one awaitable, both driving sans-I/O flows.
+
+Every client (v1, v2, the tile readers) is one of these around a session: its
+operations are flows (:mod:`rekorkit.client._flow`), and the shell's typed
+``_run(flow: Flow[T]) -> T`` answers what they yield. A shell knows how to
+answer a :class:`~rekorkit.client._http.RequestSpec`; a client with more kinds
+of operation (tile reads, proofs) extends ``_handle``. The async shell also
+owns the one bounded-concurrency map the batch calls use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Literal, Self, TypeVar, overload
+
+from rekorkit.client._flow import Flow, adrive, drive
+from rekorkit.client._http import RequestSpec
+from rekorkit.client._session import AsyncSession, SyncSession
+
+__all__ = ["AsyncShell", "SyncShell", "bounded_map"]
+
+T = TypeVar("T")
+A = TypeVar("A")
+
+
+class SyncShell:
+    """A blocking client: a :class:`SyncSession` and the driver for its flows."""
+
+    def __init__(self, session: SyncSession) -> None:
+        self._session = session
+
+    def _handle(self, op: object) -> object:
+        if isinstance(op, RequestSpec):
+            return self._session.request(op)
+        raise TypeError(f"unknown flow operation {op!r}")
+
+    def _run(self, flow: Flow[T]) -> T:
+        return drive(flow, self._handle)
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncShell:
+    """An awaitable client: an :class:`AsyncSession`, the driver, a bound on flows.
+
+    Args:
+        session: the session.
+        max_concurrency: the most requests in flight.
+        flows_per_request: flows running at once per request slot (above 1,
+            checks on answered requests overlap the next requests).
+    """
+
+    def __init__(
+        self, session: AsyncSession, max_concurrency: int, *, flows_per_request: int = 1
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self._session = session
+        self.max_concurrency = max_concurrency
+        self._flows = asyncio.Semaphore(flows_per_request * max_concurrency)
+
+    async def _handle(self, op: object) -> object:
+        if isinstance(op, RequestSpec):
+            return await self._session.request(op)
+        raise TypeError(f"unknown flow operation {op!r}")
+
+    async def _run(self, flow: Flow[T]) -> T:
+        async with self._flows:
+            return await adrive(flow, self._handle)
+
+    async def _map(
+        self, fn: Callable[[A], Awaitable[T]], items: Sequence[A], *, width: int = 1
+    ) -> list[T]:
+        return await bounded_map(fn, items, width * self.max_concurrency)
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._session.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+@overload
+async def bounded_map(
+    fn: Callable[[A], Awaitable[T]],
+    items: Iterable[A],
+    limit: int,
+    *,
+    return_exceptions: Literal[False] = ...,
+) -> list[T]: ...
+@overload
+async def bounded_map(
+    fn: Callable[[A], Awaitable[T]], items: Iterable[A], limit: int, *, return_exceptions: bool
+) -> list[T | Exception]: ...
+async def bounded_map(
+    fn: Callable[[A], Awaitable[T]],
+    items: Iterable[A],
+    limit: int,
+    *,
+    return_exceptions: bool = False,
+) -> list[T] | list[T | Exception]:
+    """``[await fn(x) for x in items]`` with at most ``limit`` calls at once, in input order.
+
+    A fixed pool of workers, not one task per item: memory stays bounded by
+    the limit, not by the number of items. A failure stops the workers taking
+    new items and is raised as itself (the first in input order), not wrapped
+    in an exception group; with ``return_exceptions`` each failure takes its
+    item's place instead, as with :func:`asyncio.gather`.
+    """
+    work = list(items)
+    results: list[Any] = [None] * len(work)
+    pending = iter(range(len(work)))
+    failed: list[int] = []
+
+    async def worker() -> None:
+        for i in pending:
+            try:
+                results[i] = await fn(work[i])
+            except Exception as exc:
+                results[i] = exc
+                if not return_exceptions:
+                    failed.append(i)
+                    return
+
+    if len(work) == 1:
+        await worker()  # one call: no task group
+    elif work:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(min(limit, len(work))):
+                tg.create_task(worker())
+    if failed:
+        raise results[min(failed)]
+    return results
