@@ -148,9 +148,9 @@ class _Follower:
     async def _signed_checkpoint(self) -> SignedCheckpoint | None:
         """The log's checkpoint, verified; ``None`` (and an alert) when it does not verify."""
         if self.api == "auto":
-            from rekorkit.audit.command import _detect_api
+            from rekorkit.client.probe import detect_api
 
-            self.api = await _detect_api(self.cfg.url)
+            self.api = await detect_api(self.cfg.url, **self._client_args)
         if self.api == "v1":
             async with AsyncRekorV1Client(self.cfg.url, **self._client_args) as client:
                 info = await client.log_info()
@@ -285,10 +285,11 @@ class _Follower:
     async def _match(self, origin: str, start: int) -> None:
         """Match the watchlist over stored entries not matched yet (contiguous from ``start``)."""
         svc = self.service
-        if not svc.watchlist:
-            return
         ranges = await asyncio.to_thread(svc.store.verified_ranges, origin)
         top = next((e for s, e in ranges if s <= start < e), start)
+        if not svc.watchlist:  # nothing to match: items added later need a backfill
+            await asyncio.to_thread(svc.alerts.add, [], matched=(origin, top))
+            return
         lo = max(await asyncio.to_thread(svc.alerts.matched_to, origin), start)
         await svc._scan(self.cfg.name, origin, lo, top, progress=True)
 

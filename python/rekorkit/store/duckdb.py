@@ -494,6 +494,8 @@ class DuckDBStore:
     def entries_table(self, origin: str, start: int, end: int) -> pa.Table:
         """Like :meth:`entries`, as one Arrow table (for bulk readers)."""
         with self._lock:
+            # A relation query is refused while an earlier execute() has unread rows.
+            self._con.execute("SELECT 1").fetchall()
             return self._con.sql(
                 f"SELECT {_COLUMNS} FROM entries "
                 "WHERE origin = ? AND log_index >= ? AND log_index < ? ORDER BY log_index",
