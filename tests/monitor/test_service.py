@@ -200,3 +200,33 @@ def test_failing_log_alerts_and_the_other_log_keeps_running(tmp_path: Path) -> N
     assert alerts[0]["log"] == "bad" and alerts[0]["evidence"]["failures"] == 2
     assert [s["bad"]["failures"] for s in statuses] == [1, 2, 3]
     assert [s["good"]["frontier"] for s in statuses] == [300, 300, 300]
+
+
+def test_v1_log_is_synced_through_the_rest_api(tmp_path: Path) -> None:
+    with start_server(seed=400) as srv:
+        cfg = MonitorConfig(
+            str(tmp_path / "m.duckdb"), (LogConfig("v1", srv.url, srv.v1_vkey, api="v1"),)
+        )
+        alerts, statuses = _run(cfg, None, lambda: submit_signed(srv, 2), None)
+    assert alerts == []
+    assert [s["v1"]["frontier"] for s in statuses] == [400, 402, 402]
+    with DuckDBStore(tmp_path / "m.duckdb", read_only=True) as store:
+        assert store.verified_ranges(srv.v1_origin) == [(0, 402)]
+        assert (store.frontier(srv.v1_origin) or (0, None))[1].size == 402  # type: ignore[union-attr]
+
+
+def test_service_in_an_application_follows_new_entries(tmp_path: Path) -> None:
+    """start()/stop() inside a user's asyncio app: new entries arrive within a poll."""
+    with start_server(seed=100) as srv:
+        cfg = config(srv, tmp_path / "m.duckdb", poll_interval=0.1)
+
+        async def app() -> int:
+            async with RekorSyncService(cfg) as svc:
+                await asyncio.to_thread(submit_signed, srv, 2)
+                for _ in range(100):
+                    await asyncio.sleep(0.05)
+                    if svc.followers[0].status.frontier == 102:
+                        break
+                return svc.followers[0].status.frontier
+
+        assert asyncio.run(app()) == 102

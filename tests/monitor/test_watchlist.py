@@ -54,7 +54,7 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def test_identities_digests_and_fingerprints_match_new_entries(populated: Any) -> None:
-    srv, alice, bob, a, b, tmp = populated
+    srv, alice, _bob, a, b, tmp = populated
     watch = Watchlist(
         identities=[
             IdentityWatch("alice@example.com", (ISSUER_A,)),
@@ -81,7 +81,7 @@ def test_identities_digests_and_fingerprints_match_new_entries(populated: Any) -
 
 
 def test_backfill_finds_history_and_acknowledged_values_stay_quiet(populated: Any) -> None:
-    srv, alice, _bob, a, _b, tmp = populated
+    srv, _alice, _bob, a, _b, tmp = populated
     db = tmp / "b.duckdb"
     got, _ = _service_round(config(srv, db))  # synced with no watchlist
     assert got == []
@@ -100,7 +100,7 @@ def test_backfill_finds_history_and_acknowledged_values_stay_quiet(populated: An
 
 
 def test_matching_is_per_distinct_verifier(populated: Any) -> None:
-    srv, alice, _bob, a, _b, tmp = populated
+    srv, _alice, _bob, a, _b, tmp = populated
     db = tmp / "c.duckdb"
     _service_round(config(srv, db))
     with DuckDBStore(db, read_only=True) as store:
@@ -111,7 +111,7 @@ def test_matching_is_per_distinct_verifier(populated: Any) -> None:
 
 
 def test_rekor_monitor_config_is_read_as_is(populated: Any, tmp_path: Path) -> None:
-    srv, alice, bob, a, b, _ = populated
+    srv, alice, _bob, _a, b, _ = populated
     path = tmp_path / "config.yaml"
     path.write_text(
         "monitoredValues:\n"

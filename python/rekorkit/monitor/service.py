@@ -37,7 +37,13 @@ import httpx
 
 from rekorkit.audit import verify_tile_log, verify_v1_log
 from rekorkit.checkpoint import SignedCheckpoint, WitnessPolicy, open_checkpoint
-from rekorkit.client import AsyncRekorV1Client, AsyncTileReader, RetryPolicy, Timeouts
+from rekorkit.client import (
+    AsyncRekorV1Client,
+    AsyncTileReader,
+    RetryPolicy,
+    Timeouts,
+    VerifyOptions,
+)
 from rekorkit.errors import RekorAPIError, RekorKitError, StoreError, VerificationError
 from rekorkit.monitor.alerts import Alert, AlertKind, AlertStore
 from rekorkit.monitor.config import LogConfig, MonitorConfig, Vantage
@@ -152,7 +158,9 @@ class _Follower:
 
             self.api = await detect_api(self.cfg.url, **self._client_args)
         if self.api == "v1":
-            async with AsyncRekorV1Client(self.cfg.url, **self._client_args) as client:
+            # The checkpoint is verified below, with the configured key and policy.
+            none = VerifyOptions.none()
+            async with AsyncRekorV1Client(self.cfg.url, verify=none, **self._client_args) as client:
                 info = await client.log_info()
             raw = info.active.checkpoint.raw
         else:
