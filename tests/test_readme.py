@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from rekorkit.audit import command as verify_command
+from rekorkit.monitor import command as monitor_command
 from rekorkit.proxy import command as proxy_command
 from rekorkit.server import command as serve_command
 
@@ -91,6 +92,7 @@ COMMANDS = {
     "serve": ("`rekorkit serve`", serve_command.configure),
     "verify": ("`rekorkit verify`", verify_command.configure),
     "proxy": ("`rekorkit proxy`", proxy_command.configure),
+    "monitor": ("`rekorkit monitor`", monitor_command.configure),
 }
 
 
