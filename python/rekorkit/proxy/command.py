@@ -11,6 +11,7 @@ sync batch in hand.
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import sys
 
@@ -105,8 +106,21 @@ def run(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         create_app(service, job=job), log_level=args.log_level, access_log=False, lifespan="on"
     )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT (the lifespan lets the sync
+    # batch in hand finish), then raises the signal again: that is a clean stop.
+    signal.signal(signal.SIGTERM, _stopped)
     try:
         uvicorn.Server(config).run(sockets=[sock])
+    except (KeyboardInterrupt, _Stopped):
+        pass
     finally:
         cache.close()
     return 0
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived again after uvicorn's graceful shutdown."""
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise _Stopped
