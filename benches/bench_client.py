@@ -175,6 +175,42 @@ def test_tiles_async_reader(benchmark: Any, server: LocalRekor) -> None:
     assert result == sum(32 * w for _, _, w in ids)
 
 
+def _async_tiles(server: LocalRekor, transport: httpx.AsyncBaseTransport | None) -> int:
+    ids = _tile_ids()
+
+    async def main() -> int:
+        async with AsyncTileReader(
+            server.url, max_concurrency=TILE_CONCURRENCY, transport=transport
+        ) as r:
+            return sum(len(t) for t in await r.tiles(ids))
+
+    return anyio.run(main)
+
+
+def test_tiles_async_httpx_transport(benchmark: Any, server: LocalRekor) -> None:
+    """httpx's own async transport under the reader: what the lean one must beat."""
+
+    def run() -> int:
+        limits = httpx.Limits(max_connections=TILE_CONCURRENCY)
+        return _async_tiles(server, httpx.AsyncHTTPTransport(limits=limits))
+
+    result = measure(benchmark, run, ops=N_TILES, rounds=ROUNDS)
+    assert result == sum(32 * w for _, _, w in _tile_ids())
+
+
+def test_tiles_async_lean_transport(benchmark: Any, server: LocalRekor) -> None:
+    """The lean HTTP/1.1 transport (the default for plain http, no proxy), same reads."""
+    result = measure(
+        benchmark,
+        lambda: _async_tiles(server, None),
+        ops=N_TILES,
+        baseline="test_tiles_async_httpx_transport",
+        rounds=ROUNDS,
+        note=f"same reader, {TILE_CONCURRENCY} in flight; httpx's AsyncHTTPTransport as baseline",
+    )
+    assert result == sum(32 * w for _, _, w in _tile_ids())
+
+
 @pytest.fixture(scope="module")
 def lookups(server: LocalRekor) -> dict[str, Any]:
     log = log_from_key(server.url, server.public_key_pem)
