@@ -212,3 +212,85 @@ def test_step7_fetch_tiles_cache_them_serve_them_through_the_proxy(tmp_path: Pat
             metrics = httpx.get(proxy.url + "/metrics").text
             assert 'rekorkit_proxy_misses_total{kind="entries"}' not in metrics
             assert 'rekorkit_proxy_misses_total{kind="tile"}' not in metrics
+
+
+def test_step5_sync_service_stores_new_entries_verified(tmp_path: Path) -> None:
+    from rekorkit.monitor import LogConfig, MonitorConfig, RekorSyncService
+
+    with start_server(seed=1000, fsync=False) as srv:
+        cfg = MonitorConfig(
+            db=str(tmp_path / "monitor.duckdb"),
+            logs=(LogConfig("local", srv.url, srv.checkpoint_vkey, poll_interval=0.1),),
+        )
+
+        async def run() -> list[LogEntry]:
+            async with RekorSyncService(cfg) as service:
+                new = await asyncio.to_thread(lambda: [_submit(srv) for _ in range(3)])
+                for _ in range(200):  # bounded: 10 s
+                    if service.followers[0].status.frontier == 1003:
+                        break
+                    await asyncio.sleep(0.05)
+            return new
+
+        new = asyncio.run(run())
+    with DuckDBStore(tmp_path / "monitor.duckdb", read_only=True) as store:
+        assert store.verified_ranges(srv.origin) == [(0, 1003)]
+        start, checkpoint = store.frontier(srv.origin) or (None, None)
+        assert start == 0 and checkpoint is not None and checkpoint.size == 1003
+        open_checkpoint(checkpoint.note, parse_verifier_key(srv.checkpoint_vkey))
+        for entry in new:
+            stored = store.entry(srv.origin, entry.log_index)
+            assert stored is not None and stored.body == entry.body
+            assert stored.leaf_hash == merkle.leaf_hash(entry.body)
+
+
+def _submit(srv: LocalRekor) -> LogEntry:
+    key = ec.generate_private_key(ec.SECP256R1())
+    statement = json.dumps({"_type": "https://in-toto.io/Statement/v1", "subject": []}).encode()
+    envelope = sign_envelope(PAYLOAD_TYPE, statement, key)
+    with _v1(srv) as client:
+        return client.submit(dsse_v001_request(envelope, [key.public_key()]))
+
+
+@pytest.mark.parametrize("readers", ["all", "header"])
+def test_step6_stored_checkpoint_then_divergence_detected(tmp_path: Path, readers: str) -> None:
+    from rekorkit.errors import ConsistencyError
+    from rekorkit.monitor import (
+        AlertKind,
+        CallbackPublisher,
+        LogConfig,
+        MonitorConfig,
+        RekorSyncService,
+        Vantage,
+    )
+
+    with start_server(seed=1500, fsync=False) as srv:
+        view = Vantage("fork-view", srv.url, {"x-rekorkit-view": "fork"})
+        cfg = MonitorConfig(
+            db=str(tmp_path / "monitor.duckdb"),
+            logs=(LogConfig("local", srv.url, srv.checkpoint_vkey, vantage=(view,)),),
+        )
+        alerts: list[dict[str, object]] = []
+
+        async def run() -> None:
+            service = RekorSyncService(cfg, publishers=[CallbackPublisher(alerts.append)])
+            try:
+                await service.sync_once()  # stores checkpoint 1500
+                stored = service.store.latest_checkpoint(srv.origin)
+                assert stored is not None and stored.size == 1500
+                srv.fork(at=1000, extra=700, readers=readers)
+                await service.sync_once()
+            finally:
+                await service.stop()
+
+        asyncio.run(run())
+    kind = AlertKind.REWRITTEN_HISTORY if readers == "all" else AlertKind.SPLIT_VIEW
+    assert [a["kind"] for a in alerts] == [kind.value]
+    evidence = alerts[0]["evidence"]
+    assert isinstance(evidence, dict)
+    verifier = parse_verifier_key(srv.checkpoint_vkey)
+    old, new = open_checkpoint(evidence["old"], verifier), open_checkpoint(evidence["new"], verifier)
+    assert (old.size, new.size) == (1500, 1700)
+    proof = [bytes.fromhex(h) for h in evidence["proof"]]
+    with pytest.raises(ConsistencyError):
+        merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
