@@ -289,7 +289,8 @@ def test_step6_stored_checkpoint_then_divergence_detected(tmp_path: Path, reader
     evidence = alerts[0]["evidence"]
     assert isinstance(evidence, dict)
     verifier = parse_verifier_key(srv.checkpoint_vkey)
-    old, new = open_checkpoint(evidence["old"], verifier), open_checkpoint(evidence["new"], verifier)
+    old = open_checkpoint(evidence["old"], verifier)
+    new = open_checkpoint(evidence["new"], verifier)
     assert (old.size, new.size) == (1500, 1700)
     proof = [bytes.fromhex(h) for h in evidence["proof"]]
     with pytest.raises(ConsistencyError):
