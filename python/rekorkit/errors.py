@@ -20,6 +20,7 @@ __all__ = [
     "InclusionError",
     "MalformedError",
     "NotFoundError",
+    "RangeError",
     "RateLimitedError",
     "RekorAPIError",
     "RekorKitError",
@@ -50,6 +51,10 @@ class MalformedError(RekorKitError, ValueError):
         super().__init__(message)
         self.what = what
         self.where = where
+
+
+class RangeError(RekorKitError, ValueError):
+    """A requested index range does not fit the log (a usage error, not a failed check)."""
 
 
 class VerificationError(RekorKitError):

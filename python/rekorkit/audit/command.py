@@ -325,7 +325,7 @@ def _fail(args: argparse.Namespace, status: int, kind: str, exc: BaseException) 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rekorkit verify``; return 0 verified, 1 verification failed, 2 usage/network."""
-    from rekorkit.audit.tilelog import RangeError
+    from rekorkit.errors import RangeError
 
     if args.concurrency < 1:
         return _fail(args, 2, "usage error", ValueError("--concurrency must be >= 1"))

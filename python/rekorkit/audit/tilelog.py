@@ -41,6 +41,7 @@ from rekorkit.errors import (
     ConsistencyError,
     DivergenceError,
     MalformedError,
+    RangeError,
     TileError,
     VerificationError,
 )
@@ -48,7 +49,7 @@ from rekorkit.note import NoteVerifier
 from rekorkit.store import StoredCheckpoint
 from rekorkit.store.duckdb import ROW_GROUP_ROWS, DuckDBStore, entry_batch
 
-__all__ = ["ProgressCallback", "VerifyReport", "verify_tile_log"]
+__all__ = ["ProgressCallback", "RangeError", "VerifyReport", "verify_tile_log"]
 
 TILE_WIDTH = tiles.TILE_WIDTH
 HASH = tiles.HASH_SIZE
@@ -122,10 +123,6 @@ class VerifyReport:
             "mb_per_second": round(self.mb_per_second, 2),
             "shards": [s.to_json() for s in self.shards],
         }
-
-
-class RangeError(ValueError):
-    """The requested range does not fit the log (a usage error, not a verification failure)."""
 
 
 def check_consistency(
