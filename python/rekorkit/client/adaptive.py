@@ -1,0 +1,275 @@
+"""An adaptive in-flight window for bulk reads: as many requests as the link carries.
+
+A log 50 ms away needs hundreds of reads in flight to fill its link, a small
+static server on loopback needs one or two, and neither number can be known
+before the first request. :class:`AdaptiveWindow` finds it the way TCP
+congestion control does (RFC 5681 slow start and multiplicative decrease; the
+delay signal of TCP Vegas and the full-pipe test of BBR,
+draft-cardwell-iccrg-bbr-congestion-control):
+
+* **rounds**: a round ends when as many requests have completed as the
+  window held when it began, about one round trip;
+* **slow start**: the window doubles each round while the delivery rate
+  grows; three rounds without 25 % more throughput mean the pipe is full;
+* **steady growth**: after that it grows by an eighth per round, so a link
+  that gets faster is still found quickly;
+* **latency**: a round whose median latency exceeds ``tolerance`` times the
+  path's base round trip plus ``slack`` is building a queue somewhere (server,
+  proxy, the client's own CPU): the window shrinks by at least ``ease``,
+  toward the size that keeps latency within the target; every ``memory``
+  seconds one round runs with a quarter of the window to drain any standing
+  queue and measure the base round trip again (BBR's ProbeRTT);
+* **overload**: a 429 or 503, a timeout or a failed connection cuts it by
+  ``backoff`` at once, at most once per round (RFC 6585 §4, RFC 9110 §15.6.4);
+* always within ``[floor, ceiling]``.
+
+The window is pure logic: the caller reports each completion with its
+latency and the current time. :class:`WindowGate` is the asyncio side: an
+``await``-able bound that follows a window and feeds it the samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from statistics import median
+from typing import ParamSpec, TypeVar
+
+from rekorkit.errors import (
+    CircuitOpenError,
+    RateLimitedError,
+    RequestTimeoutError,
+    RetryExhaustedError,
+    TransportError,
+    UnavailableError,
+)
+
+__all__ = ["AdaptiveWindow", "WindowGate", "WindowPolicy"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Errors that say the path to the log is overloaded, not that a read was bad.
+_CONGESTION: tuple[type[Exception], ...] = (
+    RateLimitedError,
+    UnavailableError,
+    RequestTimeoutError,
+    TransportError,
+    CircuitOpenError,
+    RetryExhaustedError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowPolicy:
+    """How an :class:`AdaptiveWindow` moves.
+
+    Attributes:
+        initial: requests in flight at the start.
+        ceiling: the most requests in flight, ever.
+        floor: the fewest requests in flight, even under overload.
+        tolerance: a round's median latency may reach this multiple of the
+            lowest recent latency (plus ``slack``) before it counts as queueing.
+        slack: seconds of latency growth never counted as queueing (a few
+            milliseconds of scheduling are not congestion on a loopback log).
+        ease: the factor a queueing round multiplies the window by.
+        backoff: the factor an overload signal multiplies the window by.
+        growth: the fraction the window grows by per round after slow start.
+        memory: seconds the lowest latency is trusted; after that one round
+            runs at a quarter of the window to drain queues and measure it again.
+    """
+
+    initial: int = 4
+    ceiling: int = 256
+    floor: int = 1
+    tolerance: float = 2.0
+    slack: float = 0.005
+    ease: float = 0.8
+    backoff: float = 0.5
+    growth: float = 0.125
+    memory: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.floor <= self.ceiling:
+            raise ValueError(f"need 1 <= floor <= ceiling, got {self.floor}, {self.ceiling}")
+        if not 0 < self.ease <= 1 or not 0 < self.backoff <= 1:
+            raise ValueError("ease and backoff must be in (0, 1]")
+        if self.tolerance < 1 or self.slack < 0 or self.growth <= 0 or self.memory <= 0:
+            raise ValueError("need tolerance >= 1, slack >= 0, growth > 0, memory > 0")
+
+
+class AdaptiveWindow:
+    """The number of requests to keep in flight, learned from completions.
+
+    Args:
+        policy: the bounds and factors (default :class:`WindowPolicy`).
+        now: the current time in seconds (the clock every sample uses).
+    """
+
+    def __init__(self, policy: WindowPolicy | None = None, *, now: float = 0.0) -> None:
+        self.policy = p = policy or WindowPolicy()
+        self._window = float(min(max(p.initial, p.floor), p.ceiling))
+        self.slow_start = True
+        self._base: float | None = None  # the path's round trip without queueing
+        self._base_at = now
+        self._probe_saved: float | None = None  # the window to restore after a probe
+        self._best_rate = 0.0
+        self._stalled = 0
+        self._new_round(now)
+
+    @property
+    def limit(self) -> int:
+        """Requests to keep in flight now."""
+        return int(self._window)
+
+    @property
+    def min_latency(self) -> float | None:
+        """The path's base round trip: the lowest latency seen within ``memory`` seconds."""
+        return self._base
+
+    def _new_round(self, now: float) -> None:
+        self._round_start = now
+        self._round_target = max(1, self.limit)
+        self._latencies: list[float] = []
+        self._cut = False
+
+    def _shrink(self, factor: float) -> None:
+        self._window = max(float(self.policy.floor), self._window * factor)
+        self.slow_start = False
+
+    def on_sample(self, latency: float, now: float, *, congested: bool = False) -> None:
+        """Record one completed request.
+
+        Args:
+            latency: seconds from the request's start to its completion.
+            now: the current time, on the clock given at construction.
+            congested: the request failed with a sign of overload (429, 503,
+                a timeout, a refused or reset connection).
+        """
+        if congested:
+            if not self._cut:  # one cut per round: a burst of 503s is one signal
+                if self._probe_saved is not None:
+                    self._window, self._probe_saved = self._probe_saved, None
+                self._shrink(self.policy.backoff)
+                self._new_round(now)
+                self._cut = True
+            return
+        self._latencies.append(max(latency, 0.0))
+        if len(self._latencies) >= self._round_target:
+            self._end_round(now)
+
+    def _end_round(self, now: float) -> None:
+        p = self.policy
+        rtt = median(self._latencies)
+        low = min(self._latencies)
+        if self._probe_saved is not None:
+            # A drained round: its minimum is the base round trip as it is now.
+            self._base, self._base_at = low, now
+            self._window, self._probe_saved = self._probe_saved, None
+            self._new_round(now)
+            return
+        if self._base is None or low <= self._base:
+            self._base, self._base_at = low, now
+        elapsed = now - self._round_start
+        rate = len(self._latencies) / elapsed if elapsed > 0 else 0.0
+        target = self._base * p.tolerance + p.slack
+        if rtt > target:
+            # Shrink toward the window that queues no more than allowed.
+            self._shrink(min(p.ease, max(0.5, target / rtt)))
+        elif self.slow_start:
+            if rate > self._best_rate * 1.25:
+                self._best_rate, self._stalled = rate, 0
+            else:
+                self._stalled += 1
+            if self._stalled >= 3:  # the pipe is full (BBR's test)
+                self.slow_start = False
+            else:
+                self._window = min(float(p.ceiling), self._window * 2)
+        else:
+            self._window = min(float(p.ceiling), self._window * (1 + p.growth))
+        if now - self._base_at > p.memory and self._window > p.floor:
+            # The base is old and a standing queue may hide the path's real
+            # round trip: drain for one round to measure it (BBR's ProbeRTT).
+            self._probe_saved = self._window
+            self._window = max(float(p.floor), self._window / 4)
+            self._new_round(now)
+            # The requests already queued complete first; the round ends
+            # once the drained window's own have too.
+            self._round_target = int(self._probe_saved) + self.limit
+            return
+        self._new_round(now)
+
+
+class WindowGate:
+    """An asyncio bound on calls in flight that follows a window.
+
+    With an :class:`AdaptiveWindow`, each call's latency (and whether it
+    failed with a sign of overload) is reported to it, and the bound moves
+    with it; with an ``int`` the bound is fixed.
+
+    Args:
+        window: an :class:`AdaptiveWindow`, or a fixed number of calls.
+        clock: the time source (seconds); the window's samples use it.
+    """
+
+    def __init__(
+        self, window: AdaptiveWindow | int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if isinstance(window, int) and window < 1:
+            raise ValueError(f"a fixed window must be >= 1, got {window}")
+        self.window = window
+        self._clock = clock
+        self._in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def limit(self) -> int:
+        """Calls allowed in flight now."""
+        w = self.window
+        return w if isinstance(w, int) else w.limit
+
+    @property
+    def in_flight(self) -> int:
+        """Calls in flight now."""
+        return self._in_flight
+
+    async def run(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``await fn(*args, **kwargs)`` once a slot is free; the outcome is a sample."""
+        await self._acquire()
+        start = self._clock()
+        congested = False
+        try:
+            return await fn(*args, **kwargs)
+        except _CONGESTION:
+            congested = True
+            raise
+        finally:
+            if isinstance(self.window, AdaptiveWindow):
+                now = self._clock()
+                self.window.on_sample(now - start, now, congested=congested)
+            self._in_flight -= 1
+            self._wake()
+
+    async def _acquire(self) -> None:
+        if self._in_flight < self.limit and not self._waiters:
+            self._in_flight += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # _wake counted this call in before waking it
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._in_flight -= 1  # woken, but leaving: give the slot back
+                self._wake()
+            raise
+
+    def _wake(self) -> None:
+        while self._waiters and self._in_flight < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._in_flight += 1
+                waiter.set_result(None)

@@ -1,0 +1,242 @@
+"""The adaptive in-flight window against a simulated link, and its asyncio gate.
+
+The link is a discrete-event model: requests travel ``delay`` seconds each way
+and queue at a server that answers ``capacity`` requests per second, one at a
+time; a server with a queue limit answers 503 at once when its queue is full.
+The window must find the best fixed window's throughput on a 50 ms link
+without being told, keep the queue (latency) bounded, and back off under
+overload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from rekorkit.client.adaptive import AdaptiveWindow, WindowGate, WindowPolicy
+from rekorkit.errors import NotFoundError, UnavailableError
+
+
+@dataclass
+class Run:
+    completed: int
+    rejected: int
+    late_rate: float  # completions per second over the second half of the run
+    late_latency: float  # mean latency over the second half
+    limits: list[int]  # the window after each completion
+
+
+def simulate(
+    window: AdaptiveWindow | int,
+    *,
+    delay: float = 0.025,
+    capacity: float = 2000.0,
+    queue_limit: int | None = None,
+    duration: float = 10.0,
+    capacity_after: tuple[float, float] | None = None,
+) -> Run:
+    """Keep ``window`` requests in flight over the link for ``duration`` simulated seconds."""
+    events: list[tuple[float, int, float, bool]] = []  # (done at, seq, started, rejected)
+    seq = in_flight = completed = rejected = late = 0
+    late_latency = 0.0
+    server_free = 0.0
+    backlog: list[float] = []  # finish times of requests queued at the server
+    limits: list[int] = []
+    now = 0.0
+
+    def limit() -> int:
+        return window if isinstance(window, int) else window.limit
+
+    def rate_at(t: float) -> float:
+        if capacity_after is not None and t >= capacity_after[0]:
+            return capacity_after[1]
+        return capacity
+
+    def send(t: float) -> None:
+        nonlocal seq, in_flight, server_free
+        arrive = t + delay
+        while backlog and backlog[0] <= arrive:
+            heapq.heappop(backlog)
+        seq += 1
+        in_flight += 1
+        if queue_limit is not None and len(backlog) >= queue_limit:
+            heapq.heappush(events, (arrive + delay, seq, t, True))
+            return
+        server_free = max(server_free, arrive) + 1.0 / rate_at(arrive)
+        heapq.heappush(backlog, server_free)
+        heapq.heappush(events, (server_free + delay, seq, t, False))
+
+    for _ in range(limit()):
+        send(now)
+    steps = 0
+    while events and steps < 2_000_000:
+        steps += 1
+        now, _, started, was_rejected = heapq.heappop(events)
+        if now > duration:
+            break
+        in_flight -= 1
+        if was_rejected:
+            rejected += 1
+        else:
+            completed += 1
+            if now > duration / 2:
+                late += 1
+                late_latency += now - started
+        if isinstance(window, AdaptiveWindow):
+            window.on_sample(now - started, now, congested=was_rejected)
+        limits.append(limit())
+        while in_flight < limit():
+            send(now)
+    return Run(completed, rejected, late / (duration / 2), late_latency / max(late, 1), limits)
+
+
+def best_fixed(**link: Any) -> float:
+    return max(simulate(w, **link).late_rate for w in (1, 2, 4, 8, 16, 32, 64, 128, 256))
+
+
+def test_converges_near_the_best_fixed_window_on_a_50ms_link() -> None:
+    link: dict[str, Any] = {
+        "delay": 0.025,
+        "capacity": 4000.0,
+    }  # bandwidth-delay product: 200 requests
+    best = best_fixed(**link)
+    assert best == pytest.approx(4000, rel=0.02)
+    window = AdaptiveWindow(WindowPolicy(ceiling=512))
+    run = simulate(window, **link)
+    assert run.late_rate >= 0.8 * best, (run.late_rate, best, run.limits[-20:])
+    # ... without parking at the ceiling: the queue it keeps is bounded by
+    # the latency target (twice the base round trip, plus 5 ms).
+    assert run.late_latency < 0.05 * 2.3, run.late_latency
+    late = run.limits[len(run.limits) // 2 :]
+    assert sum(late) / len(late) < 0.9 * 512
+
+
+def test_small_pipe_keeps_the_window_small() -> None:
+    """A 200 requests/s server 50 ms away needs about 10 in flight, not the ceiling."""
+    link: dict[str, Any] = {"delay": 0.025, "capacity": 200.0}
+    best = best_fixed(**link)
+    window = AdaptiveWindow(WindowPolicy(ceiling=256))
+    run = simulate(window, **link)
+    assert run.late_rate >= 0.8 * best
+    assert max(run.limits[len(run.limits) // 2 :]) <= 40, run.limits[-20:]
+
+
+def test_grows_from_the_initial_window_quickly() -> None:
+    window = AdaptiveWindow(WindowPolicy(initial=2, ceiling=256))
+    run = simulate(window, delay=0.025, capacity=10_000.0, duration=1.0)
+    # slow start: from 2 to the ceiling in well under a second of 50 ms rounds.
+    assert max(run.limits) == 256
+
+
+def test_backs_off_under_overload_with_503s() -> None:
+    """Capacity drops tenfold mid-run behind a small server queue that answers 503."""
+    link: dict[str, Any] = {"delay": 0.025, "capacity": 4000.0, "queue_limit": 64}
+    window = AdaptiveWindow(WindowPolicy(ceiling=512))
+    run = simulate(window, capacity_after=(5.0, 400.0), duration=10.0, **link)
+    before = run.limits[: len(run.limits) // 3]
+    after = run.limits[-200:]
+    assert max(before) > 150
+    assert max(after) <= 64, after[-20:]  # about the new pipe (20) plus the server queue
+    fixed = simulate(256, capacity_after=(5.0, 400.0), duration=10.0, **link)
+    # the fixed window keeps hammering the full queue; the adaptive one stops.
+    assert run.rejected * 4 < fixed.rejected, (run.rejected, fixed.rejected)
+
+
+def test_overload_cut_is_once_per_round_and_respects_the_floor() -> None:
+    window = AdaptiveWindow(WindowPolicy(initial=64, ceiling=64, floor=2))
+    for _ in range(30):
+        window.on_sample(0.01, 1.0, congested=True)
+    assert window.limit == 32  # thirty 503s in one round are one signal
+    for k in range(200):
+        window.on_sample(0.01, 1.0 + k, congested=True)
+        window.on_sample(0.01, 1.0 + k)
+    assert window.limit == 2
+
+
+def test_latency_growth_shrinks_the_window() -> None:
+    window = AdaptiveWindow(WindowPolicy(initial=16, ceiling=64, slack=0.0))
+    t = 0.0
+    for _ in range(16):
+        t += 0.001
+        window.on_sample(0.010, t)
+    assert window.limit == 32  # a clean round: slow start doubles
+    for _ in range(32):
+        t += 0.001
+        window.on_sample(0.050, t)  # five times the base latency
+    assert window.limit == 16  # toward the window that meets the target, at most halved
+    assert not window.slow_start
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"floor": 0}, {"floor": 5, "ceiling": 4}, {"ease": 0.0}, {"backoff": 1.5}, {"tolerance": 0.5}],
+)
+def test_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        WindowPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_gate_bounds_calls_and_feeds_the_window() -> None:
+    async def main() -> tuple[int, int, int]:
+        window = AdaptiveWindow(WindowPolicy(initial=2, ceiling=8))
+        gate = WindowGate(window)
+        peak = 0
+
+        async def call(i: int) -> int:
+            nonlocal peak
+            peak = max(peak, gate.in_flight)
+            assert gate.in_flight <= gate.limit
+            await asyncio.sleep(0.001)
+            return i
+
+        out = await asyncio.gather(*(gate.run(call, i) for i in range(200)))
+        assert out == list(range(200))
+        return peak, window.limit, gate.in_flight
+
+    peak, limit, left = asyncio.run(main())
+    assert 2 < peak <= 8  # it grew past the initial window, never past the ceiling
+    assert limit == 8
+    assert left == 0
+
+
+def test_gate_counts_overload_errors_but_not_missing_tiles() -> None:
+    async def main() -> tuple[int, int]:
+        window = AdaptiveWindow(WindowPolicy(initial=8, ceiling=8))
+        gate = WindowGate(window)
+
+        async def missing() -> None:
+            raise NotFoundError("no such tile", status=404)
+
+        async def busy() -> None:
+            raise UnavailableError("try later", status=503)
+
+        with pytest.raises(NotFoundError):
+            await gate.run(missing)
+        after_404 = window.limit
+        with pytest.raises(UnavailableError):
+            await gate.run(busy)
+        return after_404, window.limit
+
+    assert asyncio.run(main()) == (8, 4)
+
+
+def test_fixed_gate_and_cancelled_waiters() -> None:
+    async def main() -> int:
+        gate = WindowGate(1)
+        release = asyncio.Event()
+        first = asyncio.ensure_future(gate.run(release.wait))
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(gate.run(asyncio.sleep, 0))
+        await asyncio.sleep(0)
+        second.cancel()  # a waiter that leaves must not take the slot with it
+        release.set()
+        await first
+        await gate.run(asyncio.sleep, 0)
+        return gate.in_flight
+
+    assert asyncio.run(main()) == 0
+    with pytest.raises(ValueError):
+        WindowGate(0)
