@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import pyarrow as pa  # type: ignore[import-untyped]
+
 from rekorkit.store.duckdb import DuckDBStore
 
 __all__ = ["Alert", "AlertKind", "AlertStore", "StoredAlert"]
@@ -174,6 +176,12 @@ _DDL = [
 ]
 
 
+_BATCH = pa.schema(
+    [("ord", pa.int64())]
+    + [(name, pa.string()) for name in ("key", "kind", "log", "origin", "summary", "evidence")]
+)
+
+
 def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
 
@@ -194,20 +202,38 @@ class AlertStore:
         the watchlist has been matched over the entries of ``origin`` below
         ``index``.
         """
-        rows = [a for a in alerts]
+        unique: dict[str, Alert] = {}
+        for a in alerts:
+            unique.setdefault(a.key, a)
+        now = _now()
+        batch = pa.table(
+            {
+                "ord": list(range(len(unique))),
+                "key": [a.key for a in unique.values()],
+                "kind": [a.kind.value for a in unique.values()],
+                "log": [a.log for a in unique.values()],
+                "origin": [a.origin for a in unique.values()],
+                "summary": [a.summary for a in unique.values()],
+                "evidence": [json.dumps(a.evidence) for a in unique.values()],
+            },
+            schema=_BATCH,
+        )
         with self.store.transaction() as con:
             added = 0
-            now = _now()
-            for a in rows:
-                hit = con.execute("SELECT 1 FROM monitor_alerts WHERE key = ?", [a.key]).fetchone()
-                if hit is not None:
-                    continue
-                con.execute(
-                    "INSERT INTO monitor_alerts (key, kind, log, origin, summary, evidence, "
-                    "created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [a.key, a.kind.value, a.log, a.origin, a.summary, json.dumps(a.evidence), now],
-                )
-                added += 1
+            if batch.num_rows:
+                con.register("_rekorkit_alerts", batch)
+                try:
+                    # One statement: alerts whose key is stored already are skipped.
+                    row = con.execute(
+                        "INSERT INTO monitor_alerts (key, kind, log, origin, summary, evidence, "
+                        "created) SELECT b.key, b.kind, b.log, b.origin, b.summary, b.evidence, ? "
+                        "FROM _rekorkit_alerts b ANTI JOIN monitor_alerts a ON a.key = b.key "
+                        "ORDER BY b.ord",
+                        [now],
+                    ).fetchone()
+                    added = int(row[0]) if row else 0
+                finally:
+                    con.unregister("_rekorkit_alerts")
             if matched is not None:
                 con.execute(
                     "INSERT INTO monitor_watch_progress VALUES (?, ?) ON CONFLICT DO UPDATE "

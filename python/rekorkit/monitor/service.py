@@ -25,6 +25,7 @@ resumes from there. A log that fails backs off and alerts after
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as _dt
 import logging
@@ -352,6 +353,7 @@ class RekorSyncService:
             b = min(hi, a + MATCH_SLICE)
             table = await asyncio.to_thread(self.store.entries_table, origin, a, b)
             matches = await asyncio.to_thread(self.watchlist.match, table)
+            notes: dict[int, str | None] = {}
             found = []
             for m in matches:
                 uuid = m.leaf_hash.hex()
@@ -369,7 +371,7 @@ class RekorSyncService:
                             "log_index": m.log_index,
                             "uuid": uuid,
                             "fingerprint": m.fingerprint,
-                            "entry": self._entry_evidence(table, m.log_index - a),
+                            "entry": self._entry_evidence(table, m.log_index - a, notes),
                         },
                         identity=(m.watch, m.log_index, uuid),
                     )
@@ -384,18 +386,17 @@ class RekorSyncService:
             self._wake.set()
         return new
 
-    def _entry_evidence(self, table: Any, row: int) -> dict[str, Any]:
-        """The entry as stored: its leaf bytes (re-hash to the UUID) and checkpoint size."""
-        import base64
-
+    def _entry_evidence(self, table: Any, row: int, notes: dict[int, str | None]) -> dict[str, Any]:
+        """The entry as stored: its leaf bytes (re-hash to the UUID) and checkpoint."""
         body = table.column("body")[row].as_py()
         cp_size = int(table.column("checkpoint_size")[row].as_py())
-        origin = table.column("origin")[row].as_py()
-        cp = self.store.checkpoint(origin, cp_size)
+        if cp_size not in notes:
+            cp = self.store.checkpoint(table.column("origin")[row].as_py(), cp_size)
+            notes[cp_size] = cp.note.decode("utf-8", "replace") if cp else None
         return {
             "body": base64.b64encode(body).decode(),
             "checkpoint_size": cp_size,
-            "checkpoint": cp.note.decode("utf-8", "replace") if cp else None,
+            "checkpoint": notes[cp_size],
         }
 
     async def backfill(self) -> int:
