@@ -32,6 +32,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rekorkit.errors import MalformedError, RekorAPIError, VerificationError
 from rekorkit.proxy.service import NotInTreeError, ProxyService, Served
@@ -194,7 +195,7 @@ async def admin_status(request: Request) -> Response:
     )
 
 
-def create_app(service: ProxyService, *, job: SyncJob | None = None) -> Starlette:
+def create_app(service: ProxyService, *, job: SyncJob | None = None) -> ASGIApp:
     """The proxy's ASGI app; its lifespan resumes the service and runs ``job``."""
 
     @contextlib.asynccontextmanager
@@ -223,4 +224,27 @@ def create_app(service: ProxyService, *, job: SyncJob | None = None) -> Starlett
     app.state.job = job
     app.state.gzipped = _Gzipped(16 << 20)
     app.state.checkpoints = cachetools.LRUCache(maxsize=8)
-    return app
+    return _TileFastPath(app)
+
+
+class _TileFastPath:
+    """Tile reads (the bulk of the traffic) skip Starlette's middleware and router.
+
+    Everything else, the lifespan included, goes to the Starlette app.
+    """
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"].startswith("/tile/")
+            and scope["method"] in ("GET", "HEAD")
+        ):
+            scope["app"] = self.app
+            response = await tile(Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -525,9 +525,10 @@ class ProxyService:
         Raises:
             TileError: a tile or bundle does not verify (nothing of the batch is cached).
         """
-        cp = self._checkpoint
-        if cp is None or not ids:
-            return 0
+        return await self.store_mirrored(ids, *await self.fetch_mirrored(ids))
+
+    async def fetch_mirrored(self, ids: Sequence[TileID]) -> tuple[list[bytes], list[bytes]]:
+        """The first half of :meth:`mirror_tiles`: the level-0 tiles and bundles, unverified."""
         try:
             level0, bundles = await asyncio.gather(
                 self._reader.tiles([(0, t.index, t.width) for t in ids]),
@@ -537,6 +538,15 @@ class ProxyService:
             raise TileError(f"upstream tile or bundle: {exc}", where=exc.where) from exc
         self.metrics.upstream_bytes.labels("tile").inc(sum(map(len, level0)))
         self.metrics.upstream_bytes.labels("entries").inc(sum(map(len, bundles)))
+        return level0, bundles
+
+    async def store_mirrored(
+        self, ids: Sequence[TileID], level0: list[bytes], bundles: list[bytes]
+    ) -> int:
+        """The second half of :meth:`mirror_tiles`: verify, then cache in one transaction."""
+        cp = self._checkpoint
+        if cp is None or not ids:
+            return 0
         try:
             await self._verify_level0(ids, level0, cp)
             await asyncio.to_thread(

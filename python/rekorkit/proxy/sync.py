@@ -141,15 +141,27 @@ class SyncJob:
         raw = await asyncio.to_thread(svc.cache.get_state, _MIRROR_STATE)
         first = int(raw or b"0")
         ids = level0_tiles(min(first * TILE_WIDTH, size), size, size)
-        for k in range(0, len(ids), self.batch_tiles):
-            batch = ids[k : k + self.batch_tiles]
-            await svc.mirror_tiles(batch)
-            # A partial last tile is mirrored again once it has grown.
-            done = batch[-1].index + (0 if batch[-1].is_partial else 1)
-            await asyncio.to_thread(svc.cache.set_state, _MIRROR_STATE, str(done).encode())
-            self.status.mirrored_entries = min(done * TILE_WIDTH, size)
-            svc.metrics.sync_position.set(self.status.mirrored_entries)
-            if self._stop.is_set():
-                return
+        batches = [ids[k : k + self.batch_tiles] for k in range(0, len(ids), self.batch_tiles)]
+        # The next batch is read while this one is verified and written.
+        ahead: asyncio.Future[tuple[list[bytes], list[bytes]]] | None = None
+        try:
+            for k, batch in enumerate(batches):
+                fetched = await (ahead or svc.fetch_mirrored(batch))
+                ahead = None
+                if k + 1 < len(batches) and not self._stop.is_set():
+                    ahead = asyncio.ensure_future(svc.fetch_mirrored(batches[k + 1]))
+                await svc.store_mirrored(batch, *fetched)
+                # A partial last tile is mirrored again once it has grown.
+                done = batch[-1].index + (0 if batch[-1].is_partial else 1)
+                await asyncio.to_thread(svc.cache.set_state, _MIRROR_STATE, str(done).encode())
+                self.status.mirrored_entries = min(done * TILE_WIDTH, size)
+                svc.metrics.sync_position.set(self.status.mirrored_entries)
+                if self._stop.is_set():
+                    return
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
         self.status.mirrored_entries = size
         svc.metrics.sync_position.set(size)
