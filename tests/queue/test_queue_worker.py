@@ -126,7 +126,7 @@ def test_v2_write_that_timed_out_is_found_by_leaf_hash(tmp_path: Path) -> None:
             public_key=srv.checkpoint_public_key_pem,
             verifier=parse_verifier_key(srv.checkpoint_vkey),
             retry=RetryPolicy.none(),
-            write_timeout=Timeouts(connect=2.0, read=0.2),
+            timeout=Timeouts(connect=2.0, read=0.2),
         )
         count_posts(srv, "/api/v2/log/entries")
         report = drain(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -76,6 +77,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--lease", type=float, default=120.0, metavar="S", help="seconds an item is leased"
     )
     work.add_argument("--json", action="store_true", help="print the report as JSON")
+    work.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve /healthz and /metrics on this port (0: any free port)",
+    )
+    work.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address for /healthz and /metrics (default 127.0.0.1)",
+    )
+    work.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("debug", "info", "warning", "error"),
+        help="log level on stderr (default warning; info logs every outcome)",
+    )
+    work.add_argument("--log-json", action="store_true", help="log records as JSON lines on stderr")
 
     show = sub.add_parser("show", parents=[common], help="one submission and its receipt")
     show.add_argument("id", help="the submission ID")
@@ -187,18 +208,7 @@ def _status(queue: Any, args: argparse.Namespace) -> int:
     counts = queue.status()
     last = counts.last_error
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "states": counts.by_state,
-                    "due": counts.due,
-                    "oldest_due_at": counts.oldest_due_at,
-                    "next_due_at": counts.next_due_at,
-                    "last_error": {"id": last[0], **last[1].to_json()} if last else None,
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps(counts.to_json(), indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -261,6 +271,7 @@ def _work(queue: Any, args: argparse.Namespace) -> int:
     from rekorkit.client import RetryPolicy
     from rekorkit.queue.worker import BackendLimits, SubmissionWorker
 
+    _configure_logging(args.log_level, args.log_json)
     limits = BackendLimits(max_in_flight=args.concurrency, max_rate=args.max_rate)
     start = queue.status()
     progress, update = _progress(start.open, args.json)
@@ -271,12 +282,14 @@ def _work(queue: Any, args: argparse.Namespace) -> int:
         retry=RetryPolicy(max_attempts=args.max_attempts, base_delay=0.5, max_delay=300.0),
         lease=args.lease,
         on_progress=update,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
     if progress is not None:
         with progress:
-            report = asyncio.run(worker.run(once=args.once))
+            report = asyncio.run(_drain(worker, args.once))
     else:
-        report = asyncio.run(worker.run(once=args.once))
+        report = asyncio.run(_drain(worker, args.once))
     summary = {
         "done": report.done,
         "resolved": report.resolved,
@@ -291,6 +304,46 @@ def _work(queue: Any, args: argparse.Namespace) -> int:
     else:
         print(", ".join(f"{k} {v}" for k, v in summary.items() if k != "errors"))
     return 1 if args.once and report.dead else 0
+
+
+async def _drain(worker: Any, once: bool) -> Any:
+    """Run the worker; print where ``/healthz`` answers as soon as it does."""
+    task = asyncio.ensure_future(worker.run(once=once))
+    if worker.metrics_port is not None:
+        listening = asyncio.ensure_future(worker.listening.wait())
+        await asyncio.wait({task, listening}, return_when=asyncio.FIRST_COMPLETED)
+        listening.cancel()
+        if worker.metrics_url is not None:
+            print(f"metrics on {worker.metrics_url}", file=sys.stderr, flush=True)
+    return await task
+
+
+class _JsonLines(logging.Formatter):
+    """One JSON object per record: time, level, logger, message and the record's extra fields."""
+
+    _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": record.created,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        doc.update((k, v) for k, v in record.__dict__.items() if k not in self._STANDARD)
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def _configure_logging(level: str, as_json: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    plain = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(_JsonLines() if as_json else plain)
+    logger = logging.getLogger("rekorkit.queue")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False
 
 
 def _progress(total: int, quiet: bool) -> tuple[Any, Callable[[Any], None] | None]:

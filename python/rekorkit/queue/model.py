@@ -198,10 +198,15 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """Logged and verified: the receipt as the log returned it."""
+    """Logged and verified: the receipt as the log returned it.
+
+    ``resolved`` is true when the entry was found already in the log by lookup
+    (a 409, or an earlier write that landed) rather than written by this attempt.
+    """
 
     receipt: dict[str, Any]
     log_index: int
+    resolved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,3 +256,14 @@ class QueueCounts:
     def open(self) -> int:
         """Submissions not yet done or dead (pending or leased)."""
         return self.by_state.get(State.PENDING, 0) + self.by_state.get(State.LEASED, 0)
+
+    def to_json(self) -> dict[str, Any]:
+        """The counts as a JSON object (``queue status --json``, ``/healthz``)."""
+        last = self.last_error
+        return {
+            "states": dict(self.by_state),
+            "due": self.due,
+            "oldest_due_at": self.oldest_due_at,
+            "next_due_at": self.next_due_at,
+            "last_error": {"id": last[0], **last[1].to_json()} if last else None,
+        }

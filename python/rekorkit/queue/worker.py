@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from rekorkit import merkle, tiles
 from rekorkit.client import AsyncRekorV1Client, AsyncRekorV2Client, Failover, RetryPolicy
@@ -46,12 +46,14 @@ from rekorkit.errors import (
     ConflictError,
     NotFoundError,
     RekorAPIError,
+    RekorKitError,
     RequestTimeoutError,
     RetryExhaustedError,
     TransportError,
     VerificationError,
 )
 from rekorkit.note import parse_verifier_key
+from rekorkit.queue.metrics import QueueMetrics
 from rekorkit.queue.model import (
     Attempt,
     Claim,
@@ -60,9 +62,13 @@ from rekorkit.queue.model import (
     Done,
     Outcome,
     QueueBackend,
+    QueueCounts,
     Retry,
 )
 from rekorkit.queue.submissions import SubmissionQueue
+
+if TYPE_CHECKING:
+    from rekorkit.monitor.metrics import MetricsServer, MonitorMetrics
 
 __all__ = ["BackendLimits", "SubmissionWorker", "WorkerReport", "client_for"]
 
@@ -180,9 +186,34 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-def _done(entry: LogEntry | TransparencyLogEntry) -> Done:
+def _done(entry: LogEntry | TransparencyLogEntry, *, resolved: bool = False) -> Done:
     receipt = entry.to_json()
-    return Done(receipt=receipt, log_index=entry.log_index)
+    return Done(receipt=receipt, log_index=entry.log_index, resolved=resolved)
+
+
+def _log_outcome(claim: Claim, outcome: Outcome, kind: str) -> None:
+    """One log record per recorded outcome, its fields also as record attributes."""
+    sub = claim.submission
+    fields: dict[str, Any] = {
+        "event": "outcome",
+        "outcome": kind,
+        "submission": sub.id,
+        "backend": sub.backend,
+        "uuid": sub.uuid,
+        "attempt": sub.attempts + 1,
+    }
+    level = logging.INFO
+    if isinstance(outcome, Done):
+        fields["log_index"] = outcome.log_index
+    elif kind != "lost_lease":
+        failed = outcome.attempt
+        fields.update(error=failed.error, status=failed.status, detail=failed.message)
+        if isinstance(outcome, Retry):
+            fields["next_attempt_at"] = outcome.at
+        else:
+            fields["reason"] = outcome.reason.value
+            level = logging.WARNING
+    log.log(level, "submission %s: %s", sub.id, kind, extra=fields)
 
 
 class SubmissionWorker:
@@ -201,6 +232,12 @@ class SubmissionWorker:
         poll_interval: seconds between looks at an idle queue.
         breaker_reset: seconds a backend's open circuit breaker waits before a probe.
         on_progress: called with the running report after each batch of outcomes is recorded.
+        metrics: where the worker counts (default: a fresh :class:`QueueMetrics`).
+        metrics_port: serve ``GET /healthz`` and ``GET /metrics`` on this port while
+            running (0: any free port, then see :attr:`metrics_url`; None: no server).
+        metrics_host: the address to serve them on (loopback by default).
+        health_interval: seconds between the queue counts behind ``/healthz`` and
+            the depth gauges.
     """
 
     def __init__(
@@ -216,6 +253,10 @@ class SubmissionWorker:
         poll_interval: float = 0.5,
         breaker_reset: float = 10.0,
         on_progress: Callable[[WorkerReport], None] | None = None,
+        metrics: QueueMetrics | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
+        health_interval: float = 1.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -239,6 +280,72 @@ class SubmissionWorker:
         self._buckets: dict[str, _Bucket] = {}
         self._in_flight: dict[str, int] = {}
         self._stop = asyncio.Event()
+        self.metrics = metrics or QueueMetrics()
+        self.metrics_port = metrics_port
+        self.metrics_host = metrics_host
+        self.health_interval = health_interval
+        self.metrics_url: str | None = None
+        """``http://host:port`` of ``/healthz`` and ``/metrics`` while they are served."""
+        self.listening = asyncio.Event()
+        """Set once ``/healthz`` and ``/metrics`` answer (with ``metrics_port``)."""
+        self._counts: QueueCounts | None = None
+        self._counts_at = 0.0
+        self._store_error: str | None = None
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """``(ok, document)`` for ``/healthz``.
+
+        Not ok while the worker is stopping, or when the last look at the queue
+        failed or is older than ``max(30, 5 * health_interval)`` seconds (the
+        store is unreachable or locked). The document carries the status, the
+        counts per state, the oldest due item, the last recorded error and what
+        is in flight.
+        """
+        now = time.time()
+        stale = self._counts is None or now - self._counts_at > max(30.0, 5 * self.health_interval)
+        if self._stop.is_set():
+            status = "stopping"
+        elif self._store_error is not None:
+            status = f"store unreachable: {self._store_error}"
+        elif stale:
+            status = "store unreachable: no recent look at the queue"
+        else:
+            status = "ok"
+        doc: dict[str, Any] = {"status": status}
+        if self._counts is not None:
+            doc.update(self._counts.to_json())
+            oldest = self._counts.oldest_due_at
+            doc["oldest_due_age_seconds"] = None if oldest is None else max(0.0, now - oldest)
+        doc["counted_at"] = self._counts_at or None
+        doc["in_flight"] = sum(self._in_flight.values())
+        return status == "ok", doc
+
+    def _observe(self, counts: QueueCounts, now: float) -> None:
+        self._counts, self._counts_at, self._store_error = counts, now, None
+        self.report.open = counts.open
+        self.metrics.observe_counts(counts, now=now)
+
+    async def _watch(self, call: Callable[..., asyncio.Future[Any]]) -> None:
+        """Look at the queue every ``health_interval`` seconds, for ``/healthz`` and the gauges."""
+        while True:
+            try:
+                counts = await call(self.queue.storage.counts, now=time.time())
+            except RekorKitError as exc:
+                self._store_error = str(exc)
+            else:
+                self._observe(counts, time.time())
+            await asyncio.sleep(self.health_interval)
+
+    async def _store_failed(self, exc: RekorKitError) -> None:
+        """A queue read or write failed: report it, wait, and let the loop try again.
+
+        Outcomes not yet written stay in memory and their items stay leased; if
+        this process dies first, the leases expire and the items are looked up
+        in the log before any second write.
+        """
+        self._store_error = str(exc)
+        log.error("queue unreachable: %s", exc, extra={"event": "store_error"})
+        await asyncio.sleep(self.poll_interval)
 
     def stop(self) -> None:
         """Stop claiming; items in flight finish and are recorded, then :meth:`run` returns."""
@@ -250,12 +357,12 @@ class SubmissionWorker:
         sizes = client.tracker.snapshot().values()
         return max(sizes) if sizes else None
 
-    async def _find(self, client: Submitter, claim: Claim) -> Outcome | None:
+    async def _find(self, client: Submitter, claim: Claim) -> Done | None:
         """The item's entry, if it is in the log already (verified), else None."""
         sub = claim.submission
         if isinstance(client, AsyncRekorV1Client):
             try:
-                return _done(await client.get_entry(uuid=sub.uuid))
+                return _done(await client.get_entry(uuid=sub.uuid), resolved=True)
             except NotFoundError:
                 return None
         cp = await client.checkpoint()
@@ -268,9 +375,9 @@ class SubmissionWorker:
             hits = (hashes == memoryview(sub.leaf_hash)).all(axis=1).nonzero()[0]
             for hit in hits.tolist():
                 index = tile.index * tiles.TILE_WIDTH + hit
-                entry = await client.entry(index)  # inclusion proof verified from tiles
+                entry = await client.get_entry(index=index)  # inclusion proof verified
                 if merkle.leaf_hash(entry.canonicalized_body) == sub.leaf_hash:
-                    return _done(entry)
+                    return _done(entry, resolved=True)
         return None
 
     async def _submit(self, client: Submitter, claim: Claim) -> Outcome:
@@ -279,7 +386,6 @@ class SubmissionWorker:
             # An earlier claim may have landed the entry before its worker stopped.
             found = await self._find(client, claim)
             if found is not None:
-                self.report.resolved += 1
                 return found
         request = json.loads(sub.request)
         try:
@@ -296,10 +402,21 @@ class SubmissionWorker:
             raise exc from None
         if found is None:
             raise exc
-        self.report.resolved += 1
         return found
 
     async def _run_one(self, client: Submitter, claim: Claim) -> Outcome:
+        started = time.perf_counter()
+        self.metrics.in_flight.inc()
+        try:
+            outcome = await self._attempt(client, claim)
+        finally:
+            self.metrics.in_flight.dec()
+        self.metrics.latency.observe(time.perf_counter() - started)
+        result = "ok" if isinstance(outcome, Done) else outcome.attempt.error
+        self.metrics.attempts.labels(result).inc()
+        return outcome
+
+    async def _attempt(self, client: Submitter, claim: Claim) -> Outcome:
         sub = claim.submission
         remaining = min(self.deadline, claim.lease_expires - time.time() - self.lease * 0.2)
         try:
@@ -383,12 +500,20 @@ class SubmissionWorker:
         flushing: asyncio.Future[list[bool]] | None = None
         flushed: list[tuple[Claim, Outcome]] = []
         stopper = asyncio.ensure_future(self._stop.wait())
+        watcher = asyncio.ensure_future(self._watch(call))
+        server = None
         # Claim in batches: one transaction for several items, not one per item.
         low_water = max(1, self.concurrency // 4)
         try:
+            if self.metrics_port is not None:
+                server = await self._serve()
             while True:
                 if flushing is not None and flushing.done():
-                    self._count(flushed, flushing.result())
+                    try:
+                        self._count(flushed, flushing.result())
+                    except RekorKitError as exc:  # kept, and written once the store is back
+                        outcomes = flushed + outcomes
+                        await self._store_failed(exc)
                     flushing = None
                 if flushing is None and outcomes:
                     flushed, outcomes = outcomes, []
@@ -397,7 +522,10 @@ class SubmissionWorker:
                     break
                 free = self.concurrency - len(tasks)
                 if not self._stop.is_set() and (free >= low_water or not tasks):
-                    await self._claim(call, tasks, free)
+                    try:
+                        await self._claim(call, tasks, free)
+                    except RekorKitError as exc:
+                        await self._store_failed(exc)
                 if tasks:
                     waiting: set[asyncio.Future[Any]] = {*tasks, stopper}
                     if flushing is not None:
@@ -417,8 +545,12 @@ class SubmissionWorker:
                     continue
                 if self._stop.is_set():
                     break
-                counts = await call(storage.counts, now=time.time())
-                self.report.open = counts.open
+                try:
+                    counts = await call(storage.counts, now=time.time())
+                except RekorKitError as exc:
+                    await self._store_failed(exc)
+                    continue
+                self._observe(counts, time.time())
                 if once and counts.open == 0:
                     break
                 wait = self.poll_interval
@@ -435,6 +567,13 @@ class SubmissionWorker:
             if outcomes:
                 self._count(outcomes, await call(storage.record, outcomes, now=time.time()))
             stopper.cancel()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            if server is not None:
+                await server.stop()
+                self.metrics_url = None
+                self.listening.clear()
             for sig in installed:
                 loop.remove_signal_handler(sig)
             for client in self._owned:
@@ -445,6 +584,22 @@ class SubmissionWorker:
             self.report.open = counts.open
             db.shutdown(wait=True)
         return self.report
+
+    async def _serve(self) -> MetricsServer:
+        from rekorkit.monitor.metrics import MetricsServer
+
+        # MetricsServer only calls ``render()`` on what it serves.
+        server = MetricsServer(cast("MonitorMetrics", self.metrics), self.health)
+        port = await server.start(self.metrics_host, self.metrics_port or 0)
+        host = f"[{self.metrics_host}]" if ":" in self.metrics_host else self.metrics_host
+        self.metrics_url = f"http://{host}:{port}"
+        self.listening.set()
+        log.info(
+            "serving /healthz and /metrics on %s",
+            self.metrics_url,
+            extra={"event": "listening", "url": self.metrics_url},
+        )
+        return server
 
     async def _claim(
         self,
@@ -476,14 +631,21 @@ class SubmissionWorker:
                 self._in_flight[key] = self._in_flight.get(key, 0) + 1
 
     def _count(self, outcomes: list[tuple[Claim, Outcome]], applied: list[bool]) -> None:
-        for (_, outcome), ok in zip(outcomes, applied, strict=True):
+        for (claim, outcome), ok in zip(outcomes, applied, strict=True):
             if not ok:
                 self.report.lost_leases += 1
+                kind = "lost_lease"
             elif isinstance(outcome, Done):
                 self.report.done += 1
+                self.report.resolved += outcome.resolved
+                kind = "resolved" if outcome.resolved else "logged"
             elif isinstance(outcome, Retry):
                 self.report.retried += 1
+                kind = "retry"
             else:
                 self.report.dead += 1
+                kind = "dead"
+            self.metrics.submissions.labels(kind).inc()
+            _log_outcome(claim, outcome, kind)
         if self.on_progress is not None:
             self.on_progress(self.report)
