@@ -22,6 +22,10 @@ __all__ = ["configure", "resolve_verifier", "run"]
 
 DEFAULT_DB = "rekorkit.duckdb"
 DEFAULT_TIMEOUT = 60.0
+# Without --concurrency, tile reads adapt to the link up to this many in flight
+# (rekorkit.client.adaptive); Rekor v1 reads stay at a fixed number.
+ADAPTIVE_CEILING = 256
+V1_CONCURRENCY = 16
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +73,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="log API: v2 tiles, v1 REST, or detect (default)",
     )
     parser.add_argument(
-        "--concurrency", type=int, default=16, metavar="N", help="requests in flight (default 16)"
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"requests in flight, fixed (default: adapted to the link up to {ADAPTIVE_CEILING} "
+        f"for tile logs, {V1_CONCURRENCY} for v1 logs)",
     )
     parser.add_argument(
         "--timeout",
@@ -151,6 +160,12 @@ def resolve_verifier(key: str | None, url: str, api: str, origin: str | None) ->
     return parse_verifier_key(key)
 
 
+def _h2_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("h2") is not None
+
+
 def _progress(enabled: bool) -> Any:
     if not enabled:
         return None
@@ -221,9 +236,11 @@ async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> An
 
             async with AsyncTileReader(
                 args.url,
-                max_concurrency=args.concurrency,
+                max_concurrency=args.concurrency or ADAPTIVE_CEILING,
                 timeout=args.timeout,
                 cache=tile_cache,
+                # HTTP/2 where the server offers it (ALPN falls back to HTTP/1.1).
+                http2=args.url.lower().startswith("https://") and _h2_installed(),
             ) as reader:
                 return await verify_tile_log(
                     reader,
@@ -232,7 +249,7 @@ async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> An
                     start=args.start,
                     end=args.end,
                     origin=args.origin,
-                    concurrency=args.concurrency,
+                    concurrency=args.concurrency,  # None: adaptive
                     url=args.url,
                     progress=progress,
                     on_plan=on_plan,
@@ -245,7 +262,7 @@ async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> An
         async with AsyncRekorV1Client(
             args.url,
             verify=VerifyOptions.none(),
-            max_concurrency=args.concurrency,
+            max_concurrency=args.concurrency or V1_CONCURRENCY,
             timeout=args.timeout,
         ) as client:
             return await verify_v1_log(
@@ -254,7 +271,7 @@ async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> An
                 store=store,
                 start=args.start,
                 end=args.end,
-                concurrency=args.concurrency,
+                concurrency=args.concurrency or V1_CONCURRENCY,
                 progress=progress,
                 on_plan=on_plan,
                 client=client,
@@ -327,7 +344,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``rekorkit verify``; return 0 verified, 1 verification failed, 2 usage/network."""
     from rekorkit.errors import RangeError
 
-    if args.concurrency < 1:
+    if args.concurrency is not None and args.concurrency < 1:
         return _fail(args, 2, "usage error", ValueError("--concurrency must be >= 1"))
     if (args.dask or args.workers or args.parquet) and (
         args.api == "v1" or not (args.dask or args.workers) or (args.workers or 1) < 1

@@ -7,10 +7,10 @@ The engine, for one run:
    with a proof built from tiles (a smaller size or another root is a fork
    or rollback: :class:`~rekorkit.errors.DivergenceError`);
 3. recomputes the root from the rightmost tiles and compares it with the
-   checkpoint, which authenticates those tiles (TLOG.md §6.5, "Trust");
+   checkpoint, which authenticates those tiles (c2sp.org/tlog-tiles, "Trust");
 4. streams the level-0 tiles and entry bundles of the range in groups (each
-   group read as two batches with bounded concurrency, the next group read
-   while one is verified); each group of bundles is hashed and compared with its tiles
+   group's reads in flight within a window adapted to the link, the next
+   groups read while one is verified); each group of bundles is hashed and compared with its tiles
    in one native call, each full tile is hashed and compared with its hash in
    the parent tile (parents are checked the same way up to the authenticated
    edge);
@@ -18,7 +18,8 @@ The engine, for one run:
    so the store never holds an entry past the last verified one.
 
 Memory is bounded by the fetch window (about ``2 x concurrency`` tiles and
-bundles) plus one row group of entries awaiting commit.
+bundles, the concurrency fixed or adapted to the link up to a ceiling) plus
+one row group of entries awaiting commit.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 from rekorkit import merkle, tiles
 from rekorkit.audit.committer import OrderedCommitter
 from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint
+from rekorkit.client.adaptive import AdaptiveWindow, WindowGate, WindowPolicy
 from rekorkit.client.tilereader import AsyncTileReader
 from rekorkit.errors import (
     ConsistencyError,
@@ -46,8 +48,8 @@ from rekorkit.errors import (
     VerificationError,
 )
 from rekorkit.note import NoteVerifier
-from rekorkit.store import StoredCheckpoint
-from rekorkit.store.duckdb import ROW_GROUP_ROWS, DuckDBStore, entry_batch
+from rekorkit.store import EntryStore, StoredCheckpoint
+from rekorkit.store.duckdb import ROW_GROUP_ROWS, entry_batch
 
 __all__ = ["ProgressCallback", "RangeError", "VerifyReport", "verify_tile_log"]
 
@@ -126,7 +128,7 @@ class VerifyReport:
 
 
 def check_consistency(
-    store: DuckDBStore | None, signed: SignedCheckpoint, proof: list[bytes] | None
+    store: EntryStore | None, signed: SignedCheckpoint, proof: list[bytes] | None
 ) -> StoredCheckpoint | None:
     """Compare ``signed`` with the latest stored checkpoint of its origin.
 
@@ -269,10 +271,24 @@ async def _fetch_tile(reader: AsyncTileReader, level: int, index: int, width: in
 Group = list[tuple[tiles.TileID, bytes, bytes]]
 
 
+async def _gated(gate: WindowGate, reads: list[Any]) -> list[Any]:
+    """Each read through the gate; a failed read gives its exception in its place."""
+    runs = (gate.run(fn, *args) for fn, *args in reads)
+    out = await asyncio.gather(*runs, return_exceptions=True)
+    for item in out:
+        if isinstance(item, BaseException) and not isinstance(item, Exception):
+            raise item
+    return out
+
+
 async def _fetch_group(
-    reader: AsyncTileReader, auth: _Authenticated, ids: list[tiles.TileID], fetch_level0: bool
+    reader: AsyncTileReader,
+    auth: _Authenticated,
+    ids: list[tiles.TileID],
+    fetch_level0: bool,
+    gate: WindowGate,
 ) -> tuple[Group, Exception | None]:
-    """The tiles and bundles of ``ids``, read as two batches.
+    """The tiles and bundles of ``ids``, each read through ``gate``.
 
     Returns the pairs that arrived in order up to the first failed read, and
     that read's error: what came before it is still verified and stored.
@@ -280,10 +296,12 @@ async def _fetch_group(
     against its parent).
     """
     wanted = [t for t in ids if fetch_level0 and auth.edge(0, t.index) is None]
-    got_tiles, got_bundles = await asyncio.gather(
-        reader.tiles([(0, t.index, t.width) for t in wanted], return_exceptions=True),
-        reader.entry_bundles([(t.index, t.width) for t in ids], return_exceptions=True),
+    got = await _gated(
+        gate,
+        [(reader.tile, 0, t.index, t.width) for t in wanted]
+        + [(reader.entry_bundle, t.index, t.width) for t in ids],
     )
+    got_tiles, got_bundles = got[: len(wanted)], got[len(wanted) :]
     fetched = {t.index: d for t, d in zip(wanted, got_tiles, strict=True)}
     group: Group = []
     for tid, bundle in zip(ids, got_bundles, strict=True):
@@ -379,11 +397,11 @@ async def verify_tile_log(
     reader: AsyncTileReader,
     verifier: NoteVerifier,
     *,
-    store: DuckDBStore | None = None,
+    store: EntryStore | None = None,
     start: int | None = None,
     end: int | None = None,
     origin: str | None = None,
-    concurrency: int = 16,
+    concurrency: int | None = None,
     group_size: int = 32,
     url: str = "",
     progress: ProgressCallback | None = None,
@@ -399,8 +417,11 @@ async def verify_tile_log(
         start: first index (default: where the store left off, else 0).
         end: end index, exclusive (default: the checkpoint size).
         origin: the expected checkpoint origin (default: from the key name).
-        concurrency: tile/bundle pairs to read ahead (at least two groups
-            are in flight; the reader's own bound limits requests at once).
+        concurrency: requests in flight, fixed; ``None`` (default) adapts it to
+            the link (:class:`~rekorkit.client.adaptive.AdaptiveWindow`: grows
+            while throughput grows, backs off on latency growth, 429/503 and
+            errors) up to the reader's ``max_concurrency``. Groups are read
+            ahead to keep about twice that many tiles and bundles coming.
         group_size: bundles read as one batch and hashed per native call.
         url: the log URL, for the report.
         progress: called as ``progress(entries, nbytes)`` after each group.
@@ -437,12 +458,15 @@ async def verify_tile_log(
     committer = OrderedCommitter(
         store, commit_rows=ROW_GROUP_ROWS, aligned=True, checkpoint=stored_cp
     )
-    # Groups in flight: the one being verified and at least one being read.
-    window = max(2, -(-2 * concurrency // group_size))
+    gate = WindowGate(
+        concurrency
+        if concurrency is not None
+        else AdaptiveWindow(WindowPolicy(ceiling=reader.max_concurrency))
+    )
     verified = verified_bytes = 0
     for a, b in gaps:
         n, nbytes = await _stream_gap(
-            auth, committer, signed, a, b, group_size, window, fetch_level0, progress
+            auth, committer, signed, a, b, group_size, gate, fetch_level0, progress
         )
         verified += n
         verified_bytes += nbytes
@@ -466,7 +490,7 @@ async def verify_tile_log(
 
 
 def _plan_range(
-    store: DuckDBStore | None, signed: SignedCheckpoint, start: int | None, end: int | None
+    store: EntryStore | None, signed: SignedCheckpoint, start: int | None, end: int | None
 ) -> tuple[int, int]:
     """The range to verify: the caller's, or from where the store left off to the checkpoint."""
     size = signed.size
@@ -480,7 +504,7 @@ def _plan_range(
 
 
 async def _prove_consistent(
-    reader: AsyncTileReader, store: DuckDBStore | None, signed: SignedCheckpoint
+    reader: AsyncTileReader, store: EntryStore | None, signed: SignedCheckpoint
 ) -> StoredCheckpoint | None:
     """Prove the checkpoint consistent with the stored one, from tiles; the stored one back."""
     old = store.latest_checkpoint(signed.origin) if store else None
@@ -531,7 +555,7 @@ async def _stream_gap(
     a: int,
     b: int,
     group_size: int,
-    window: int,
+    gate: WindowGate,
     fetch_level0: bool,
     progress: ProgressCallback | None,
 ) -> tuple[int, int]:
@@ -542,8 +566,11 @@ async def _stream_gap(
     pos = verified = verified_bytes = 0
     try:
         while pos < len(chunks) or inflight:
+            # Groups in flight: the one being verified and enough being read
+            # to keep the gate's window of requests busy (it moves).
+            window = max(2, -(-2 * gate.limit // group_size))
             while pos < len(chunks) and len(inflight) < window:
-                fetch = _fetch_group(auth.reader, auth, chunks[pos], fetch_level0)
+                fetch = _fetch_group(auth.reader, auth, chunks[pos], fetch_level0, gate)
                 inflight.append(asyncio.ensure_future(fetch))
                 pos += 1
             group, fetch_error = await inflight.popleft()

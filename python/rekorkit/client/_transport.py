@@ -40,6 +40,11 @@ _READ_HIGH_WATER = 256 * 1024
 # The most bytes a status line and headers may take (h11, httpx's HTTP/1.1
 # parser, allows the same); a log that never ends its headers is cut off here.
 MAX_HEADER_BYTES = 100 * 1024
+# Connections being opened at once. A burst of connects overflows a small
+# server's listen backlog (``python -m http.server`` listens with 5), and each
+# dropped SYN costs a one-second retransmit (RFC 6298 §2); opened a few at a
+# time and reused, connections never queue there.
+MAX_CONNECTING = 4
 _Origin = tuple[str, str, int]
 
 
@@ -272,6 +277,7 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._open = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._connecting = asyncio.Semaphore(MAX_CONNECTING)
         self._fallback: httpx.AsyncHTTPTransport | None = None
         self._closed = False
 
@@ -362,7 +368,7 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         context = self._ssl_context() if scheme == "https" else None
         try:
-            async with asyncio.timeout(timeouts.get("connect")):
+            async with self._connecting, asyncio.timeout(timeouts.get("connect")):
                 _, conn = await loop.create_connection(
                     lambda: _Connection(origin),
                     host,
