@@ -32,6 +32,7 @@ __all__ = [
     "TransportError",
     "UnavailableError",
     "VerificationError",
+    "WriterConflictError",
 ]
 
 
@@ -98,6 +99,23 @@ class DivergenceError(VerificationError):
 
 class StoreError(RekorKitError):
     """A storage backend failed or holds data that contradicts itself."""
+
+
+class WriterConflictError(StoreError):
+    """Another writer changed a shared store first; this write was refused, not merged.
+
+    Raised when a compare-and-swap on an origin's latest checkpoint fails
+    (this writer proved consistency from a size another writer has moved on
+    from) or when a range this writer stores was stored by another writer.
+
+    Attributes:
+        evidence: what each writer saw (origin, expected and found sizes, the
+            new checkpoint's note; or the range and the stored one).
+    """
+
+    def __init__(self, message: str, **evidence: Any):
+        super().__init__(message)
+        self.evidence = evidence
 
 
 class RekorAPIError(RekorKitError):

@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pg import pg_server, pg_url  # noqa: F401  (fixtures)
-from rekorkit.errors import DivergenceError, MalformedError, StoreError
-from rekorkit.store import CheckpointStore
+from rekorkit.errors import DivergenceError, MalformedError, StoreError, WriterConflictError
+from rekorkit.store import CheckpointStore, EntryStore, missing_ranges
 from rekorkit.store.duckdb import DuckDBStore
 from rekorkit.store.open import is_postgres_url, open_store
 from rekorkit.store.postgres import PostgresStore
@@ -35,7 +37,7 @@ def store(location: str) -> Iterator[Store]:
 def test_open_store_picks_the_backend(location: str, store: Store) -> None:
     want = PostgresStore if is_postgres_url(location) else DuckDBStore
     assert isinstance(store, want)
-    assert isinstance(store, CheckpointStore)
+    assert isinstance(store, CheckpointStore) and isinstance(store, EntryStore)
 
 
 def test_commit_and_every_lookup(store: Store) -> None:
@@ -96,10 +98,12 @@ def test_ranges_merge_and_gaps(store: Store) -> None:
 
 def test_overlap_and_bad_batches_store_nothing(store: Store) -> None:
     store.commit_entries(ORIGIN, [batch(0, [b"a"] * 5, 5)], start=0, end=5)
-    with pytest.raises(StoreError, match="overlaps"):
+    with pytest.raises(WriterConflictError, match="overlaps") as info:
         store.commit_entries(
             ORIGIN, [batch(3, [b"a"] * 4, 7)], start=3, end=7, checkpoint=checkpoint(7)
         )
+    assert isinstance(info.value, StoreError)  # callers catching StoreError still do
+    assert info.value.evidence == {"origin": ORIGIN, "range": [3, 7], "stored": [0, 5]}
     assert store.latest_checkpoint(ORIGIN) is None  # rolled back with the entries
     with pytest.raises(StoreError, match="rows for the range"):
         store.commit_entries(ORIGIN, [batch(5, [b"a"] * 2, 7)], start=5, end=8)
@@ -142,3 +146,24 @@ def test_bad_queries_raise_malformed(store: Store) -> None:
             store.find_by_uuid(bad)
     with pytest.raises(MalformedError):
         store.find_by_digest("sha256:not-hex")
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 60), st.integers(1, 10)), max_size=8),
+    st.integers(0, 70),
+    st.integers(0, 80),
+)
+def test_missing_ranges_is_the_complement_of_the_stored_ones(
+    spans: list[tuple[int, int]], lo: int, hi: int
+) -> None:
+    stored: list[tuple[int, int]] = []
+    covered: set[int] = set()
+    for start, length in sorted(spans):
+        if covered & set(range(start, start + length)):
+            continue
+        stored.append((start, start + length))
+        covered |= set(range(start, start + length))
+    gaps = missing_ranges(stored, lo, hi)
+    assert all(a < b for a, b in gaps)
+    assert all(gaps[i][1] < gaps[i + 1][0] for i in range(len(gaps) - 1))
+    assert {i for a, b in gaps for i in range(a, b)} == set(range(lo, hi)) - covered

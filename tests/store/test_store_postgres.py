@@ -10,8 +10,8 @@ import threading
 import psycopg
 import pytest
 from pg import PostgresServer, pg_server, pg_url  # noqa: F401  (fixtures)
-from rekorkit.errors import StoreError
-from rekorkit.store.postgres import MIGRATIONS, PostgresStore, WriterConflictError
+from rekorkit.errors import StoreError, WriterConflictError
+from rekorkit.store.postgres import MIGRATIONS, PostgresStore
 from test_store_duckdb import ORIGIN, batch, checkpoint
 
 

@@ -16,8 +16,7 @@ from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
 
-from rekorkit.store import StoredCheckpoint
-from rekorkit.store.duckdb import DuckDBStore
+from rekorkit.store import EntryStore, StoredCheckpoint
 
 __all__ = ["OrderedCommitter"]
 
@@ -36,7 +35,7 @@ class OrderedCommitter:
 
     def __init__(
         self,
-        store: DuckDBStore | None,
+        store: EntryStore | None,
         *,
         commit_rows: int,
         aligned: bool = False,

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
@@ -45,8 +45,8 @@ from rekorkit.checkpoint import open_checkpoint
 from rekorkit.client.tilereader import AsyncTileReader
 from rekorkit.errors import MalformedError, StoreError, TileError
 from rekorkit.note import NoteVerifier
-from rekorkit.store import StoredCheckpoint
-from rekorkit.store.duckdb import DuckDBStore, entry_batch
+from rekorkit.store import EntryStore, StoredCheckpoint
+from rekorkit.store.duckdb import entry_batch
 from rekorkit.store.postgres import PostgresStore
 
 __all__ = [
@@ -227,7 +227,7 @@ async def verify_distributed(
     verifier: NoteVerifier,
     client: Any,
     *,
-    store: DuckDBStore | PostgresStore | None = None,
+    store: EntryStore | None = None,
     parquet: str | Path | None = None,
     start: int | None = None,
     end: int | None = None,
@@ -246,8 +246,8 @@ async def verify_distributed(
         verifier: the log's checkpoint key.
         client: a ``dask.distributed.Client``.
         store: where verified entries go (PostgreSQL: staged by COPY from the
-            workers; DuckDB: staged as Parquet on the coordinator's disk, local
-            clusters only), or ``None``.
+            workers; another store such as DuckDB: staged as Parquet on the
+            coordinator's disk, local clusters only), or ``None``.
         parquet: also write the verified entries as Parquet partitions here.
         start, end, origin: as for ``verify_tile_log``.
         chunk_tiles: level-0 tiles per task.
@@ -280,7 +280,7 @@ async def verify_distributed(
             proof = await tiles.AsyncProofBuilder(size, reader.read_tile).consistency_proof(
                 old.size
             )
-        previous = check_consistency(cast(DuckDBStore, store), signed, proof)
+        previous = check_consistency(store, signed, proof)
         gaps = store.missing_ranges(signed.origin, lo, hi) if store else [(lo, hi)]
         gaps = [(a, b) for a, b in gaps if a < b]
         spans = chunk_spans(gaps[0][0], gaps[-1][1], size, chunk_tiles) if gaps else []
@@ -292,7 +292,8 @@ async def verify_distributed(
     run_id = uuid.uuid4().hex
     pg = store.url if isinstance(store, PostgresStore) else None
     staging_root = Path(tempfile.mkdtemp(prefix="rekorkit-stage-")) if spans else None
-    wants_files = isinstance(store, DuckDBStore) or parquet is not None
+    local_store = store is not None and not isinstance(store, PostgresStore)
+    wants_files = local_store or parquet is not None
     parts = staging_root / "parts" if staging_root is not None and wants_files else None
     try:
         tasks = [
@@ -370,7 +371,7 @@ def _run_tasks(
 
 
 def _finalize(
-    store: DuckDBStore | PostgresStore | None,
+    store: EntryStore | None,
     run_id: str,
     checkpoint: StoredCheckpoint,
     gaps: list[tuple[int, int]],
@@ -381,7 +382,7 @@ def _finalize(
     stored = 0
     if isinstance(store, PostgresStore):
         stored = store.commit_staged(checkpoint.origin, run_id, ranges=gaps, checkpoint=checkpoint)
-    elif isinstance(store, DuckDBStore):
+    elif store is not None:
         files = sorted(parts.glob("part-*.parquet")) if parts else []
         table = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
         for a, b in gaps:

@@ -1,22 +1,36 @@
 """Storage for what was verified: entries, checkpoints and verified ranges.
 
-The embedded default is DuckDB (:class:`rekorkit.store.duckdb.DuckDBStore`).
-The value types and the :class:`CheckpointStore` protocol live here so that
-other backends and the sync/divergence code can share them without importing
-DuckDB.
+The embedded default is DuckDB (:class:`rekorkit.store.duckdb.DuckDBStore`);
+PostgreSQL (:class:`rekorkit.store.postgres.PostgresStore`) is shared by many
+processes; :func:`rekorkit.store.open.open_store` picks one from a location.
+The value types, the :class:`CheckpointStore` and :class:`EntryStore`
+protocols and the backend-independent logic live here, so engines and other
+backends share them without importing either database.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from rekorkit.errors import MalformedError, StoreError
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # type: ignore[import-untyped]
 
 __all__ = [
     "CheckpointStore",
+    "EntryStore",
     "OriginSummary",
     "StoredCheckpoint",
     "StoredEntry",
+    "check_entry_rows",
+    "entry_uuid_bytes",
+    "missing_ranges",
+    "normalize_digest",
+    "stored_entry",
 ]
 
 
@@ -69,7 +83,7 @@ class StoredEntry:
 
     @property
     def uuid(self) -> str:
-        """The Rekor entry UUID: the hex leaf hash (REKOR_API.md §2.2)."""
+        """The Rekor entry UUID: the hex leaf hash (the Rekor OpenAPI, entry UUID)."""
         return self.leaf_hash.hex()
 
 
@@ -114,3 +128,154 @@ class CheckpointStore(Protocol):
     def checkpoints(self, origin: str) -> list[StoredCheckpoint]:
         """Every stored checkpoint of ``origin``, smallest size first."""
         ...
+
+
+@runtime_checkable
+class EntryStore(CheckpointStore, Protocol):
+    """Verified entries, their verified ranges and checkpoints: what the audit engines write.
+
+    :class:`~rekorkit.store.duckdb.DuckDBStore` and
+    :class:`~rekorkit.store.postgres.PostgresStore` both satisfy it. Entries
+    and the range they fill are stored in one transaction, so a crash never
+    leaves rows outside a recorded range and a run resumes from the ranges.
+    """
+
+    def commit_entries(
+        self,
+        origin: str,
+        batches: Iterable[pa.RecordBatch | pa.Table],
+        *,
+        start: int,
+        end: int,
+        checkpoint: StoredCheckpoint | None = None,
+    ) -> int:
+        """Store verified entries ``[start, end)`` of ``origin`` (and ``checkpoint``) atomically."""
+        ...
+
+    def verified_ranges(self, origin: str) -> list[tuple[int, int]]:
+        """The stored index ranges ``[start, end)`` of ``origin``, in order."""
+        ...
+
+    def missing_ranges(self, origin: str, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of ``[start, end)`` not yet stored for ``origin``."""
+        ...
+
+    def last_verified_size(self, origin: str) -> int:
+        """The end of the highest stored range of ``origin`` (0 when none)."""
+        ...
+
+    def count(self, origin: str | None = None) -> int:
+        """How many entries are stored (for ``origin``, or in total)."""
+        ...
+
+    def entry(self, origin: str, index: int) -> StoredEntry | None:
+        """The stored entry at ``index`` in ``origin``'s tree, if any."""
+        ...
+
+    def entries(self, origin: str, start: int, end: int) -> list[StoredEntry]:
+        """The stored entries of ``origin`` with ``start <= index < end``."""
+        ...
+
+    def entries_table(self, origin: str, start: int, end: int) -> pa.Table:
+        """Like :meth:`entries`, as one Arrow table."""
+        ...
+
+    def find_by_uuid(self, uuid: str) -> list[StoredEntry]:
+        """Entries with this Rekor UUID (or 80-hex entry ID)."""
+        ...
+
+    def find_by_digest(self, digest: str | bytes) -> list[StoredEntry]:
+        """Entries whose artifact (or DSSE payload) digest is ``digest``."""
+        ...
+
+    def close(self) -> None:
+        """Release the store's connection."""
+        ...
+
+
+def missing_ranges(
+    stored: Iterable[tuple[int, int]], start: int, end: int
+) -> list[tuple[int, int]]:
+    """The parts of ``[start, end)`` outside the ``stored`` ranges (sorted by start)."""
+    gaps: list[tuple[int, int]] = []
+    pos = start
+    for s, e in stored:
+        if e <= pos or s >= end:
+            continue
+        if s > pos:
+            gaps.append((pos, min(s, end)))
+        pos = max(pos, e)
+        if pos >= end:
+            break
+    if pos < end:
+        gaps.append((pos, end))
+    return gaps
+
+
+def stored_entry(row: Sequence[Any]) -> StoredEntry:
+    """A :class:`StoredEntry` from a database row in the entry columns' order."""
+    return StoredEntry(
+        origin=row[0],
+        log_index=int(row[1]),
+        leaf_hash=bytes(row[2]),
+        kind=row[3],
+        api_version=row[4],
+        body=bytes(row[5]),
+        integrated_time=row[6],
+        checkpoint_size=int(row[7]),
+        global_index=row[8],
+    )
+
+
+def check_entry_rows(origin: str, table: pa.Table, start: int, end: int) -> None:
+    """Check that ``table`` holds exactly the entries ``start .. end-1`` of ``origin``, in order.
+
+    Raises:
+        StoreError: a bad range, a wrong row count, a gap or a foreign origin.
+    """
+    if not 0 <= start <= end:
+        raise StoreError(f"bad range [{start}, {end})")
+    if table.num_rows != end - start:
+        raise StoreError(f"{table.num_rows} rows for the range [{start}, {end}) of {origin}")
+    if table.num_rows:
+        idx = table.column("log_index").to_numpy()
+        if idx[0] != start or (idx[1:] - idx[:-1] != 1).any():
+            raise StoreError(f"entries for [{start}, {end}) of {origin} are not consecutive")
+        origins = table.column("origin").unique()
+        if len(origins) != 1 or origins[0].as_py() != origin:
+            raise StoreError(f"entries for {origin} carry another origin")
+
+
+def normalize_digest(digest: str | bytes) -> str:
+    """An artifact digest as lowercase hex, from hex, ``sha256:<hex>`` or raw bytes.
+
+    Raises:
+        MalformedError: the text is not hex.
+    """
+    if isinstance(digest, bytes):
+        return digest.hex()
+    text = digest.strip().lower()
+    if ":" in text:
+        text = text.split(":", 1)[1]
+    try:
+        bytes.fromhex(text)
+    except ValueError as exc:
+        raise MalformedError(f"artifact digest {digest!r} is not hex", what="digest") from exc
+    return text
+
+
+def entry_uuid_bytes(uuid: str) -> bytes:
+    """The 32-byte leaf hash of a Rekor UUID (64 hex) or entry ID (80 hex: tree ID + UUID).
+
+    Raises:
+        MalformedError: the wrong length, or not hex.
+    """
+    text = uuid.strip().lower()
+    if len(text) not in (64, 80):
+        raise MalformedError(
+            f"entry UUID must be 64 or 80 hex characters, got {len(text)}", what="uuid"
+        )
+    try:
+        return bytes.fromhex(text[-64:])
+    except ValueError as exc:
+        raise MalformedError(f"entry UUID {uuid!r} is not hex", what="uuid") from exc

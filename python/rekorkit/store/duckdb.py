@@ -33,8 +33,17 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-from rekorkit.errors import DivergenceError, MalformedError, StoreError
-from rekorkit.store import OriginSummary, StoredCheckpoint, StoredEntry
+from rekorkit.errors import DivergenceError, MalformedError, StoreError, WriterConflictError
+from rekorkit.store import (
+    OriginSummary,
+    StoredCheckpoint,
+    StoredEntry,
+    check_entry_rows,
+    entry_uuid_bytes,
+    missing_ranges,
+    normalize_digest,
+    stored_entry,
+)
 
 __all__ = ["ENTRY_SCHEMA", "ROW_GROUP_ROWS", "DuckDBStore", "entry_batch"]
 
@@ -226,31 +235,6 @@ def entry_batch(
     return pa.RecordBatch.from_arrays(columns, schema=ENTRY_SCHEMA)
 
 
-def _normalize_digest(digest: str | bytes) -> str:
-    if isinstance(digest, bytes):
-        return digest.hex()
-    text = digest.strip().lower()
-    if ":" in text:
-        text = text.split(":", 1)[1]
-    try:
-        bytes.fromhex(text)
-    except ValueError as exc:
-        raise MalformedError(f"artifact digest {digest!r} is not hex", what="digest") from exc
-    return text
-
-
-def _uuid_bytes(uuid: str) -> bytes:
-    text = uuid.strip().lower()
-    if len(text) not in (64, 80):
-        raise MalformedError(
-            f"entry UUID must be 64 or 80 hex characters, got {len(text)}", what="uuid"
-        )
-    try:
-        return bytes.fromhex(text[-64:])
-    except ValueError as exc:
-        raise MalformedError(f"entry UUID {uuid!r} is not hex", what="uuid") from exc
-
-
 class DuckDBStore:
     """Verified entries and checkpoints in one DuckDB file.
 
@@ -334,21 +318,11 @@ class DuckDBStore:
             StoreError: if the batches do not match the range or it overlaps.
             DivergenceError: if ``checkpoint`` contradicts a stored one.
         """
-        if not 0 <= start <= end:
-            raise StoreError(f"bad range [{start}, {end})")
         table = pa.Table.from_batches([], schema=ENTRY_SCHEMA)
         parts = [b if isinstance(b, pa.Table) else pa.Table.from_batches([b]) for b in batches]
         if parts:
             table = pa.concat_tables(parts)
-        if table.num_rows != end - start:
-            raise StoreError(f"{table.num_rows} rows for the range [{start}, {end}) of {origin}")
-        if table.num_rows:
-            idx = table.column("log_index").to_numpy()
-            if idx[0] != start or np.any(np.diff(idx) != 1):
-                raise StoreError(f"entries for [{start}, {end}) of {origin} are not consecutive")
-            origins = table.column("origin").unique()
-            if len(origins) != 1 or origins[0].as_py() != origin:
-                raise StoreError(f"entries for {origin} carry another origin")
+        check_entry_rows(origin, table, start, end)
         with self.transaction() as con:
             if checkpoint is not None:
                 self._add_checkpoint(con, checkpoint)
@@ -360,9 +334,12 @@ class DuckDBStore:
                 [origin, end, start],
             ).fetchone()
             if overlap is not None:
-                raise StoreError(
+                raise WriterConflictError(
                     f"[{start}, {end}) of {origin} overlaps the stored range "
-                    f"[{overlap[0]}, {overlap[1]})"
+                    f"[{overlap[0]}, {overlap[1]})",
+                    origin=origin,
+                    range=[start, end],
+                    stored=[int(overlap[0]), int(overlap[1])],
                 )
             con.register("_rekorkit_batch", table)
             try:
@@ -405,19 +382,7 @@ class DuckDBStore:
 
     def missing_ranges(self, origin: str, start: int, end: int) -> list[tuple[int, int]]:
         """The parts of ``[start, end)`` not yet stored for ``origin`` (what a run must verify)."""
-        gaps: list[tuple[int, int]] = []
-        pos = start
-        for s, e in self.verified_ranges(origin):
-            if e <= pos or s >= end:
-                continue
-            if s > pos:
-                gaps.append((pos, min(s, end)))
-            pos = max(pos, e)
-            if pos >= end:
-                break
-        if pos < end:
-            gaps.append((pos, end))
-        return gaps
+        return missing_ranges(self.verified_ranges(origin), start, end)
 
     def last_verified_size(self, origin: str) -> int:
         """The end of the highest stored range of ``origin`` (0 when none): where a run resumes."""
@@ -465,20 +430,7 @@ class DuckDBStore:
             sql += f" LIMIT {int(limit)}"
         with self._lock:
             rows = self._con.execute(sql, params).fetchall()
-        return [
-            StoredEntry(
-                origin=r[0],
-                log_index=int(r[1]),
-                leaf_hash=bytes(r[2]),
-                kind=r[3],
-                api_version=r[4],
-                body=bytes(r[5]),
-                integrated_time=r[6],
-                checkpoint_size=int(r[7]),
-                global_index=r[8],
-            )
-            for r in rows
-        ]
+        return [stored_entry(r) for r in rows]
 
     def entry(self, origin: str, index: int) -> StoredEntry | None:
         """The stored entry at ``index`` in ``origin``'s tree, if any."""
@@ -508,7 +460,7 @@ class DuckDBStore:
 
     def find_by_uuid(self, uuid: str) -> list[StoredEntry]:
         """Entries with this UUID (64 hex, or an 80-hex entryID whose last 64 are the UUID)."""
-        return self._entries("leaf_hash = ?", [_uuid_bytes(uuid)])
+        return self._entries("leaf_hash = ?", [entry_uuid_bytes(uuid)])
 
     def find_by_digest(self, digest: str | bytes) -> list[StoredEntry]:
         """Entries whose artifact (or DSSE payload) digest is ``digest``.
@@ -516,7 +468,7 @@ class DuckDBStore:
         ``digest`` is hex, ``sha256:<hex>`` or raw bytes. The digest index is
         brought up to date first, by one SQL pass over entries not yet indexed.
         """
-        wanted = _normalize_digest(digest)
+        wanted = normalize_digest(digest)
         self.refresh_digest_index()
         return self._entries(
             "(origin, log_index) IN "

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from rekorkit.store.duckdb import DuckDBStore
-    from rekorkit.store.postgres import PostgresStore
+from rekorkit.store import EntryStore
 
 __all__ = ["is_postgres_url", "open_store"]
 
@@ -19,8 +16,12 @@ def is_postgres_url(location: str | Path) -> bool:
     return isinstance(location, str) and location.lower().startswith(_POSTGRES_SCHEMES)
 
 
-def open_store(location: str | Path, *, read_only: bool = False) -> DuckDBStore | PostgresStore:
+def open_store(location: str | Path, *, read_only: bool = False) -> EntryStore:
     """Open the store at ``location``: PostgreSQL for a ``postgresql://`` URL, else DuckDB.
+
+    Either backend satisfies :class:`~rekorkit.store.EntryStore`; the
+    PostgreSQL-only methods (staging for distributed audits, compare-and-swap
+    with an explicit ``expected_size``) are reached after an ``isinstance`` check.
 
     Raises:
         StoreError: the store cannot be opened or its schema is unsupported.

@@ -36,13 +36,20 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
-from rekorkit.errors import DivergenceError, StoreError
-from rekorkit.store import OriginSummary, StoredCheckpoint, StoredEntry
+from rekorkit.errors import DivergenceError, StoreError, WriterConflictError
+from rekorkit.store import (
+    OriginSummary,
+    StoredCheckpoint,
+    StoredEntry,
+    check_entry_rows,
+    entry_uuid_bytes,
+    missing_ranges,
+    normalize_digest,
+    stored_entry,
+)
 from rekorkit.store.duckdb import ENTRY_SCHEMA
-from rekorkit.store.duckdb import _normalize_digest as normalize_digest
-from rekorkit.store.duckdb import _uuid_bytes as uuid_bytes
 
-__all__ = ["MIGRATIONS", "PostgresStore", "WriterConflictError"]
+__all__ = ["MIGRATIONS", "PostgresStore", "copy_into", "copy_stream"]
 
 _COLUMNS = ENTRY_SCHEMA.names
 _COLUMN_LIST = ", ".join(_COLUMNS)
@@ -121,32 +128,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
 """The schema, version by version; a store applies the versions it has not seen."""
 
 
-class WriterConflictError(StoreError):
-    """Another writer moved the store's view of an origin first (compare-and-swap failed).
-
-    Attributes:
-        evidence: origin, the size this writer expected, the size found, the size it wanted.
-    """
-
-    def __init__(self, message: str, **evidence: Any) -> None:
-        super().__init__(message)
-        self.evidence = evidence
-
-
 def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
-
-
-def _check_table(origin: str, table: pa.Table, start: int, end: int) -> None:
-    if table.num_rows != end - start:
-        raise StoreError(f"{table.num_rows} rows for the range [{start}, {end}) of {origin}")
-    if table.num_rows:
-        idx = table.column("log_index").to_numpy()
-        if idx[0] != start or np.any(np.diff(idx) != 1):
-            raise StoreError(f"entries for [{start}, {end}) of {origin} are not consecutive")
-        origins = table.column("origin").unique()
-        if len(origins) != 1 or origins[0].as_py() != origin:
-            raise StoreError(f"entries for {origin} carry another origin")
 
 
 def _as_table(batches: Iterable[pa.RecordBatch | pa.Table]) -> pa.Table:
@@ -213,13 +196,20 @@ def copy_stream(table: pa.Table) -> pa.Buffer:
     return data.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
 
 
-def _copy_rows(cur: psycopg.Cursor[Any], statement: sql.Composed, table: pa.Table) -> None:
-    """Write an Arrow table through binary ``COPY``, a row group at a time."""
+def copy_into(cur: psycopg.Cursor[Any], target: str, rows: pa.Table) -> None:
+    """Append ``rows`` to table ``target`` by binary ``COPY``, a row group at a time.
+
+    The columns are ``rows``' column names; the caller's transaction decides
+    when the rows become visible.
+    """
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(target), sql.SQL(", ").join(map(sql.Identifier, rows.column_names))
+    )
     # The queued writer sends from a thread, so encoding overlaps the server's work.
     with cur.copy(statement, writer=QueuedLibpqWriter(cur)) as copy:
         copy.write(_COPY_HEADER)
-        for start in range(0, table.num_rows, _COPY_ROWS):
-            copy.write(memoryview(copy_stream(table.slice(start, _COPY_ROWS))))
+        for start in range(0, rows.num_rows, _COPY_ROWS):
+            copy.write(memoryview(copy_stream(rows.slice(start, _COPY_ROWS))))
         copy.write(_COPY_TRAILER)
 
 
@@ -339,10 +329,8 @@ class PostgresStore:
                 stored it), or ``checkpoint`` would move a head another writer moved.
             DivergenceError: ``checkpoint`` contradicts a stored one.
         """
-        if not 0 <= start <= end:
-            raise StoreError(f"bad range [{start}, {end})")
         table = _as_table(batches)
-        _check_table(origin, table, start, end)
+        check_entry_rows(origin, table, start, end)
         with self.transaction() as cur:
             self._lock_head(cur, origin)
             if checkpoint is not None:
@@ -350,13 +338,7 @@ class PostgresStore:
             if start == end:
                 return 0
             self._check_overlap(cur, origin, start, end)
-            _copy_rows(
-                cur,
-                sql.SQL("COPY entries ({}) FROM STDIN (FORMAT BINARY)").format(
-                    sql.SQL(_COLUMN_LIST)
-                ),
-                table,
-            )
+            copy_into(cur, "entries", table)
             size = int(table.column("checkpoint_size")[0].as_py())
             self._add_range(cur, origin, start, end, size)
         return int(table.num_rows)
@@ -380,13 +362,7 @@ class PostgresStore:
                 [run_id, lo, hi],
             )
             run = pa.array([run_id] * table.num_rows, pa.string())
-            _copy_rows(
-                cur,
-                sql.SQL("COPY entry_staging (run_id, {}) FROM STDIN (FORMAT BINARY)").format(
-                    sql.SQL(_COLUMN_LIST)
-                ),
-                table.add_column(0, "run_id", run),
-            )
+            copy_into(cur, "entry_staging", table.add_column(0, "run_id", run))
         return int(table.num_rows)
 
     def commit_staged(
@@ -506,19 +482,7 @@ class PostgresStore:
 
     def missing_ranges(self, origin: str, start: int, end: int) -> list[tuple[int, int]]:
         """The parts of ``[start, end)`` not yet stored for ``origin`` (what a run must verify)."""
-        gaps: list[tuple[int, int]] = []
-        pos = start
-        for s, e in self.verified_ranges(origin):
-            if e <= pos or s >= end:
-                continue
-            if s > pos:
-                gaps.append((pos, min(s, end)))
-            pos = max(pos, e)
-            if pos >= end:
-                break
-        if pos < end:
-            gaps.append((pos, end))
-        return gaps
+        return missing_ranges(self.verified_ranges(origin), start, end)
 
     def last_verified_size(self, origin: str) -> int:
         """The end of the highest stored range of ``origin`` (0 when none): where a run resumes."""
@@ -559,20 +523,7 @@ class PostgresStore:
         query = f"SELECT {_COLUMN_LIST} FROM entries WHERE {where} ORDER BY origin, log_index"
         if limit is not None:
             query += f" LIMIT {int(limit)}"
-        return [
-            StoredEntry(
-                origin=r[0],
-                log_index=int(r[1]),
-                leaf_hash=bytes(r[2]),
-                kind=r[3],
-                api_version=r[4],
-                body=bytes(r[5]),
-                integrated_time=r[6],
-                checkpoint_size=int(r[7]),
-                global_index=r[8],
-            )
-            for r in self._fetch(query, params)
-        ]
+        return [stored_entry(r) for r in self._fetch(query, params)]
 
     def entry(self, origin: str, index: int) -> StoredEntry | None:
         """The stored entry at ``index`` in ``origin``'s tree, if any."""
@@ -604,7 +555,7 @@ class PostgresStore:
 
     def find_by_uuid(self, uuid: str) -> list[StoredEntry]:
         """Entries with this UUID (64 hex, or an 80-hex entryID whose last 64 are the UUID)."""
-        return self._entries("leaf_hash = %s", [uuid_bytes(uuid)])
+        return self._entries("leaf_hash = %s", [entry_uuid_bytes(uuid)])
 
     def find_by_digest(self, digest: str | bytes) -> list[StoredEntry]:
         """Entries whose artifact (or DSSE payload) digest is ``digest`` (hex, ``sha256:``, bytes).
