@@ -49,8 +49,8 @@ from rekorkit.errors import (
     SignatureError,
 )
 from rekorkit.note import NoteVerifier
-from rekorkit.store import StoredCheckpoint
-from rekorkit.store.duckdb import DuckDBStore, entry_batch
+from rekorkit.store import EntryStore, StoredCheckpoint
+from rekorkit.store.duckdb import entry_batch
 
 __all__ = ["verify_v1_log"]
 
@@ -237,7 +237,7 @@ async def verify_v1_log(
     url: str,
     verifier: NoteVerifier,
     *,
-    store: DuckDBStore | None = None,
+    store: EntryStore | None = None,
     start: int | None = None,
     end: int | None = None,
     concurrency: int = 16,
@@ -346,7 +346,7 @@ class _ShardPlan:
 
 async def _plan_shards(
     client: AsyncRekorV1Client,
-    store: DuckDBStore | None,
+    store: EntryStore | None,
     shards: list[Any],
     signed: list[SignedCheckpoint],
     lo: int,
