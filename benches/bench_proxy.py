@@ -24,10 +24,8 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -42,7 +40,7 @@ from rekorkit import tiles
 from rekorkit.audit import verify_tile_log
 from rekorkit.client import AsyncTileReader
 from rekorkit.note import parse_verifier_key
-from rekorkit.proxy import ProxyService, SyncJob
+from rekorkit.proxy import ProxyService, SyncJob, start_proxy_process
 from rekorkit.testing import LocalRekor, start_server
 from rekorkit.tilecache import FileSystemTileCache
 
@@ -58,22 +56,6 @@ class Setup:
     proxy: subprocess.Popen[str]
 
 
-def _start_proxy(url: str, cache: Path, vkey: str) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "rekorkit.cli", "proxy", url, "--cache", str(cache)]
-    cmd += ["--key", vkey, "--port", "0", "--sync", "off", "--no-fsync"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("listening on "):
-            return proc, line.split()[-1]
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError("rekorkit proxy did not start")
-
-
 @pytest.fixture(scope="module")
 def setup() -> Iterator[Setup]:
     tmp = Path(tempfile.mkdtemp(prefix="rekorkit-bench-proxy-"))
@@ -83,7 +65,9 @@ def setup() -> Iterator[Setup]:
     )
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    proxy, proxy_url = _start_proxy(log.url, tmp / "cache", log.checkpoint_vkey)
+    proxy, proxy_url = start_proxy_process(
+        log.url, tmp / "cache", log.checkpoint_vkey, "--sync", "off", "--no-fsync"
+    )
     try:
         yield Setup(log, f"http://127.0.0.1:{httpd.server_address[1]}", proxy_url, proxy)
     finally:

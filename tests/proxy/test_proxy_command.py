@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,27 +12,12 @@ from typing import Any
 import httpx
 from rekorkit import AsyncTileReader, parse_verifier_key, verify_tile_log
 from rekorkit.cli import main
+from rekorkit.proxy import start_proxy_process
 from rekorkit.testing import start_server
 from rekorkit.tilecache import FileSystemTileCache
 from rekorkit.tiles import level0_tiles
 
 N = 30_000
-
-
-def _proxy(url: str, cache: Path, vkey: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "rekorkit.cli", "proxy", url, "--cache", str(cache)]
-    cmd += ["--key", vkey, "--port", "0", *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("listening on "):
-            return proc, line.split()[-1]
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise AssertionError("rekorkit proxy did not start")
 
 
 def _status(url: str) -> dict[str, Any]:
@@ -51,7 +34,7 @@ def test_kill_9_mid_mirror_then_resume_and_sigterm(tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     with start_server(seed=N, fsync=False) as srv:
         args = ("--sync", "mirror", "--interval", "0.2")
-        proc, url = _proxy(srv.url, cache_dir, srv.checkpoint_vkey, *args)
+        proc, url = start_proxy_process(srv.url, cache_dir, srv.checkpoint_vkey, *args)
         try:
             deadline = time.monotonic() + 30
             while (_status(url)["sync"] or {}).get("mirrored_entries", 0) == 0:
@@ -69,7 +52,7 @@ def test_kill_9_mid_mirror_then_resume_and_sigterm(tmp_path: Path) -> None:
                 cache.get(t, entries=True)
             assert cache.stats().dropped_corrupt == 0
 
-        proc, url = _proxy(srv.url, cache_dir, srv.checkpoint_vkey, *args)
+        proc, url = start_proxy_process(srv.url, cache_dir, srv.checkpoint_vkey, *args)
         try:
             deadline = time.monotonic() + 60
             while (_status(url)["sync"] or {}).get("mirrored_entries") != N:

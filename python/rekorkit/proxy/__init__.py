@@ -8,7 +8,12 @@ runs one in a background thread of this process.
 """
 
 from rekorkit.proxy.app import create_app
-from rekorkit.proxy.embedded import RunningProxy, serve_in_thread, start_proxy
+from rekorkit.proxy.embedded import (
+    RunningProxy,
+    serve_in_thread,
+    start_proxy,
+    start_proxy_process,
+)
 from rekorkit.proxy.service import NotInTreeError, ProxyService, Served
 from rekorkit.proxy.sync import SyncJob, SyncMode, SyncStatus
 
@@ -23,4 +28,5 @@ __all__ = [
     "create_app",
     "serve_in_thread",
     "start_proxy",
+    "start_proxy_process",
 ]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from rekorkit.proxy.service import ProxyService
 from rekorkit.proxy.sync import SyncJob, SyncMode
 from rekorkit.tilecache import FileSystemTileCache
 
-__all__ = ["RunningProxy", "serve_in_thread", "start_proxy"]
+__all__ = ["RunningProxy", "serve_in_thread", "start_proxy", "start_proxy_process"]
 
 _START_TIMEOUT = 30.0
 
@@ -95,3 +97,31 @@ def start_proxy(
         job = None if sync is None else SyncJob(service, mode=sync, interval=interval)
         with serve_in_thread(create_app(service, job=job)) as url:
             yield RunningProxy(url, service, job)
+
+
+def start_proxy_process(
+    upstream: str, cache_dir: str | os.PathLike[str], vkey: str, *options: str
+) -> tuple[subprocess.Popen[str], str]:
+    """Start ``rekorkit proxy`` in a child process on a free loopback port.
+
+    Args:
+        upstream, cache_dir, vkey: as for :func:`start_proxy`.
+        options: more ``rekorkit proxy`` options (``--sync``, ``--no-fsync``, ...).
+
+    Returns:
+        The process (stop it with SIGTERM) and the proxy's URL, once it listens.
+    """
+    cmd = [sys.executable, "-m", "rekorkit.cli", "proxy", upstream, "--cache", str(cache_dir)]
+    cmd += ["--key", vkey, "--port", "0", *options]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("listening on "):
+            return proc, line.split()[-1]
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    proc.wait()
+    raise RuntimeError("rekorkit proxy did not start")
