@@ -150,7 +150,7 @@ def test_v2_round_trip(srv: LocalRekor) -> None:
         assert e.log_id == srv.v2_log_id
         again = c.submit(v2_request(n))  # 409 -> x-log-index -> tiles
         assert again.log_index == e.log_index
-        assert c.entry(e.log_index).canonicalized_body == e.canonicalized_body
+        assert c.get_entry(e.log_index).canonicalized_body == e.canonicalized_body
         before = c.checkpoint().size
         c.submit(v2_request(fresh()))
         assert c.checkpoint().size == before + 1
@@ -311,7 +311,7 @@ def test_async_clients_under_faults(srv: LocalRekor) -> None:
             e1 = await c1.submit(proposed_hashedrekord(fresh()))
             e2 = await c2.submit(v2_request(fresh()))
             assert (await c1.get_entry(e1.log_index)).uuid == e1.uuid
-            assert (await c2.entry(e2.log_index)).canonicalized_body == e2.canonicalized_body
+            assert (await c2.get_entry(e2.log_index)).canonicalized_body == e2.canonicalized_body
 
     anyio.run(main)
     assert len(sleeps.waits) >= 5

@@ -69,10 +69,10 @@ def test_entries_from_tiles_full_partial_and_gzip(log: FakeV2Log) -> None:
     log.gzip_bundles = True
     c = make(log)
     for i in (0, 255, 256, 511, 512, 599):
-        e = c.entry(i)
+        e = c.get_entry(i)
         assert e.log_index == i and e.canonicalized_body == log.bodies[i]
     with pytest.raises(NotFoundError):
-        c.entry(600)
+        c.get_entry(600)
 
 
 def test_partial_tiles_deleted_fall_back(log: FakeV2Log) -> None:
@@ -190,7 +190,7 @@ def test_v2_error_body_is_read(log: FakeV2Log) -> None:
 
 def test_dsse_as_hashedrekord(log: FakeV2Log) -> None:
     env = sign_envelope("application/vnd.in-toto+json", b'{"a":1}', artifact_key())
-    e = make(log).submit_dsse(env, artifact_key().public_key())
+    e = make(log).submit_dsse(env, verifiers=[artifact_key().public_key()])
     assert e.log_index == 0
     spec = e.canonicalized_body.decode()
     assert (
@@ -243,7 +243,7 @@ def test_async_twin(log: FakeV2Log) -> None:
             assert sorted(e.log_index for e in subs) == list(range(250, 260))
             dup = await c.submit(v2_request(3))
             assert dup.canonicalized_body == subs[3].canonicalized_body
-            assert (await c.entry(255)).canonicalized_body == log.bodies[255]
+            assert (await c.get_entry(255)).canonicalized_body == log.bodies[255]
             assert (await c.checkpoint()).size == 260
             log.frozen_size = 100
             with pytest.raises(DivergenceError):

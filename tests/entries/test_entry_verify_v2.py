@@ -97,13 +97,17 @@ def logged() -> Iterator[Logged]:
         with RekorV1Client(
             srv.url, public_key=srv.public_key_pem, verifier=parse_verifier_key(srv.v1_vkey)
         ) as v1:
-            v1_entry = v1.submit_hashedrekord(signature, key.public_key(), digest)
+            v1_entry = v1.submit_hashedrekord(
+                digest=digest, signature=signature, verifier=key.public_key()
+            )
         with RekorV2Client(
             srv.url,
             public_key=srv.checkpoint_public_key_pem,
             verifier=parse_verifier_key(srv.checkpoint_vkey),
         ) as v2:
-            v2_entry = v2.submit_hashedrekord(digest, signature, key.public_key())
+            v2_entry = v2.submit_hashedrekord(
+                digest=digest, signature=signature, verifier=key.public_key()
+            )
         yield Logged(srv, key, digest, signature, v1_entry, v2_entry, TimestampSigner.generate())
 
 

@@ -12,7 +12,7 @@ latest one the client trusts (``DivergenceError`` otherwise)::
         info = rekor.log_info()                                 # incl. inactive shards
 
     with RekorV2Client("http://127.0.0.1:3000", public_key=pem, verifier=vkey) as log:
-        tle = log.submit_dsse(envelope, cert)                   # 409 -> existing entry
+        tle = log.submit_dsse(envelope, verifiers=[cert])       # 409 -> existing entry
         cp = log.checkpoint()                                   # consistency from tiles
 
     relaxed = VerifyOptions().without("signed_entry_timestamp")  # opt out by name

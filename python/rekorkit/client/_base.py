@@ -5,20 +5,26 @@ operations are flows (:mod:`rekorkit.client._flow`), and the shell's typed
 ``_run(flow: Flow[T]) -> T`` answers what they yield. A shell knows how to
 answer a :class:`~rekorkit.client._http.RequestSpec`; a client with more kinds
 of operation (tile reads, proofs) extends ``_handle``. The async shell also
-owns the one bounded-concurrency map the batch calls use.
+owns the one bounded-concurrency map the batch calls use, and
+:func:`resolve_endpoints` turns what a caller passed (a URL, mirrors, a
+:class:`~rekorkit.client.backends.Backend`, a key) into URLs and a log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, Self, TypeVar, overload
 
 from rekorkit.client._flow import Flow, adrive, drive
 from rekorkit.client._http import RequestSpec
 from rekorkit.client._session import AsyncSession, SyncSession
+from rekorkit.client.backends import Backend
+from rekorkit.note import NoteVerifier
+from rekorkit.trust import LogInstance, log_from_key, log_id_v2
 
-__all__ = ["AsyncShell", "SyncShell", "bounded_map"]
+__all__ = ["AsyncShell", "Endpoints", "SyncShell", "bounded_map", "resolve_endpoints"]
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -144,3 +150,49 @@ async def bounded_map(
     if failed:
         raise results[min(failed)]
     return results
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where a client sends its requests, and the log it expects to answer.
+
+    Attributes:
+        urls: the API base URLs, in failover order.
+        reads: the tile-read prefixes (v2; the API URLs unless given).
+        log: the log's key and ID, when a key was given.
+    """
+
+    urls: list[str]
+    reads: list[str]
+    log: LogInstance | None
+
+
+def resolve_endpoints(
+    base_url: str | Sequence[str] | Backend,
+    *,
+    api_version: int,
+    public_key: bytes | str | None = None,
+    log: LogInstance | None = None,
+    verifier: NoteVerifier | None = None,
+    read_url: str | Sequence[str] | None = None,
+) -> Endpoints:
+    """The URLs and the log of a client, from its constructor's arguments.
+
+    Explicit arguments win over a :class:`Backend`'s. A v2 log named by a
+    ``verifier`` whose key name is not the URL host (a local log) gets its log
+    ID from that name (the rekor-tiles API: the log ID hashes the origin).
+    """
+    if isinstance(base_url, Backend):
+        urls = list(base_url.urls)
+        public_key = public_key or base_url.public_key
+        read_url = read_url or base_url.read_url
+    else:
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+    reads = (
+        urls if read_url is None else ([read_url] if isinstance(read_url, str) else list(read_url))
+    )
+    if log is None and public_key is not None:
+        log = log_from_key(urls[0], public_key, api_version=api_version)
+        if api_version == 2 and verifier is not None:
+            log = dataclasses.replace(log, log_id=log_id_v2(verifier.name, log.public_key))
+    return Endpoints(urls, reads, log)

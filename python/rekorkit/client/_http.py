@@ -6,7 +6,7 @@ they read to :func:`check_response`. This module is also the one place that
 maps httpx's exceptions to rekorkit's (:func:`translate_errors`, always
 ``raise ... from exc``) and the one place that reads error bodies, defensively:
 v1 ``{code,message}``, v2 ``{code,message,details}``, an HTML page from a
-proxy, or nothing at all (REKOR_API.md §1.7, §4.2, §6).
+proxy, or nothing at all (the Rekor OpenAPI, Error, §4.2, §6).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from rekorkit.errors import (
 
 # Responses are bounded so a hostile or broken server cannot exhaust memory.
 # A v1 LogEntry is a few KiB; a search of 10 entries or a full entry bundle
-# (256 entries of at most 64 KiB, TLOG.md §6.4) is the largest legitimate read.
+# (256 entries of at most 64 KiB, c2sp.org/tlog-tiles) is the largest legitimate read.
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 USER_AGENT = "rekorkit-client"
 
@@ -115,7 +115,7 @@ def build_request(base_url: str, spec: RequestSpec) -> httpx.Request:
     if spec.content == "json":
         headers.setdefault("Accept", "application/json")
     elif spec.content == "bytes":
-        # Tile hosts may gzip without negotiating (TLOG.md §6.1).
+        # Tile hosts may gzip without negotiating (c2sp.org/tlog-tiles).
         headers.setdefault("Accept-Encoding", "gzip, identity")
     kwargs: dict[str, Any] = {"headers": headers}
     if spec.params:

@@ -39,7 +39,7 @@ from rekorkit.trust import LogInstance
 
 __all__ = ["ENTRY_ID_RE", "MAX_SEARCH_ITEMS", "LogInfo", "ShardInfo", "V1Flows"]
 
-# REKOR_API.md §1.6: search takes at most 10 items over all three arrays.
+# the Rekor OpenAPI, searchLogQuery: search takes at most 10 items over all three arrays.
 MAX_SEARCH_ITEMS = 10
 ENTRY_ID_RE = re.compile(r"^([0-9a-fA-F]{64}|[0-9a-fA-F]{80})$")
 _UUID_IN_MESSAGE = re.compile(r"\b([0-9a-fA-F]{80}|[0-9a-fA-F]{64})\b")
@@ -64,7 +64,7 @@ class ShardInfo:
 
 @dataclass(frozen=True, slots=True)
 class LogInfo:
-    """``GET /api/v1/log`` (REKOR_API.md §1.2).
+    """``GET /api/v1/log`` (the Rekor OpenAPI, getLogInfo).
 
     Attributes:
         active: the active shard.

@@ -2,7 +2,8 @@
 
 The public Sigstore instances are configuration only: nothing here contacts
 them. Their URLs and keys are the ones in Sigstore's TUF trusted roots
-(REKOR_API.md §0); the v2 shard URL changes about every six months, so real
+(the Rekor OpenAPI and the rekor-tiles API); the v2 shard URL changes about every six months, so
+real
 deployments should resolve it from a SigningConfig rather than the preset.
 
 Resolution order (first match wins): explicit arguments, ``REKORKIT_*``
@@ -84,7 +85,10 @@ class Backend:
 
     @property
     def key_name(self) -> str:
-        """The checkpoint signer name: the URL without scheme or trailing slash (TLOG.md §10)."""
+        """The checkpoint signer name: the URL without scheme or trailing slash.
+
+        Rekor v2 names its checkpoint key after its URL (the rekor-tiles API).
+        """
         return self.url.split("://", 1)[1].rstrip("/")
 
     @property
@@ -103,7 +107,7 @@ def _b64(s: str) -> bytes:
     return base64.b64decode(s)
 
 
-# Keys from Sigstore's TUF trusted roots (REKOR_API.md §0).
+# Keys from Sigstore's TUF trusted roots (the Rekor OpenAPI and the rekor-tiles API).
 PRESETS: Mapping[str, Backend] = {
     "production": Backend(
         "https://rekor.sigstore.dev",

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Literal, Protocol, overload
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, overload
 
 import httpx
 from cachetools import LRUCache
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from rekorkit.tilecache import TileCache
 
 __all__ = ["AsyncTileReader", "TileReader"]
+
+K = TypeVar("K")
 
 # A full bundle holds 256 entries of at most 65,535 bytes plus 2-byte lengths
 # (c2sp.org/tlog-tiles); anything larger is not a bundle.
@@ -197,6 +199,21 @@ class _TileCache:
         return value
 
 
+def _each(
+    fn: Callable[[K], bytes], items: list[K], return_exceptions: bool
+) -> list[bytes] | list[bytes | Exception]:
+    """``[fn(x) for x in items]``; with ``return_exceptions`` a failure takes its item's place."""
+    if not return_exceptions:
+        return [fn(x) for x in items]
+    out: list[bytes | Exception] = []
+    for x in items:
+        try:
+            out.append(fn(x))
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
 class TileReader(SyncShell):
     """Blocking reader for a tlog-tiles log (Rekor v2 read API).
 
@@ -274,9 +291,40 @@ class TileReader(SyncShell):
             self._store.put(TileID(0, index, width), data, entries=True)
         return data
 
-    def tiles(self, ids: Iterable[TileKey]) -> list[bytes]:
-        """Several tiles, in order (sequentially; use :class:`AsyncTileReader` for fan-out)."""
-        return [self.tile(*_key(t)) for t in ids]
+    @overload
+    def tiles(
+        self, ids: Iterable[TileKey], *, return_exceptions: Literal[False] = ...
+    ) -> list[bytes]: ...
+    @overload
+    def tiles(
+        self, ids: Iterable[TileKey], *, return_exceptions: bool
+    ) -> list[bytes | Exception]: ...
+    def tiles(
+        self, ids: Iterable[TileKey], *, return_exceptions: bool = False
+    ) -> list[bytes] | list[bytes | Exception]:
+        """Many hash tiles, in the order given (one after the other: the async twin fans out).
+
+        With ``return_exceptions``, a read that fails (after retries) gives its
+        exception in its place instead of raising, as ``asyncio.gather`` does.
+        """
+        return _each(lambda k: self.tile(*k), [_key(t) for t in ids], return_exceptions)
+
+    @overload
+    def entry_bundles(
+        self, ids: Iterable[tuple[int, int]], *, return_exceptions: Literal[False] = ...
+    ) -> list[bytes]: ...
+    @overload
+    def entry_bundles(
+        self, ids: Iterable[tuple[int, int]], *, return_exceptions: bool
+    ) -> list[bytes | Exception]: ...
+    def entry_bundles(
+        self, ids: Iterable[tuple[int, int]], *, return_exceptions: bool = False
+    ) -> list[bytes] | list[bytes | Exception]:
+        """Many entry bundles ``(index, width)``, in order.
+
+        ``return_exceptions`` as for :meth:`tiles`.
+        """
+        return _each(lambda k: self.entry_bundle(*k), list(ids), return_exceptions)
 
 
 class AsyncTileReader(AsyncShell):
@@ -299,8 +347,6 @@ class AsyncTileReader(AsyncShell):
         cache_tiles: int = 0,
         cache: TileCache | None = None,
     ) -> None:
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
         session = AsyncSession(
             base_url,
             transport=transport,

@@ -5,7 +5,7 @@ trusts for the same origin. A larger one must be proven consistent with it
 (a v1 proof from the log, or a v2 proof built from tiles); an equal size must
 have an equal root; a smaller one is a rollback. Each failure is a
 :class:`DivergenceError` carrying both checkpoints, the raw evidence a
-monitor or a witness needs (TLOG.md §3.4, DESIGN "Verify, then trust").
+monitor or a witness needs (RFC 9162 §2.1.4, DESIGN "Verify, then trust").
 
 :meth:`CheckpointTracker.observe_many` accepts many checkpoints at once (the
 responses of concurrent submissions): every proof it needs is a consistency
@@ -270,7 +270,7 @@ class CheckpointTracker:
     ) -> None:
         old, new = (older, newer) if not older_first else (newer, older)
         if older.size == 0:
-            # Every tree extends the empty one (TLOG.md §3.4); only its root is checked.
+            # Every tree extends the empty one (RFC 9162 §2.1.4); only its root is checked.
             if older.root == merkle.EMPTY_ROOT:
                 return
             raise DivergenceError(

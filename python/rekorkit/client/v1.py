@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import anyio
 import httpx
 
-from rekorkit.client._flow import Flow, adrive, drive
+from rekorkit.client._base import AsyncShell, SyncShell, resolve_endpoints
+from rekorkit.client._flow import Flow
 from rekorkit.client._session import AsyncSession, SyncSession
 from rekorkit.client._v1_flows import MAX_SEARCH_ITEMS, LogInfo, ShardInfo, V1Flows
 from rekorkit.client.backends import Backend
@@ -34,13 +34,23 @@ from rekorkit.entries.columns import LogEntryColumns
 from rekorkit.entries.dsse import Envelope
 from rekorkit.errors import NotFoundError
 from rekorkit.note import NoteVerifier
-from rekorkit.trust import LogInstance, log_from_key
+from rekorkit.trust import LogInstance
 
 __all__ = ["AsyncRekorV1Client", "LogInfo", "RekorV1Client", "ShardInfo", "V1Flows"]
 
 
 def _chunks(items: Sequence[Any], n: int) -> list[Sequence[Any]]:
     return [items[i : i + n] for i in range(0, len(items), n)]
+
+
+def _search_calls(
+    uuids: Sequence[str], indexes: Sequence[int], entries: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The search requests, at most 10 items each (the Rekor OpenAPI, searchLogQuery)."""
+    calls: list[dict[str, Any]] = []
+    for name, items in (("uuids", uuids), ("indexes", indexes), ("entries", entries)):
+        calls.extend({name: c} for c in _chunks(list(items), MAX_SEARCH_ITEMS))
+    return calls
 
 
 def _ordered(indices: Sequence[int], found: Iterable[LogEntry]) -> list[LogEntry]:
@@ -51,7 +61,8 @@ def _ordered(indices: Sequence[int], found: Iterable[LogEntry]) -> list[LogEntry
     return [by_index[i] for i in indices]
 
 
-def _ordered_columns(indices: Sequence[int], cols: LogEntryColumns) -> LogEntryColumns:
+def _ordered_columns(indices: Sequence[int], parts: list[LogEntryColumns]) -> LogEntryColumns:
+    cols = LogEntryColumns.concat(parts)
     rows: dict[int, int] = {}
     for row, index in enumerate(cols.log_indexes.tolist()):
         rows.setdefault(index, row)
@@ -62,22 +73,27 @@ def _ordered_columns(indices: Sequence[int], cols: LogEntryColumns) -> LogEntryC
     return cols if order == list(range(len(cols))) else cols.take(order)
 
 
-def _resolve(
+def _lookup(flows: V1Flows, index: int | None, uuid: str | None) -> Flow[LogEntry]:
+    if uuid is not None and index is None:
+        return flows.get_by_uuid(uuid)
+    if index is not None and uuid is None:
+        return flows.get_by_index(index)
+    raise ValueError("pass exactly one of index and uuid")
+
+
+def _flows(
     base_url: str | Sequence[str] | Backend,
     public_key: bytes | str | None,
     log: LogInstance | None,
-) -> tuple[list[str], LogInstance | None]:
-    if isinstance(base_url, Backend):
-        urls = list(base_url.urls)
-        public_key = public_key or base_url.public_key
-    else:
-        urls = [base_url] if isinstance(base_url, str) else list(base_url)
-    if log is None and public_key is not None:
-        log = log_from_key(urls[0], public_key, api_version=1)
-    return urls, log
+    verifier: NoteVerifier | None,
+    verify: VerifyOptions | None,
+    tracker: CheckpointTracker | None,
+) -> tuple[list[str], V1Flows]:
+    ends = resolve_endpoints(base_url, api_version=1, public_key=public_key, log=log)
+    return ends.urls, V1Flows(ends.log, verifier=verifier, options=verify, tracker=tracker)
 
 
-class RekorV1Client:
+class RekorV1Client(SyncShell):
     """Blocking Rekor v1 client; every entry it returns has been verified.
 
     Args:
@@ -87,8 +103,13 @@ class RekorV1Client:
         verifier: the checkpoint verifier, if the key name differs from the URL host.
         verify: which checks to run (:class:`VerifyOptions`).
         tracker: checkpoint memory to share with other clients.
-        transport, retry, timeout, http2, max_connections: HTTP settings.
+        transport: an httpx transport (``MockTransport`` in tests).
+        retry: the retry policy (default :class:`RetryPolicy`).
         failover: a prepared :class:`Failover` with its breakers (else one over the URLs).
+        timeout: seconds per request (the deadline), or :class:`Timeouts`.
+        http2: use HTTP/2 (needs the ``http2`` extra).
+        max_concurrency: the most requests in flight (the connection-pool size).
+        trust_env: honour proxy and CA variables from the environment, as httpx does.
     """
 
     def __init__(
@@ -103,20 +124,23 @@ class RekorV1Client:
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy | None = None,
         failover: Failover | None = None,
-        timeout: Timeouts | None = None,
+        timeout: float | Timeouts | None = None,
         http2: bool = False,
-        max_connections: int = 16,
+        max_concurrency: int = 16,
+        trust_env: bool = True,
     ) -> None:
-        urls, log = _resolve(base_url, public_key, log)
-        self.flows = V1Flows(log, verifier=verifier, options=verify, tracker=tracker)
-        self._session = SyncSession(
-            urls,
-            transport=transport,
-            retry=retry,
-            failover=failover,
-            timeout=timeout,
-            http2=http2,
-            max_concurrency=max_connections,
+        urls, self.flows = _flows(base_url, public_key, log, verifier, verify, tracker)
+        super().__init__(
+            SyncSession(
+                urls,
+                transport=transport,
+                retry=retry,
+                failover=failover,
+                timeout=timeout,
+                http2=http2,
+                max_concurrency=max_concurrency,
+                trust_env=trust_env,
+            )
         )
 
     @property
@@ -124,42 +148,31 @@ class RekorV1Client:
         """The latest verified checkpoint per origin."""
         return self.flows.tracker
 
-    def close(self) -> None:
-        """Close the connections."""
-        self._session.close()
-
-    def __enter__(self) -> RekorV1Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _run(self, flow: Flow[Any]) -> Any:
-        return drive(flow, self._session.request)
-
-    def submit(self, proposed: Mapping[str, Any]) -> LogEntry:
+    def submit(self, request: Mapping[str, Any]) -> LogEntry:
         """Log a ProposedEntry; a duplicate returns the existing entry."""
-        return self._run(self.flows.submit(proposed))  # type: ignore[no-any-return]
+        return self._run(self.flows.submit(request))
 
-    def submit_hashedrekord(self, signature: bytes, verifier: Verifier, digest: bytes) -> LogEntry:
+    def submit_many(self, requests: Sequence[Mapping[str, Any]]) -> list[LogEntry]:
+        """Log many ProposedEntries, one after the other; results in input order."""
+        return [self.submit(r) for r in requests]
+
+    def submit_hashedrekord(
+        self, *, digest: bytes, signature: bytes, verifier: Verifier
+    ) -> LogEntry:
         """Log a signature over a SHA-256 digest with its certificate or key."""
         return self.submit(hashedrekord_v001_request(signature, verifier, digest))
 
-    def submit_dsse(self, envelope: Envelope | str, verifiers: Sequence[Verifier]) -> LogEntry:
-        """Log a DSSE envelope as ``dsse`` 0.0.1."""
+    def submit_dsse(self, envelope: Envelope | str, *, verifiers: Sequence[Verifier]) -> LogEntry:
+        """Log a DSSE envelope as ``dsse`` 0.0.1, with a verifier per signature."""
         return self.submit(dsse_v001_request(envelope, verifiers))
 
-    def submit_intoto(self, envelope: Envelope, verifiers: Sequence[Verifier]) -> LogEntry:
-        """Log a DSSE envelope as ``intoto`` 0.0.2."""
+    def submit_intoto(self, envelope: Envelope, *, verifiers: Sequence[Verifier]) -> LogEntry:
+        """Log a DSSE envelope as ``intoto`` 0.0.2, with a verifier per signature."""
         return self.submit(intoto_v002_request(envelope, verifiers))
 
     def get_entry(self, index: int | None = None, *, uuid: str | None = None) -> LogEntry:
         """The entry at ``index`` or with ``uuid`` (64/80 hex)."""
-        if (index is None) == (uuid is None):
-            raise ValueError("pass exactly one of index and uuid")
-        if uuid is not None:
-            return self._run(self.flows.get_by_uuid(uuid))  # type: ignore[no-any-return]
-        return self._run(self.flows.get_by_index(index))  # type: ignore[arg-type,no-any-return]
+        return self._run(_lookup(self.flows, index, uuid))
 
     def search(
         self,
@@ -169,19 +182,12 @@ class RekorV1Client:
         entries: Sequence[Mapping[str, Any]] = (),
     ) -> list[LogEntry]:
         """Search by UUIDs, indexes or proposed entries, 10 items per request."""
-        out: list[LogEntry] = []
-        for kind, items in (("u", uuids), ("i", indexes), ("e", entries)):
-            for chunk in _chunks(list(items), MAX_SEARCH_ITEMS):
-                kw: dict[str, Any] = {{"u": "uuids", "i": "indexes", "e": "entries"}[kind]: chunk}
-                out.extend(self._run(self.flows.search_chunk(**kw)))
-        return out
+        calls = _search_calls(uuids, indexes, entries)
+        return [e for kw in calls for e in self._run(self.flows.search_chunk(**kw))]
 
     def get_entries(self, indices: Sequence[int]) -> list[LogEntry]:
         """Entries at many indices, in the given order (NotFoundError if any is missing)."""
-        found: list[LogEntry] = []
-        for chunk in _chunks(list(indices), MAX_SEARCH_ITEMS):
-            found.extend(self._run(self.flows.search_chunk(indexes=chunk)))
-        return _ordered(indices, found)
+        return _ordered(indices, self.search(indexes=indices))
 
     def get_entry_columns(self, indices: Sequence[int]) -> LogEntryColumns:
         """Entries at many indices as columns, in the given order (for batch checks).
@@ -189,33 +195,29 @@ class RekorV1Client:
         Each row is verified as :meth:`get_entries` does, unless the client
         was built with those checks turned off (then the caller checks them).
         """
-        parts = [
-            self._run(self.flows.search_columns(c))
-            for c in _chunks(list(indices), MAX_SEARCH_ITEMS)
-        ]
-        return _ordered_columns(indices, LogEntryColumns.concat(parts))
+        chunks = _chunks(list(indices), MAX_SEARCH_ITEMS)
+        return _ordered_columns(indices, [self._run(self.flows.search_columns(c)) for c in chunks])
 
     def log_info(self) -> LogInfo:
         """The log's tree heads, verified and checked for consistency."""
-        return self._run(self.flows.log_info())  # type: ignore[no-any-return]
+        return self._run(self.flows.log_info())
 
     def public_key(self) -> bytes:
         """The PEM key the log serves."""
-        return self._run(self.flows.public_key())  # type: ignore[no-any-return]
+        return self._run(self.flows.public_key())
 
     def consistency_proof(
         self, first_size: int, last_size: int, tree_id: int | None = None
     ) -> list[bytes]:
         """The log's consistency proof between two sizes."""
-        return self._run(  # type: ignore[no-any-return]
-            self.flows.consistency_proof(first_size, last_size, tree_id)
-        )
+        return self._run(self.flows.consistency_proof(first_size, last_size, tree_id))
 
 
-class AsyncRekorV1Client:
-    """Awaitable twin of :class:`RekorV1Client`, with concurrent batch lookups.
+class AsyncRekorV1Client(AsyncShell):
+    """Awaitable twin of :class:`RekorV1Client`; batch calls run concurrently.
 
-    Args: as :class:`RekorV1Client`, plus ``max_concurrency`` for batch calls.
+    Args: as :class:`RekorV1Client`; ``max_concurrency`` also bounds the
+    requests of one batch call (``submit_many``, ``search``, ``get_entries``).
     """
 
     def __init__(
@@ -230,15 +232,13 @@ class AsyncRekorV1Client:
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
         failover: Failover | None = None,
-        timeout: Timeouts | None = None,
+        timeout: float | Timeouts | None = None,
         http2: bool = False,
         max_concurrency: int = 16,
+        trust_env: bool = True,
     ) -> None:
-        urls, log = _resolve(base_url, public_key, log)
-        self.flows = V1Flows(log, verifier=verifier, options=verify, tracker=tracker)
-        self.max_concurrency = max_concurrency
-        self._limit = anyio.CapacityLimiter(max_concurrency)
-        self._session = AsyncSession(
+        urls, self.flows = _flows(base_url, public_key, log, verifier, verify, tracker)
+        session = AsyncSession(
             urls,
             transport=transport,
             retry=retry,
@@ -246,81 +246,42 @@ class AsyncRekorV1Client:
             timeout=timeout,
             http2=http2,
             max_concurrency=max_concurrency,
+            trust_env=trust_env,
         )
+        super().__init__(session, max_concurrency)
 
     @property
     def tracker(self) -> CheckpointTracker:
         """The latest verified checkpoint per origin."""
         return self.flows.tracker
 
-    async def aclose(self) -> None:
-        """Close the connections."""
-        await self._session.aclose()
-
-    async def __aenter__(self) -> AsyncRekorV1Client:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def _run(self, flow: Flow[Any]) -> Any:
-        async with self._limit:
-            return await adrive(flow, self._session.request)
-
-    async def submit(self, proposed: Mapping[str, Any]) -> LogEntry:
+    async def submit(self, request: Mapping[str, Any]) -> LogEntry:
         """Log a ProposedEntry; a duplicate returns the existing entry."""
-        return await self._run(self.flows.submit(proposed))  # type: ignore[no-any-return]
+        return await self._run(self.flows.submit(request))
+
+    async def submit_many(self, requests: Sequence[Mapping[str, Any]]) -> list[LogEntry]:
+        """Log many ProposedEntries concurrently (bounded); results in input order."""
+        return await self._map(self.submit, requests)
 
     async def submit_hashedrekord(
-        self, signature: bytes, verifier: Verifier, digest: bytes
+        self, *, digest: bytes, signature: bytes, verifier: Verifier
     ) -> LogEntry:
         """Log a signature over a SHA-256 digest with its certificate or key."""
         return await self.submit(hashedrekord_v001_request(signature, verifier, digest))
 
     async def submit_dsse(
-        self, envelope: Envelope | str, verifiers: Sequence[Verifier]
+        self, envelope: Envelope | str, *, verifiers: Sequence[Verifier]
     ) -> LogEntry:
-        """Log a DSSE envelope as ``dsse`` 0.0.1."""
+        """Log a DSSE envelope as ``dsse`` 0.0.1, with a verifier per signature."""
         return await self.submit(dsse_v001_request(envelope, verifiers))
 
-    async def submit_intoto(self, envelope: Envelope, verifiers: Sequence[Verifier]) -> LogEntry:
-        """Log a DSSE envelope as ``intoto`` 0.0.2."""
+    async def submit_intoto(self, envelope: Envelope, *, verifiers: Sequence[Verifier]) -> LogEntry:
+        """Log a DSSE envelope as ``intoto`` 0.0.2, with a verifier per signature."""
         return await self.submit(intoto_v002_request(envelope, verifiers))
-
-    async def submit_many(self, proposed: Sequence[Mapping[str, Any]]) -> list[LogEntry]:
-        """Log many entries concurrently (bounded); results in input order."""
-        results: list[Any] = [None] * len(proposed)
-        pending = iter(range(len(proposed)))
-
-        async def worker() -> None:
-            for i in pending:
-                results[i] = await self.submit(proposed[i])
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(min(self.max_concurrency, len(proposed))):
-                tg.start_soon(worker)
-        return results
 
     async def get_entry(self, index: int | None = None, *, uuid: str | None = None) -> LogEntry:
         """The entry at ``index`` or with ``uuid`` (64/80 hex)."""
-        if (index is None) == (uuid is None):
-            raise ValueError("pass exactly one of index and uuid")
-        if uuid is not None:
-            return await self._run(self.flows.get_by_uuid(uuid))  # type: ignore[no-any-return]
-        return await self._run(self.flows.get_by_index(index))  # type: ignore[arg-type,no-any-return]
-
-    async def _chunked(self, calls: list[dict[str, Any]]) -> list[LogEntry]:
-        results: list[list[LogEntry]] = [[] for _ in calls]
-        pending = iter(range(len(calls)))
-
-        async def worker() -> None:
-            for i in pending:
-                results[i] = await self._run(self.flows.search_chunk(**calls[i]))
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(min(self.max_concurrency, len(calls))):
-                tg.start_soon(worker)
-        return [e for r in results for e in r]
+        return await self._run(_lookup(self.flows, index, uuid))
 
     async def search(
         self,
@@ -330,15 +291,16 @@ class AsyncRekorV1Client:
         entries: Sequence[Mapping[str, Any]] = (),
     ) -> list[LogEntry]:
         """Search by UUIDs, indexes or proposed entries: requests of 10, run concurrently."""
-        calls: list[dict[str, Any]] = []
-        for name, items in (("uuids", uuids), ("indexes", indexes), ("entries", entries)):
-            calls.extend({name: c} for c in _chunks(list(items), MAX_SEARCH_ITEMS))
-        return await self._chunked(calls)
+
+        async def one(kw: dict[str, Any]) -> list[LogEntry]:
+            return await self._run(self.flows.search_chunk(**kw))
+
+        found = await self._map(one, _search_calls(uuids, indexes, entries))
+        return [e for part in found for e in part]
 
     async def get_entries(self, indices: Sequence[int]) -> list[LogEntry]:
         """Entries at many indices concurrently, in the given order."""
-        calls = [{"indexes": c} for c in _chunks(list(indices), MAX_SEARCH_ITEMS)]
-        return _ordered(indices, await self._chunked(calls))
+        return _ordered(indices, await self.search(indexes=indices))
 
     async def get_entry_columns(self, indices: Sequence[int]) -> LogEntryColumns:
         """Entries at many indices as columns, concurrently, in the given order.
@@ -346,33 +308,24 @@ class AsyncRekorV1Client:
         As :meth:`RekorV1Client.get_entry_columns`: rows are verified unless
         the client was built with those checks turned off.
         """
-        chunks = _chunks(list(indices), MAX_SEARCH_ITEMS)
-        if len(chunks) == 1:  # one request: no task group
-            return _ordered_columns(indices, await self._run(self.flows.search_columns(chunks[0])))
-        parts: list[LogEntryColumns] = [LogEntryColumns.from_entries([])] * len(chunks)
-        pending = iter(range(len(chunks)))
 
-        async def worker() -> None:
-            for i in pending:
-                parts[i] = await self._run(self.flows.search_columns(chunks[i]))
+        async def one(chunk: Sequence[int]) -> LogEntryColumns:
+            return await self._run(self.flows.search_columns(chunk))
 
-        async with anyio.create_task_group() as tg:
-            for _ in range(min(self.max_concurrency, len(chunks))):
-                tg.start_soon(worker)
-        return _ordered_columns(indices, LogEntryColumns.concat(parts))
+        return _ordered_columns(
+            indices, await self._map(one, _chunks(list(indices), MAX_SEARCH_ITEMS))
+        )
 
     async def log_info(self) -> LogInfo:
         """The log's tree heads, verified and checked for consistency."""
-        return await self._run(self.flows.log_info())  # type: ignore[no-any-return]
+        return await self._run(self.flows.log_info())
 
     async def public_key(self) -> bytes:
         """The PEM key the log serves."""
-        return await self._run(self.flows.public_key())  # type: ignore[no-any-return]
+        return await self._run(self.flows.public_key())
 
     async def consistency_proof(
         self, first_size: int, last_size: int, tree_id: int | None = None
     ) -> list[bytes]:
         """The log's consistency proof between two sizes."""
-        return await self._run(  # type: ignore[no-any-return]
-            self.flows.consistency_proof(first_size, last_size, tree_id)
-        )
+        return await self._run(self.flows.consistency_proof(first_size, last_size, tree_id))

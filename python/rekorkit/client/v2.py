@@ -2,8 +2,8 @@
 
 Writes are ``POST /api/v2/log/entries`` with a ``hashedRekordRequestV002``
 (DSSE is logged as a hashedrekord over the PAE digest, the rekor-tiles API).
-The call blocks until a checkpoint covers the entry, so the write timeout is
-long (:meth:`Timeouts.for_v2_writes`). A 409 carries ``x-log-index``; the
+The call blocks until a checkpoint covers the entry, so the default timeout
+of writes is long (:meth:`Timeouts.for_v2_writes`). A 409 carries ``x-log-index``; the
 existing entry is then recovered from the tiles and verified like any other.
 Checkpoint consistency is proven with proofs built from tiles
 (:class:`rekorkit.tiles.ProofBuilder`), since v2 has no proof endpoint.
@@ -14,23 +14,17 @@ Checkpoint consistency is proven with proofs built from tiles
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-import anyio
-import anyio.lowlevel
 import httpx
+from cachetools import LRUCache
 
 from rekorkit.checkpoint import SignedCheckpoint
-from rekorkit.client._flow import (
-    Flow,
-    Observe,
-    TileConsistencyProofs,
-    TileProof,
-    adrive,
-    drive,
-)
+from rekorkit.client._base import AsyncShell, SyncShell, resolve_endpoints
+from rekorkit.client._flow import Observe, TileConsistencyProofs, TileProof, adrive
 from rekorkit.client._http import RequestSpec
 from rekorkit.client._session import AsyncSession, SyncSession
 from rekorkit.client._v2_flows import TILE_CACHE, TileFetch, V2Flows
@@ -48,7 +42,7 @@ from rekorkit.entries.canonical import (
 from rekorkit.entries.dsse import Envelope
 from rekorkit.errors import DivergenceError
 from rekorkit.note import NoteVerifier
-from rekorkit.trust import LogInstance, log_from_key, log_id_v2
+from rekorkit.trust import LogInstance
 
 __all__ = [
     "AsyncRekorV2Client",
@@ -63,28 +57,52 @@ __all__ = [
 _PROOF_CACHE = 256
 
 
-def _resolve(
+def _dsse_request(
+    envelope: Envelope, verifiers: Sequence[Verifier], key_details: str | None
+) -> dict[str, Any]:
+    if len(verifiers) != 1:
+        raise ValueError(
+            "Rekor v2 logs one signature of a DSSE envelope (a hashedrekord over its PAE): "
+            f"pass one verifier, got {len(verifiers)}"
+        )
+    return dsse_as_hashedrekord_v002_request(envelope, verifiers[0], key_details=key_details)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Setup:
+    """What both v2 clients build from their constructor's arguments."""
+
+    urls: list[str]
+    reads: list[str]
+    flows: V2Flows
+    write_timeout: Timeouts
+    read_timeout: float | Timeouts | None
+
+
+def _setup(
     base_url: str | Sequence[str] | Backend,
     public_key: bytes | str | None,
     log: LogInstance | None,
     verifier: NoteVerifier | None,
     read_url: str | Sequence[str] | None,
-) -> tuple[list[str], list[str], LogInstance | None]:
-    if isinstance(base_url, Backend):
-        urls = list(base_url.urls)
-        public_key = public_key or base_url.public_key
-        read_url = read_url or base_url.read_url
-    else:
-        urls = [base_url] if isinstance(base_url, str) else list(base_url)
-    reads = (
-        urls if read_url is None else ([read_url] if isinstance(read_url, str) else list(read_url))
+    verify: VerifyOptions | None,
+    tracker: CheckpointTracker | None,
+    timeout: float | Timeouts | None,
+) -> _Setup:
+    ends = resolve_endpoints(
+        base_url,
+        api_version=2,
+        public_key=public_key,
+        log=log,
+        verifier=verifier,
+        read_url=read_url,
     )
-    if log is None and public_key is not None:
-        log = log_from_key(urls[0], public_key, api_version=2)
-        if verifier is not None:
-            # The key name (= origin) may differ from the URL host, e.g. a local log.
-            log = dataclasses.replace(log, log_id=log_id_v2(verifier.name, log.public_key))
-    return urls, reads, log
+    flows = V2Flows(ends.log, verifier=verifier, options=verify, tracker=tracker)
+    # One timeout for every request; unset, writes wait for the log's batch
+    # (Timeouts.for_v2_writes) and tile reads keep the reader's default.
+    return _Setup(
+        ends.urls, ends.reads, flows, Timeouts.of(timeout, Timeouts.for_v2_writes()), timeout
+    )
 
 
 _Outcome = DivergenceError | None
@@ -95,7 +113,7 @@ _RunRound = Callable[[list[tuple[SignedCheckpoint, int]]], Awaitable[list[_Outco
 class _Waiter:
     checkpoint: SignedCheckpoint
     floor: int
-    wake: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+    wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     done: bool = False
     error: BaseException | None = None
 
@@ -129,7 +147,7 @@ class _ObserveRounds:
         self._queue.append(me)
         while not me.done:
             if self._leading:
-                me.wake = anyio.Event()
+                me.wake = asyncio.Event()
                 try:
                     await me.wake.wait()
                 except BaseException:
@@ -167,7 +185,7 @@ class _ObserveRounds:
             self._queue[0].wake.set()
 
 
-class RekorV2Client:
+class RekorV2Client(SyncShell):
     """Blocking Rekor v2 client: verified writes, verified reads from tiles.
 
     Args:
@@ -179,8 +197,14 @@ class RekorV2Client:
         verify: which checks to run.
         tracker: checkpoint memory to share.
         transport: httpx transport for writes and reads (tests).
-        retry, write_timeout, read_timeout, http2, max_concurrency: HTTP settings.
+        retry: the retry policy (default :class:`RetryPolicy`).
         failover: a prepared :class:`Failover` for writes (else one over the URLs).
+        timeout: seconds per request (the deadline), or :class:`Timeouts`, for
+            writes and tile reads; unset, writes get :meth:`Timeouts.for_v2_writes`
+            and reads :class:`Timeouts`' defaults.
+        http2: use HTTP/2 (needs the ``http2`` extra).
+        max_concurrency: the most requests in flight (each connection pool's size).
+        trust_env: honour proxy and CA variables from the environment, as httpx does.
     """
 
     def __init__(
@@ -196,29 +220,33 @@ class RekorV2Client:
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy | None = None,
         failover: Failover | None = None,
-        write_timeout: Timeouts | None = None,
-        read_timeout: Timeouts | None = None,
+        timeout: float | Timeouts | None = None,
         http2: bool = False,
         max_concurrency: int = 16,
+        trust_env: bool = True,
     ) -> None:
-        urls, reads, log = _resolve(base_url, public_key, log, verifier, read_url)
-        self.flows = V2Flows(log, verifier=verifier, options=verify, tracker=tracker)
-        self._session = SyncSession(
-            urls,
-            transport=transport,
-            retry=retry,
-            failover=failover,
-            timeout=write_timeout or Timeouts.for_v2_writes(),
-            http2=http2,
-            max_concurrency=max_concurrency,
+        setup = _setup(base_url, public_key, log, verifier, read_url, verify, tracker, timeout)
+        self.flows = setup.flows
+        super().__init__(
+            SyncSession(
+                setup.urls,
+                transport=transport,
+                retry=retry,
+                failover=failover,
+                timeout=setup.write_timeout,
+                http2=http2,
+                max_concurrency=max_concurrency,
+                trust_env=trust_env,
+            )
         )
         self.tiles = TileReader(
-            reads,
+            setup.reads,
             transport=transport,
             retry=retry,
-            timeout=read_timeout,
+            timeout=setup.read_timeout,
             http2=http2,
             max_concurrency=max_concurrency,
+            trust_env=trust_env,
             cache_tiles=TILE_CACHE,
         )
 
@@ -229,25 +257,16 @@ class RekorV2Client:
 
     def close(self) -> None:
         """Close the connections."""
-        self._session.close()
+        super().close()
         self.tiles.close()
 
-    def __enter__(self) -> RekorV2Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _handle(self, op: Any) -> Any:
-        if isinstance(op, RequestSpec):
-            return self._session.request(op)
+    def _handle(self, op: object) -> object:
         if isinstance(op, TileFetch):
             if op.kind == "checkpoint":
                 return self.tiles.checkpoint()
             return self.tiles.entry_bundle(op.index, op.width)
         if isinstance(op, Observe):
-            flow = self.flows.observe_many([(op.checkpoint, op.floor)])
-            [refused] = drive(flow, self._handle)
+            [refused] = self._run(self.flows.observe_many([(op.checkpoint, op.floor)]))
             if refused is not None:
                 raise refused
             return None
@@ -260,17 +279,23 @@ class RekorV2Client:
             if op.kind == "inclusion":
                 return builder.inclusion_proof(op.arg)
             return builder.consistency_proof(op.arg)
-        raise TypeError(f"unknown flow operation {op!r}")
-
-    def _run(self, flow: Flow[Any]) -> Any:
-        return drive(flow, self._handle)
+        return super()._handle(op)
 
     def submit(self, request: Mapping[str, Any]) -> TransparencyLogEntry:
         """Log a v2 CreateEntryRequest; a duplicate returns the existing entry."""
-        return self._run(self.flows.submit(request))  # type: ignore[no-any-return]
+        return self._run(self.flows.submit(request))
+
+    def submit_many(self, requests: Sequence[Mapping[str, Any]]) -> list[TransparencyLogEntry]:
+        """Log many entries, one after the other; results in input order."""
+        return [self.submit(r) for r in requests]
 
     def submit_hashedrekord(
-        self, digest: bytes, signature: bytes, verifier: Verifier, *, key_details: str | None = None
+        self,
+        *,
+        digest: bytes,
+        signature: bytes,
+        verifier: Verifier,
+        key_details: str | None = None,
     ) -> TransparencyLogEntry:
         """Log a signature over ``digest`` with its certificate or key."""
         return self.submit(
@@ -278,24 +303,30 @@ class RekorV2Client:
         )
 
     def submit_dsse(
-        self, envelope: Envelope, verifier: Verifier, *, key_details: str | None = None
+        self,
+        envelope: Envelope,
+        *,
+        verifiers: Sequence[Verifier],
+        key_details: str | None = None,
     ) -> TransparencyLogEntry:
-        """Log a DSSE envelope as a hashedrekord over its PAE digest."""
-        return self.submit(
-            dsse_as_hashedrekord_v002_request(envelope, verifier, key_details=key_details)
-        )
+        """Log a DSSE envelope as a hashedrekord over its PAE digest (one verifier)."""
+        return self.submit(_dsse_request(envelope, verifiers, key_details))
 
     def checkpoint(self) -> SignedCheckpoint:
         """The current checkpoint, verified and checked for consistency."""
-        return self._run(self.flows.checkpoint())  # type: ignore[no-any-return]
+        return self._run(self.flows.checkpoint())
 
-    def entry(self, index: int) -> TransparencyLogEntry:
+    def get_entry(self, index: int) -> TransparencyLogEntry:
         """Entry ``index`` from the tiles, with a verified inclusion proof."""
-        return self._run(self.flows.entry(index))  # type: ignore[no-any-return]
+        return self._run(self.flows.entry(index))
 
 
-class AsyncRekorV2Client:
-    """Awaitable twin of :class:`RekorV2Client`, with concurrent submission."""
+class AsyncRekorV2Client(AsyncShell):
+    """Awaitable twin of :class:`RekorV2Client`, with concurrent submission.
+
+    Args: as :class:`RekorV2Client`. At most ``max_concurrency`` writes are in
+    flight; up to as many more answered ones are being checked meanwhile.
+    """
 
     def __init__(
         self,
@@ -310,41 +341,42 @@ class AsyncRekorV2Client:
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
         failover: Failover | None = None,
-        write_timeout: Timeouts | None = None,
-        read_timeout: Timeouts | None = None,
+        timeout: float | Timeouts | None = None,
         http2: bool = False,
         max_concurrency: int = 16,
+        trust_env: bool = True,
     ) -> None:
-        urls, reads, log = _resolve(base_url, public_key, log, verifier, read_url)
-        self.flows = V2Flows(log, verifier=verifier, options=verify, tracker=tracker)
-        self.max_concurrency = max_concurrency
-        # Writes in flight are bounded by max_concurrency; flows by twice that,
-        # so the checks on answered writes overlap the next writes instead of
-        # holding their slots (memory stays bounded by the concurrency).
-        self._limit = anyio.CapacityLimiter(max_concurrency)
-        self._flows = anyio.CapacityLimiter(2 * max_concurrency)
-        self._session = AsyncSession(
-            urls,
+        setup = _setup(base_url, public_key, log, verifier, read_url, verify, tracker, timeout)
+        self.flows = setup.flows
+        session = AsyncSession(
+            setup.urls,
             transport=transport,
             retry=retry,
             failover=failover,
-            timeout=write_timeout or Timeouts.for_v2_writes(),
+            timeout=setup.write_timeout,
             http2=http2,
             max_concurrency=max_concurrency,
+            trust_env=trust_env,
         )
-        self._proofs: dict[TileProof, list[bytes]] = {}
-        self._pending: dict[TileProof, anyio.Event] = {}
+        # Flows are bounded by twice the writes in flight, so the checks on
+        # answered writes overlap the next writes instead of holding their
+        # slots (memory stays bounded by the concurrency).
+        super().__init__(session, max_concurrency, flows_per_request=2)
+        self._writes = asyncio.Semaphore(max_concurrency)
+        self._proofs: LRUCache[TileProof, list[bytes]] = LRUCache(maxsize=_PROOF_CACHE)
+        self._pending: dict[TileProof, asyncio.Event] = {}
         self._rounds = _ObserveRounds(
             lambda items: adrive(self.flows.observe_many(items), self._handle),
             self.flows.tracker.accepted,
         )
         self.tiles = AsyncTileReader(
-            reads,
+            setup.reads,
             transport=transport,
             retry=retry,
-            timeout=read_timeout,
+            timeout=setup.read_timeout,
             http2=http2,
             max_concurrency=max_concurrency,
+            trust_env=trust_env,
             cache_tiles=TILE_CACHE,
         )
 
@@ -355,23 +387,17 @@ class AsyncRekorV2Client:
 
     async def aclose(self) -> None:
         """Close the connections."""
-        await self._session.aclose()
+        await super().aclose()
         await self.tiles.aclose()
 
-    async def __aenter__(self) -> AsyncRekorV2Client:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def _handle(self, op: Any) -> Any:
+    async def _handle(self, op: object) -> object:
         if isinstance(op, RequestSpec):
-            async with self._limit:
+            async with self._writes:
                 raw = await self._session.request(op)
             # A log answers a whole batch of writes at once: let a flow waiting
             # for this slot send its write before this one checks its answer, so
             # the writes land together in the log's next batch.
-            await anyio.lowlevel.checkpoint()
+            await asyncio.sleep(0)
             return raw
         if isinstance(op, TileFetch):
             if op.kind == "checkpoint":
@@ -387,20 +413,21 @@ class AsyncRekorV2Client:
             return await builder.consistency_proofs(op.old_sizes)
         if isinstance(op, TileProof):
             return await self._tile_proof(op)
-        raise TypeError(f"unknown flow operation {op!r}")
+        return await super()._handle(op)
 
     async def _tile_proof(self, op: TileProof) -> list[bytes]:
         """Build a proof once even when many concurrent flows ask for the same one."""
         from rekorkit.tiles import AsyncProofBuilder
 
         while True:
-            if op in self._proofs:
-                return self._proofs[op]
+            cached = self._proofs.get(op)
+            if cached is not None:
+                return cached
             pending = self._pending.get(op)
             if pending is None:
                 break
             await pending.wait()  # then take the cached result, or build it if that failed
-        event = self._pending[op] = anyio.Event()
+        event = self._pending[op] = asyncio.Event()
         try:
             builder = AsyncProofBuilder(op.size, self.tiles.read_tile)
             if op.kind == "inclusion":
@@ -408,20 +435,14 @@ class AsyncRekorV2Client:
             else:
                 proof = list(await builder.consistency_proof(op.arg))
             self._proofs[op] = proof
-            while len(self._proofs) > _PROOF_CACHE:
-                self._proofs.pop(next(iter(self._proofs)))
             return proof
         finally:
             del self._pending[op]
             event.set()
 
-    async def _run(self, flow: Flow[Any]) -> Any:
-        async with self._flows:
-            return await adrive(flow, self._handle)
-
     async def submit(self, request: Mapping[str, Any]) -> TransparencyLogEntry:
         """Log a v2 CreateEntryRequest; a duplicate returns the existing entry."""
-        return await self._run(self.flows.submit(request))  # type: ignore[no-any-return]
+        return await self._run(self.flows.submit(request))
 
     async def submit_many(
         self, requests: Sequence[Mapping[str, Any]]
@@ -431,20 +452,15 @@ class AsyncRekorV2Client:
         At most ``max_concurrency`` writes are in flight; up to as many more
         answered ones are being checked meanwhile.
         """
-        results: list[Any] = [None] * len(requests)
-        pending = iter(range(len(requests)))
-
-        async def worker() -> None:
-            for i in pending:
-                results[i] = await self.submit(requests[i])
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(min(2 * self.max_concurrency, len(requests))):
-                tg.start_soon(worker)
-        return results
+        return await self._map(self.submit, requests, width=2)
 
     async def submit_hashedrekord(
-        self, digest: bytes, signature: bytes, verifier: Verifier, *, key_details: str | None = None
+        self,
+        *,
+        digest: bytes,
+        signature: bytes,
+        verifier: Verifier,
+        key_details: str | None = None,
     ) -> TransparencyLogEntry:
         """Log a signature over ``digest`` with its certificate or key."""
         return await self.submit(
@@ -452,17 +468,19 @@ class AsyncRekorV2Client:
         )
 
     async def submit_dsse(
-        self, envelope: Envelope, verifier: Verifier, *, key_details: str | None = None
+        self,
+        envelope: Envelope,
+        *,
+        verifiers: Sequence[Verifier],
+        key_details: str | None = None,
     ) -> TransparencyLogEntry:
-        """Log a DSSE envelope as a hashedrekord over its PAE digest."""
-        return await self.submit(
-            dsse_as_hashedrekord_v002_request(envelope, verifier, key_details=key_details)
-        )
+        """Log a DSSE envelope as a hashedrekord over its PAE digest (one verifier)."""
+        return await self.submit(_dsse_request(envelope, verifiers, key_details))
 
     async def checkpoint(self) -> SignedCheckpoint:
         """The current checkpoint, verified and checked for consistency."""
-        return await self._run(self.flows.checkpoint())  # type: ignore[no-any-return]
+        return await self._run(self.flows.checkpoint())
 
-    async def entry(self, index: int) -> TransparencyLogEntry:
+    async def get_entry(self, index: int) -> TransparencyLogEntry:
         """Entry ``index`` from the tiles, with a verified inclusion proof."""
-        return await self._run(self.flows.entry(index))  # type: ignore[no-any-return]
+        return await self._run(self.flows.entry(index))

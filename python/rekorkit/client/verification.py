@@ -1,6 +1,6 @@
 """What a client checks before it hands anything back, and how to opt out by name.
 
-Checks on every entry (REKOR_API.md §2.6, TLOG.md §10):
+Checks on every entry (RFC 9162 §2.1.3.2 and §2.1.4.2, sigstore/protobuf-specs):
 
 * ``entry_uuid``: the entry's UUID (v1) is the leaf hash of its body, and it
   is the entry that was asked for;
