@@ -1,0 +1,230 @@
+"""Verification over a slow link and from a small static server, beside their baselines.
+
+* **50 ms round trip**: the local log behind a latency-injecting TCP proxy
+  (25 ms each way, a child process, bytes delayed in order so the link still
+  pipelines). ``verify_tile_log`` with the default adaptive window, with fixed
+  ``concurrency`` values, and a sequential reader (one request at a time, as
+  monitors read today) as the baseline, all in the same run. Targets
+  (issue 16): the adaptive run reaches >= 80 % of the best fixed rate and
+  >= 50x the sequential reader.
+* **python -m http.server**: HTTP/1.0 (a connection per request), listen
+  backlog 5, on loopback; default flags vs ``--concurrency 1`` (target: no
+  slower than 1.2x, i.e. a ratio >= 0.83).
+
+``REKORKIT_BENCH_QUICK=1`` shrinks every input. Run directly with
+``--proxy UPSTREAM_PORT DELAY`` to start only the latency proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import QUICK, measure
+from rekorkit.audit import verify_tile_log
+from rekorkit.client import AsyncTileReader
+from rekorkit.note import parse_verifier_key
+from rekorkit.testing import LocalRekor, start_server
+
+SEEDED = 4096 if QUICK else 131_072
+SEQUENTIAL = 1024 if QUICK else 8192  # entries the one-at-a-time reader verifies
+ONE_WAY = 0.025
+CEILING = 256
+_FIXED: dict[int, float] = {}
+
+
+# -- the latency proxy (runs in a child process) -------------------------------
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+    """Copy bytes, each chunk delivered ``delay`` seconds after it arrived, in order."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+    async def deliver() -> None:
+        while True:
+            due, data = await queue.get()
+            if not data:
+                break
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    sender = asyncio.ensure_future(deliver())
+    try:
+        while data := await reader.read(65536):
+            queue.put_nowait((loop.time() + delay, data))
+    except ConnectionError:
+        pass
+    queue.put_nowait((loop.time() + delay, b""))
+    with contextlib.suppress(ConnectionError):
+        await sender
+
+
+async def _serve_proxy(upstream: int, delay: float) -> None:
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            ur, uw = await asyncio.open_connection("127.0.0.1", upstream)
+        except OSError:
+            w.close()
+            return
+        await asyncio.gather(_pump(r, uw, delay), _pump(ur, w, delay))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def _start_proxy(upstream_url: str, delay: float) -> tuple[subprocess.Popen[str], str]:
+    port = upstream_url.rsplit(":", 1)[1]
+    cmd = [sys.executable, __file__, "--proxy", port, str(delay)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.isdigit():
+        proc.kill()
+        raise RuntimeError("the latency proxy did not start")
+    return proc, f"http://127.0.0.1:{line}"
+
+
+# -- fixtures ------------------------------------------------------------------
+@dataclass
+class Setup:
+    log: LocalRekor
+    slow_url: str
+    static_url: str
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def setup() -> Iterator[Setup]:
+    tmp = Path(tempfile.mkdtemp(prefix="rekorkit-bench-net-"))
+    log = start_server(tmp / "log", subprocess=True, faults=False, seed=SEEDED, fsync=False)
+    proxy, slow_url = _start_proxy(log.url, ONE_WAY)
+    port = _free_port()
+    serve = ["http.server", str(port), "--bind", "127.0.0.1"]
+    static = subprocess.Popen(
+        [sys.executable, "-m", *serve, "--directory", str(tmp / "log" / "tiles")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    static_url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(static_url + "/checkpoint", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        yield Setup(log, slow_url, static_url)
+    finally:
+        for proc in (proxy, static):
+            proc.terminate()
+            proc.wait(timeout=30)
+        log.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _verify(url: str, vkey: str, concurrency: int | None, *, end: int | None = None) -> int:
+    """``rekorkit verify --no-store`` as the command runs it: ``None`` is the default (adaptive)."""
+
+    async def run() -> int:
+        async with AsyncTileReader(url, max_concurrency=concurrency or CEILING) as reader:
+            report = await verify_tile_log(
+                reader, parse_verifier_key(vkey), concurrency=concurrency, end=end
+            )
+        return report.entries
+
+    return asyncio.run(run())
+
+
+# -- 50 ms round trip ----------------------------------------------------------
+def test_slow_link_sequential(benchmark: Any, setup: Setup) -> None:
+    n = measure(
+        benchmark,
+        lambda: _verify(setup.slow_url, setup.log.checkpoint_vkey, 1, end=SEQUENTIAL),
+        ops=SEQUENTIAL,
+        rounds=1,
+        note="50 ms RTT proxy: one request at a time (a sequential reader)",
+    )
+    assert n == SEQUENTIAL
+
+
+@pytest.mark.parametrize("fixed", [16, 64, 256])
+def test_slow_link_fixed(benchmark: Any, setup: Setup, fixed: int) -> None:
+    n = measure(
+        benchmark,
+        lambda: _verify(setup.slow_url, setup.log.checkpoint_vkey, fixed),
+        ops=SEEDED,
+        baseline="test_slow_link_sequential",
+        rounds=3,
+        note=f"50 ms RTT proxy: --concurrency {fixed}",
+    )
+    assert n == SEEDED
+    if benchmark.stats is not None:
+        _FIXED[fixed] = SEEDED / benchmark.stats.stats.median
+
+
+def test_slow_link_adaptive(benchmark: Any, setup: Setup) -> None:
+    n = measure(
+        benchmark,
+        lambda: _verify(setup.slow_url, setup.log.checkpoint_vkey, None),
+        ops=SEEDED,
+        baseline="test_slow_link_sequential",
+        rounds=3,
+        note="50 ms RTT proxy: default flags (adaptive window, ceiling 256) vs sequential",
+    )
+    assert n == SEEDED
+    if benchmark.stats is not None and _FIXED:
+        rate = SEEDED / benchmark.stats.stats.median
+        best = max(_FIXED, key=lambda k: _FIXED[k])
+        benchmark.extra_info.update(
+            best_fixed=best,
+            best_fixed_per_s=round(_FIXED[best]),
+            of_best_fixed=round(rate / _FIXED[best], 3),
+        )
+
+
+# -- python -m http.server (HTTP/1.0, backlog 5) -------------------------------
+def test_stdlib_server_concurrency_1(benchmark: Any, setup: Setup) -> None:
+    n = measure(
+        benchmark,
+        lambda: _verify(setup.static_url, setup.log.checkpoint_vkey, 1),
+        ops=SEEDED,
+        rounds=3,
+        note="python -m http.server: --concurrency 1",
+    )
+    assert n == SEEDED
+
+
+def test_stdlib_server_default(benchmark: Any, setup: Setup) -> None:
+    n = measure(
+        benchmark,
+        lambda: _verify(setup.static_url, setup.log.checkpoint_vkey, None),
+        ops=SEEDED,
+        baseline="test_stdlib_server_concurrency_1",
+        rounds=3,
+        note="python -m http.server: default flags vs --concurrency 1",
+    )
+    assert n == SEEDED
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--proxy"]:
+    asyncio.run(_serve_proxy(int(sys.argv[2]), float(sys.argv[3])))
