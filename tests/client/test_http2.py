@@ -70,8 +70,10 @@ class _H2Files(asyncio.Protocol):
         for event in self.conn.receive_data(data):
             if isinstance(event, h2.events.RequestReceived):
                 self.counts.streams += 1
-                headers = {k: v for k, v in event.headers}
-                self._respond(event.stream_id, str(headers.get(":path", "/")))
+                # header_encoding="utf-8": names and values arrive as str.
+                headers = {str(k): str(v) for k, v in event.headers or ()}
+                path = headers.get(":path", "/")
+                self._respond(event.stream_id, path)
             elif isinstance(event, h2.events.StreamReset):
                 self.pending.pop(event.stream_id, None)
         self._flush()
