@@ -16,9 +16,10 @@ that size serves them all.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from cachetools import LRUCache
 
 from rekorkit import merkle
 from rekorkit.checkpoint import SignedCheckpoint
@@ -62,7 +63,7 @@ class CheckpointTracker:
         self._latest: dict[str, SignedCheckpoint] = dict(initial or {})
         # Tree heads already proven part of the trusted history: the head only
         # moves by proof, so each stays consistent with every later head.
-        self._accepted: OrderedDict[tuple[str, int, bytes], None] = OrderedDict()
+        self._accepted: LRUCache[tuple[str, int, bytes], None] = LRUCache(maxsize=_ACCEPTED)
         for cp in self._latest.values():
             self._remember(cp)
 
@@ -90,9 +91,6 @@ class CheckpointTracker:
         key = (cp.origin, cp.size, cp.root)
         with self._lock:
             self._accepted[key] = None
-            self._accepted.move_to_end(key)
-            while len(self._accepted) > _ACCEPTED:
-                self._accepted.popitem(last=False)
 
     def _advance(self, old: SignedCheckpoint | None, new: SignedCheckpoint) -> bool:
         """Replace ``old`` by ``new`` if nobody moved the head meanwhile."""

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+from cachetools import LRUCache
 
 from rekorkit import merkle
 from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint, parse_checkpoint
@@ -84,23 +85,18 @@ class CheckpointCache:
 
     def __init__(self, size: int = 128) -> None:
         self.size = size
-        self._data: OrderedDict[bytes, SignedCheckpoint] = OrderedDict()
+        self._data: LRUCache[bytes, SignedCheckpoint] = LRUCache(maxsize=size)
         self._lock = threading.Lock()
 
     def get(self, raw: bytes) -> SignedCheckpoint | None:
         """The checkpoint opened from exactly ``raw``, if remembered."""
         with self._lock:
-            cp = self._data.get(raw)
-            if cp is not None:
-                self._data.move_to_end(raw)
-            return cp
+            return self._data.get(raw)
 
     def put(self, cp: SignedCheckpoint) -> None:
         """Remember an opened checkpoint."""
         with self._lock:
             self._data[cp.raw] = cp
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
 
 
 def read_checkpoint(
