@@ -118,7 +118,7 @@ def test_an_entry_already_logged_is_resolved_not_duplicated(
 
 
 def test_v2_write_that_timed_out_is_found_by_leaf_hash(tmp_path: Path) -> None:
-    with start_server(integration_delay=0.5) as srv, SubmissionQueue(tmp_path / "q") as queue:
+    with start_server(integration_delay=1.0) as srv, SubmissionQueue(tmp_path / "q") as queue:
         backend = v2_backend(srv)
         sid = queue.enqueue(hashedrekord_v2(9), backend=backend)
         client = AsyncRekorV2Client(
@@ -126,13 +126,13 @@ def test_v2_write_that_timed_out_is_found_by_leaf_hash(tmp_path: Path) -> None:
             public_key=srv.checkpoint_public_key_pem,
             verifier=parse_verifier_key(srv.checkpoint_vkey),
             retry=RetryPolicy.none(),
-            timeout=Timeouts(connect=2.0, read=0.2),
+            timeout=Timeouts(connect=2.0, read=0.5),
         )
         count_posts(srv, "/api/v2/log/entries")
         report = drain(
             queue,
             clients={backend.key: client},
-            retry=RetryPolicy(max_attempts=5, base_delay=1.5, max_delay=1.5),
+            retry=RetryPolicy(max_attempts=5, base_delay=2.0, max_delay=2.0, rng=lambda: 1.0),
         )
         sub = queue.get(sid)
         assert sub.state == State.DONE and report.resolved == 1  # type: ignore[attr-defined]
