@@ -332,3 +332,43 @@ def test_edge_sync_and_status_endpoints(
         assert "rekorkit_proxy_checkpoint_size 1000.0" in text
         assert 'rekorkit_proxy_sync_runs_total{outcome="ok"}' in text
         assert "rekorkit_proxy_upstream_latency_seconds_bucket" in text
+
+
+def test_a_growing_log_is_followed_with_consistency_proofs(serve: Serve, tmp_path: Path) -> None:
+    import hashlib as _h
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+    from rekorkit.client import AsyncRekorV2Client
+    from rekorkit.entries import hashedrekord_v002_request
+
+    key = ec.generate_private_key(ec.SECP256R1())
+
+    def request(n: int) -> dict[str, object]:
+        digest = _h.sha256(b"grow %d" % n).digest()
+        sig = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        return hashedrekord_v002_request(digest, sig, key.public_key())
+
+    async def grow(url: str, pem: str, vkey: str, n: int) -> None:
+        verifier = parse_verifier_key(vkey)
+        async with AsyncRekorV2Client(url, public_key=pem, verifier=verifier) as log:
+            await log.submit_many([request(i) for i in range(n)])
+
+    with start_server(seed=600, fsync=False) as srv:
+        svc = _service(srv.url, tmp_path, srv, checkpoint_ttl=0.0)
+        with serve(create_app(svc)) as url, httpx.Client(base_url=url) as c:
+            assert c.get("/tile/entries/002.p/88").status_code == 200
+            asyncio.run(grow(srv.url, srv.checkpoint_public_key_pem, srv.checkpoint_vkey, 300))
+            asyncio.run(asyncio.sleep(1.1))  # past the proxy's refresh floor
+            r = c.get("/tile/entries/003.p/132")  # beyond the proxy's tree: it catches up
+            assert r.status_code == 200
+            assert r.content == httpx.get(srv.url + "/tile/entries/003.p/132").content
+            assert svc.checkpoint is not None and svc.checkpoint.size == 900
+            assert c.get("/tile/0/002").status_code == 200  # the tile that filled up
+            assert (
+                c.get("/tile/entries/002.p/88").content
+                == c.get("/tile/entries/002").content[
+                    : len(c.get("/tile/entries/002.p/88").content)
+                ]
+            )

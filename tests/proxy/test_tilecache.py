@@ -169,3 +169,36 @@ def test_kill_9_during_writes_never_serves_a_corrupt_blob(tmp_path: Path) -> Non
                         p.name for p in (tmp_path / "blobs").rglob("*")
                     }
             assert cache.stats().dropped_corrupt == 0
+
+
+_SHARED_WRITER = textwrap.dedent(
+    """
+    import hashlib, sys
+    from rekorkit.tilecache import FileSystemTileCache
+    from rekorkit.tiles import TileID
+    cache = FileSystemTileCache(sys.argv[1], max_bytes=int(sys.argv[2]), fsync=False)
+    for i in range(300):
+        k = (i * int(sys.argv[3])) % 300
+        data = b"".join(hashlib.sha256(b"%d-%d" % (k, j)).digest() for j in range(256))
+        cache.put(TileID(0, k), data)
+        cache.get(TileID(0, (k * 7) % 300))
+    cache.close()
+    """
+)
+
+
+def test_processes_share_one_cache_within_its_bound(tmp_path: Path) -> None:
+    bound = 100 * 256 * 32
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _SHARED_WRITER, str(tmp_path), str(bound), step])
+        for step in ("1", "7", "13")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    with FileSystemTileCache(tmp_path, max_bytes=bound) as cache:
+        stats = cache.stats()
+        assert 0 < stats.bytes <= bound
+        files = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
+        assert sum(p.stat().st_size for p in files) == stats.bytes == len(files) * 256 * 32
+        held = [cache.get(TileID(0, k)) for k in range(300)]
+        assert sum(d is not None for d in held) == stats.tiles == len(files)
+        assert cache.stats().dropped_corrupt == 0

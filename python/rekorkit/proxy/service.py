@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 _HASH = tiles.HASH_SIZE
 _ENTRIES = -1  # key kind of entry bundles; hash tiles use their level
 _CHECKPOINT_STATE = "proxy.checkpoint"
+_MIN_REFRESH = 1.0  # seconds between refreshes that requests beyond the tree may cause
 T = TypeVar("T")
 
 
@@ -367,20 +368,22 @@ class ProxyService:
     async def _size_for(self, level: int, index: int, width: int) -> SignedCheckpoint:
         """A verified checkpoint whose tree holds tile ``(level, index)`` at ``width``.
 
-        Refreshes once if the proxy's checkpoint is behind the request.
+        Refreshes if the proxy's checkpoint is behind the request, at most once
+        per ``_MIN_REFRESH`` seconds (requests beyond the tree cannot make the
+        proxy hammer its upstream).
 
         Raises:
             NotInTreeError: the upstream's verified tree does not hold it either.
         """
         cp = self._checkpoint or await self.current_checkpoint()
-        if _width_in(level, index, cp.size) < width:
+        stale = time.monotonic() - self._checked_at > _MIN_REFRESH
+        if _width_in(level, index, cp.size) < width and stale:
             with contextlib.suppress(RekorAPIError):  # an outage keeps the verified tree
                 cp = await self.refresh()
-            if _width_in(level, index, cp.size) < width:
-                raise NotInTreeError(
-                    f"tile {level}/{index} of width {width} is beyond the verified "
-                    f"tree size {cp.size}"
-                )
+        if _width_in(level, index, cp.size) < width:
+            raise NotInTreeError(
+                f"tile {level}/{index} of width {width} is beyond the verified tree size {cp.size}"
+            )
         return cp
 
     # -- tiles and bundles -------------------------------------------------
