@@ -23,8 +23,8 @@ from rekorkit.client import AsyncTileReader
 from rekorkit.note import parse_verifier_key
 from rekorkit.testing import LocalRekor, start_server
 
-N = scaled(65_536, 2_048)
-CHUNK_TILES = scaled(32, 2)  # 8,192 entries per task: 8 tasks per run
+N = scaled(262_144, 2_048)
+CHUNK_TILES = scaled(64, 2)  # 16,384 entries per task: 16 tasks per run
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_audit_dask_two_workers(benchmark: Any, served: LocalRekor, cluster: Any
 
     def once() -> VerifyReport:
         return asyncio.run(
-            verify_distributed(served.url, vkey, cluster, chunk_tiles=CHUNK_TILES, concurrency=8)
+            verify_distributed(served.url, vkey, cluster, chunk_tiles=CHUNK_TILES, concurrency=32)
         )
 
     report = measure(
