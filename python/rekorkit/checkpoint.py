@@ -1,7 +1,7 @@
 """Checkpoints (C2SP tlog-checkpoint), signed checkpoints, and witness policy.
 
 A checkpoint body is ``origin\\nsize\\nbase64(root)\\n`` plus optional
-extension lines (TLOG.md §7). The strict parser enforces C2SP; the lenient
+extension lines (c2sp.org/tlog-checkpoint). The strict parser enforces C2SP; the lenient
 one accepts what Rekor v1 and Go's ``formats/log`` accept (leading zeros,
 non-32-byte roots, trailing empty lines). :func:`open_checkpoint` verifies the
 log's signature, the origin, and optionally a k-of-n witness policy (§9.3).
@@ -34,6 +34,7 @@ from rekorkit.note import (
     sign_note,
     verify_note,
 )
+from rekorkit.note.signed import as_bytes
 
 __all__ = [
     "EMPTY_TREE_ROOT",
@@ -51,7 +52,7 @@ __all__ = [
     "sign_checkpoint",
 ]
 
-# RFC 6962 §2.1: the empty tree's root is SHA-256(""); TLOG.md §7: size 0 carries it.
+# RFC 6962 §2.1: the empty tree's root is SHA-256(""); c2sp.org/tlog-checkpoint: size 0 carries it.
 EMPTY_TREE_ROOT = hashlib.sha256(b"").digest()
 _MAX_UINT64 = (1 << 64) - 1
 _CANONICAL_SIZE = re.compile(r"0|[1-9][0-9]{0,19}")
@@ -97,7 +98,8 @@ class Checkpoint:
 
 
 def rekor_v1_origin(host: str, tree_id: int) -> str:
-    """The Rekor v1 origin ``"<host> - <treeID decimal>"`` (REKOR_API.md §3.1)."""
+    """The Rekor v1 origin ``"<host> - <treeID decimal>"`` (c2sp.org/tlog-checkpoint as Rekor v1
+    signs it)."""
     return f"{host} - {tree_id}"
 
 
@@ -211,7 +213,7 @@ def _seconds(v: float | timedelta | None) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class WitnessPolicy:
-    """k-of-n witness policy (TLOG.md §9.3).
+    """k-of-n witness policy (c2sp.org/tlog-witness).
 
     Attributes:
         witnesses: the configured witness verifiers (usually :class:`CosignatureVerifier`);
@@ -352,7 +354,7 @@ def open_checkpoint(
             witness signature is invalid.
         CheckpointError: wrong origin, or the witness policy is not met.
     """
-    raw = data.encode() if isinstance(data, str) else data if type(data) is bytes else bytes(data)
+    raw = as_bytes(data, what="signed note")
     cache_key = None
     if policy is None:
         cache_key = (raw, verifier.vkey, origin, strict, max_size)

@@ -7,7 +7,7 @@ need a silent copy (wrong dtype, shape or strides) raises
 :class:`~rekorkit.errors.MalformedError`. Batch calls release the GIL and
 spread the work over ``threads`` cores (default: all).
 
-Consistency policy (TLOG.md §3.4): a proof from old size 0 is rejected, as in
+Consistency policy (RFC 9162 §2.1.4): a proof from old size 0 is rejected, as in
 transparency-dev/merkle. The empty tree is a prefix of every tree, so the
 witness protocol accepts an empty proof from size 0; do that at the protocol
 layer after checking that the old root is :data:`EMPTY_ROOT`.
@@ -25,7 +25,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -98,6 +99,21 @@ def _bytes(value: object, what: str) -> bytes:
     raise MalformedError(f"{what}: expected bytes, got {type(value).__name__}", what=what)
 
 
+def _hash32(value: object, what: str) -> bytes:
+    """One 32-byte hash, or :class:`MalformedError` naming ``what``."""
+    data = _bytes(value, what)
+    if len(data) != 32:
+        raise MalformedError(
+            f"{what}: expected 32 bytes, got {len(data)}", what=what, where="length"
+        )
+    return data
+
+
+def _is_u64(value: object) -> bool:
+    n = _index(value)
+    return n is not None and 0 <= n < 1 << 64
+
+
 def _hashes(value: object, what: str) -> object:
     """Passes bytes, arrays and lists to the core; views other buffers without a copy."""
     if isinstance(value, bytes | np.ndarray | list):
@@ -136,24 +152,26 @@ def _count(value: HashesLike) -> int:
 
 
 def _u64(value: IntsLike, what: str) -> npt.NDArray[np.uint64]:
-    """A 1-D contiguous uint64 array; negative or non-integer values are malformed."""
+    """A 1-D contiguous uint64 array; negative or non-integer values are malformed.
+
+    A Python sequence numpy cannot type as integers (values at or above
+    2^63 beside others make it float64 or object) is converted value by
+    value, exactly, never through floats.
+    """
     if isinstance(value, int):
         value = [value]
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise MalformedError(f"{what}: not an array of integers ({exc})", what=what) from exc
     if arr.dtype == np.uint64 and arr.ndim == 1 and arr.flags.c_contiguous:
         return arr
     if arr.ndim != 1:
         raise MalformedError(
             f"{what}: expected a 1-D integer array, got shape {arr.shape}", what=what, where="shape"
         )
-    if arr.dtype.kind == "O" or arr.size == 0:
-        try:
-            arr = np.array([int(v) for v in arr], dtype=np.uint64)
-        except (OverflowError, TypeError, ValueError) as exc:
-            raise MalformedError(
-                f"{what}: values must be integers in [0, 2^64)", what=what
-            ) from exc
-        return arr
+    if arr.size == 0 or (arr.dtype.kind in "fO" and not isinstance(value, np.ndarray)):
+        return _exact_u64(value, what)  # type: ignore[arg-type]
     if arr.dtype.kind not in "iu":
         raise MalformedError(
             f"{what}: expected integers, got dtype {arr.dtype}", what=what, where="dtype"
@@ -166,6 +184,31 @@ def _u64(value: IntsLike, what: str) -> npt.NDArray[np.uint64]:
                 f"{what}: index {i} is negative ({int(arr[i])})", what=what, where=f"index {i}"
             )
     return np.ascontiguousarray(arr, dtype=np.uint64)
+
+
+def _exact_u64(values: Iterable[object], what: str) -> npt.NDArray[np.uint64]:
+    """Converts a sequence of Python integers one by one, naming the first bad one."""
+    out = []
+    for i, v in enumerate(values):
+        n = _index(v)
+        if n is None or not 0 <= n < 1 << 64:
+            raise MalformedError(
+                f"{what}: values must be integers in [0, 2^64); index {i} is {v!r:.40}",
+                what=what,
+                where=f"index {i}",
+            )
+        out.append(n)
+    return np.array(out, dtype=np.uint64)
+
+
+def _index(value: object) -> int | None:
+    """``value`` as an exact int (ints and numpy integers, not bools or floats), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -226,6 +269,14 @@ def verify_inclusion(
         InclusionError: the proof does not verify (index >= size, wrong length, wrong root).
         MalformedError: a hash is not 32 bytes.
     """
+    if not (_is_u64(index) and _is_u64(size)):
+        raise InclusionError(
+            f"index {index!r} or size {size!r} is not an unsigned 64-bit integer",
+            index=index,
+            size=size,
+            leaf_hash=leaf_hash,
+            root=root,
+        )
     try:
         _native.verify_inclusion(
             _bytes(leaf_hash, "leaf hash"),
@@ -237,14 +288,6 @@ def verify_inclusion(
     except InclusionError as exc:
         exc.evidence.update(leaf_hash=leaf_hash, root=root)
         raise
-    except OverflowError as exc:
-        raise InclusionError(
-            f"index {index} or size {size} is not an unsigned 64-bit integer",
-            index=index,
-            size=size,
-            leaf_hash=leaf_hash,
-            root=root,
-        ) from exc
 
 
 def flatten_proofs(proofs: Sequence[Sequence[bytes]]) -> tuple[HashArray, npt.NDArray[np.uint64]]:
@@ -317,7 +360,7 @@ def verify_consistency(
 ) -> None:
     """Checks that the tree ``(size2, root2)`` extends the tree ``(size1, root1)``.
 
-    Policy (TLOG.md §3.4): ``size1 == 0`` is an error (nothing to prove; accept
+    Policy (RFC 9162 §2.1.4): ``size1 == 0`` is an error (nothing to prove; accept
     an empty proof from size 0 at the protocol layer, checking ``root1 ==
     EMPTY_ROOT``); ``size1 > size2`` is an error; equal sizes need an empty
     proof and equal roots.
@@ -326,9 +369,19 @@ def verify_consistency(
         ConsistencyError: the proof does not verify.
         MalformedError: a hash is not 32 bytes.
     """
+    if not (_is_u64(size1) and _is_u64(size2)):
+        raise ConsistencyError(
+            f"size1 {size1!r} or size2 {size2!r} is not an unsigned 64-bit integer",
+            size1=size1,
+            size2=size2,
+            root1=root1,
+            root2=root2,
+        )
     if size1 == size2 and size1 > 0:
-        # Equal sizes prove nothing by hashing: the heads must be the same bytes
-        # (TLOG.md §3.4, transparency-dev compares them as opaque bytes).
+        # Equal sizes prove nothing by hashing: the heads must be the same
+        # 32-byte hashes (RFC 9162 §2.1.4, transparency-dev compares them as
+        # opaque bytes, after checking their length).
+        root1, root2 = _hash32(root1, "root1"), _hash32(root2, "root2")
         if _count(proof) != 0:
             raise ConsistencyError(
                 f"consistency proof from size {size1} to {size2}: equal sizes need an empty proof",
@@ -353,14 +406,6 @@ def verify_consistency(
     except ConsistencyError as exc:
         exc.evidence.update(root1=root1, root2=root2)
         raise
-    except OverflowError as exc:
-        raise ConsistencyError(
-            f"size1 {size1} or size2 {size2} is not an unsigned 64-bit integer",
-            size1=size1,
-            size2=size2,
-            root1=root1,
-            root2=root2,
-        ) from exc
 
 
 def verify_consistency_batch(

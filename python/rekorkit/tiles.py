@@ -11,13 +11,13 @@ bundles against level-0 tiles and full tiles against their parents.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+from cachetools import LRUCache
 
 from rekorkit import _native
 from rekorkit.errors import MalformedError
@@ -58,13 +58,13 @@ __all__ = [
 ]
 
 TILE_HEIGHT = 8
-"""Tree levels per tile (TLOG.md §6.3: fixed at 8)."""
+"""Tree levels per tile (c2sp.org/tlog-tiles: fixed at 8)."""
 TILE_WIDTH = 256
-"""Hashes in a full tile (TLOG.md §6.3: 2^8)."""
+"""Hashes in a full tile (c2sp.org/tlog-tiles: 2^8)."""
 HASH_SIZE = 32
 """Bytes per hash (SHA-256)."""
 
-_MAX_LEVEL = 63  # TLOG.md §6.2: <L> is 0..63
+_MAX_LEVEL = 63  # c2sp.org/tlog-tiles: <L> is 0..63
 _U64 = 1 << 64
 
 Bytes: TypeAlias = bytes | bytearray | memoryview
@@ -88,12 +88,16 @@ class TileID:
     width: int = TILE_WIDTH
 
     def __post_init__(self) -> None:
-        if not 0 <= self.level <= _MAX_LEVEL:
-            raise ValueError(f"tile level {self.level} is outside 0..{_MAX_LEVEL}")
-        if not 0 <= self.index < _U64:
-            raise ValueError(f"tile index {self.index} is outside uint64")
-        if not 1 <= self.width <= TILE_WIDTH:
-            raise ValueError(f"tile width {self.width} is outside 1..{TILE_WIDTH}")
+        for name, low, high in (
+            ("level", 0, _MAX_LEVEL),
+            ("index", 0, _U64 - 1),
+            ("width", 1, TILE_WIDTH),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or not low <= value <= high:
+                raise MalformedError(
+                    f"tile {name} {value!r:.40} is outside {low}..{high}", what="tile", where=name
+                )
 
     @property
     def path(self) -> str:
@@ -125,7 +129,7 @@ def parse_tile_path(path: str) -> tuple[TileID, bool]:
         The tile and whether the path names an entry bundle (then level is 0).
 
     Raises:
-        MalformedError: any non-canonical or out-of-range form (TLOG.md §6.2).
+        MalformedError: any non-canonical or out-of-range form (c2sp.org/tlog-tiles).
     """
     level, index, width, is_entries = _native.parse_tile_path(path)
     return TileID(level, index, width), is_entries
@@ -153,7 +157,11 @@ def level0_tiles(start: int, end: int, size: int) -> list[TileID]:
     ``size`` is not a multiple of 256.
     """
     if not 0 <= start <= end <= size:
-        raise ValueError(f"need 0 <= start <= end <= size, got [{start}, {end}) of {size}")
+        raise MalformedError(
+            f"need 0 <= start <= end <= size, got [{start}, {end}) of {size}",
+            what="argument",
+            where="range",
+        )
     if start == end:
         return []
     full = size // TILE_WIDTH
@@ -163,7 +171,7 @@ def level0_tiles(start: int, end: int, size: int) -> list[TileID]:
 
 
 def node_tile(level: int, index: int, size: int) -> tuple[TileID, int, int]:
-    """Where perfect node ``(level, index)`` of a tree of ``size`` is stored (TLOG.md §6.5).
+    """Where perfect node ``(level, index)`` of a tree of ``size`` is stored (c2sp.org/tlog-tiles).
 
     Returns:
         The tile (with its width for ``size``), and the offset and count of the
@@ -210,7 +218,7 @@ def parse_hash_tile(data: Bytes, width: int | None = None) -> HashArray:
         MalformedError: the length is not a multiple of 32, holds no hash or
             more than 256, or differs from ``width`` hashes when given.
     """
-    n = len(data) if not isinstance(data, memoryview) else data.nbytes
+    n = _nbytes(data, "hash tile")
     if n % HASH_SIZE:
         raise MalformedError(
             f"hash tile length {n} is not a multiple of {HASH_SIZE}",
@@ -231,13 +239,26 @@ def parse_hash_tile(data: Bytes, width: int | None = None) -> HashArray:
     return np.frombuffer(data, dtype=np.uint8).reshape(count, HASH_SIZE)
 
 
+def _nbytes(data: Bytes, what: str) -> int:
+    """Length in bytes of a buffer that numpy and the core can view without a copy."""
+    if isinstance(data, bytes | bytearray):
+        return len(data)
+    if not isinstance(data, memoryview):
+        raise MalformedError(
+            f"{what}: expected bytes, got {type(data).__name__}", what=what, where="type"
+        )
+    if not data.c_contiguous:
+        raise MalformedError(f"{what}: buffer is not C-contiguous", what=what, where="strides")
+    return data.nbytes
+
+
 def tile_root(tile: Bytes) -> bytes:
     """MTH of a tile's hashes; for a full tile, its hash in the parent tile."""
     return _native.tile_root(tile)
 
 
 def parse_entry_bundle(data: Bytes) -> list[bytes]:
-    """Parses an entry bundle (TLOG.md §6.4) into its entries.
+    """Parses an entry bundle (c2sp.org/tlog-tiles) into its entries.
 
     Raises:
         MalformedError: a dangling or over-long length, naming the byte offset and entry.
@@ -347,7 +368,7 @@ def verify_tiles_against_parents(
 
 def _check_fetched(tile: TileID, data: Bytes) -> Bytes:
     """Accepts exactly ``width`` hashes, or a full tile standing in for a partial one."""
-    n = len(data) if not isinstance(data, memoryview) else data.nbytes
+    n = _nbytes(data, "hash tile")
     want = tile.width * HASH_SIZE
     if n == want or (tile.is_partial and n == TILE_WIDTH * HASH_SIZE):
         return data
@@ -366,25 +387,18 @@ class _TileCache:
     def __init__(self, max_tiles: int) -> None:
         if max_tiles < 1:
             raise ValueError("max_cached_tiles must be at least 1")
-        self._max = max_tiles
-        self._tiles: OrderedDict[_TileKey, Bytes] = OrderedDict()
+        self._tiles: LRUCache[_TileKey, Bytes] = LRUCache(maxsize=max_tiles)
         self.fetches = 0
 
     def get(self, key: _TileKey) -> Bytes | None:
-        data = self._tiles.get(key)
-        if data is not None:
-            self._tiles.move_to_end(key)
-        return data
+        return self._tiles.get(key)
 
     def put(self, key: _TileKey, data: Bytes) -> None:
         self._tiles[key] = data
-        self._tiles.move_to_end(key)
-        while len(self._tiles) > self._max:
-            self._tiles.popitem(last=False)
 
 
 class ProofBuilder:
-    """Builds roots and proofs for one tree size from hash tiles (TLOG.md §6.5).
+    """Builds roots and proofs for one tree size from hash tiles (c2sp.org/tlog-tiles).
 
     ``read_tile(level, index, width)`` returns a tile's bytes (a full tile in
     place of a partial one is accepted; its first ``width`` hashes are used).
@@ -393,8 +407,10 @@ class ProofBuilder:
     """
 
     def __init__(self, size: int, read_tile: ReadTile, *, max_cached_tiles: int = 4096) -> None:
-        if not 0 <= size < _U64:
-            raise ValueError(f"tree size {size} is outside uint64")
+        if not isinstance(size, int | np.integer) or not 0 <= size < _U64:
+            raise MalformedError(
+                f"tree size {size!r:.40} is outside uint64", what="argument", where="size"
+            )
         self.size = size
         self._read = read_tile
         self._cache = _TileCache(max_cached_tiles)
@@ -440,7 +456,7 @@ class ProofBuilder:
         """The consistency proof from ``old_size`` (``0 < old_size <= size``) to this size.
 
         ``old_size == size`` gives an empty proof; ``old_size == 0`` raises
-        ValueError (TLOG.md §3.4: nothing to prove; check the empty root instead).
+        ValueError (RFC 9162 §2.1.4: nothing to prove; check the empty root instead).
         """
         ids = consistency_proof_tiles(old_size, self.size)
         return _native.consistency_proof_from_tiles(old_size, self.size, self._fetch(ids))
@@ -473,8 +489,10 @@ class AsyncProofBuilder:
     def __init__(
         self, size: int, read_tile: AsyncReadTile, *, max_cached_tiles: int = 4096
     ) -> None:
-        if not 0 <= size < _U64:
-            raise ValueError(f"tree size {size} is outside uint64")
+        if not isinstance(size, int | np.integer) or not 0 <= size < _U64:
+            raise MalformedError(
+                f"tree size {size!r:.40} is outside uint64", what="argument", where="size"
+            )
         self.size = size
         self._read = read_tile
         self._cache = _TileCache(max_cached_tiles)
@@ -548,7 +566,7 @@ def root_from_tiles(size: int, read_tile: ReadTile) -> bytes:
 def _as_hash_array(leaf_hashes: HashArray | Bytes) -> HashArray:
     """Accepts a C-contiguous ``(n, 32)`` uint8 array, or n*32 raw bytes, without copying."""
     if not isinstance(leaf_hashes, np.ndarray):
-        n = len(leaf_hashes) if not isinstance(leaf_hashes, memoryview) else leaf_hashes.nbytes
+        n = _nbytes(leaf_hashes, "leaf hashes")
         if n % HASH_SIZE:
             raise MalformedError(
                 f"{n} bytes of leaf hashes is not a multiple of {HASH_SIZE}",

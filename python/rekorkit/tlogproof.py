@@ -1,4 +1,4 @@
-"""Offline inclusion proof files (``c2sp.org/tlog-proof@v1``, TLOG.md §9.5).
+"""Offline inclusion proof files (``c2sp.org/tlog-proof@v1``, c2sp.org/tlog-proof).
 
 ::
 
@@ -23,6 +23,7 @@ from rekorkit import merkle
 from rekorkit.checkpoint import SignedCheckpoint, WitnessPolicy, open_checkpoint
 from rekorkit.errors import MalformedError
 from rekorkit.note import NoteVerifier
+from rekorkit.note.signed import as_bytes
 
 __all__ = ["HEADER", "TlogProof", "parse_tlog_proof", "verify_tlog_proof"]
 
@@ -71,7 +72,7 @@ def parse_tlog_proof(data: bytes | str) -> TlogProof:
     Raises:
         MalformedError: naming the line.
     """
-    raw = data.encode() if isinstance(data, str) else bytes(data)
+    raw = as_bytes(data, what="tlog proof")
     head, sep, checkpoint = raw.partition(b"\n\n")
     if not sep:
         raise MalformedError("no blank line before the checkpoint", what="tlog proof")

@@ -73,11 +73,20 @@ def test_inclusion_probes() -> None:
     assert checked == 98
 
 
+# Deliberately stricter than transparency-dev, which compares equal-size roots
+# as opaque bytes: a root that is not a 32-byte hash never verifies here.
+_STRICTER = {"additional/sizes-are-equal-one-and-proof-is-empty.json"}
+
+
 def test_consistency_probes() -> None:
     for name, p in probes("consistency"):
         proof = [b64(h) for h in p["proof"] or []]
         args = (p["size1"], p["size2"], b64(p["root1"]), b64(p["root2"]), proof)
-        if p["wantErr"]:
+        if name in _STRICTER:
+            assert len(args[2]) != 32 and not p["wantErr"], name
+            with pytest.raises(MalformedError, match="32 bytes"):
+                merkle.verify_consistency(*args)
+        elif p["wantErr"]:
             with pytest.raises((ConsistencyError, MalformedError)):
                 merkle.verify_consistency(*args)
         else:
@@ -105,7 +114,7 @@ def test_inclusion_error_carries_evidence() -> None:
 
 
 def test_consistency_policy_for_old_size_zero() -> None:
-    # TLOG.md §3.4: proofs from size 0 are rejected here, even 0 -> 0.
+    # RFC 9162 §2.1.4: proofs from size 0 are rejected here, even 0 -> 0.
     root = ref.mth(leaves_for(3))
     with pytest.raises(ConsistencyError, match="old size 0"):
         merkle.verify_consistency(0, 3, merkle.EMPTY_ROOT, root, [])

@@ -720,7 +720,8 @@ def test_proof_builder_rejects_any_bad_tile_precisely(
 
 
 def test_node_tile_addressing() -> None:
-    # TLOG.md §6.5: node (L, i) -> tile (L div 8, (i << r) >> 8), offset (i << r) & 255, 2^r hashes.
+    # c2sp.org/tlog-tiles: node (L, i) -> tile (L div 8, (i << r) >> 8), offset (i << r) & 255, 2^r
+    # hashes.
     assert tiles.node_tile(0, 300, 70000) == (TileID(0, 1), 44, 1)
     assert tiles.node_tile(12, 16, 70000) == (TileID(1, 1, 17), 0, 16)
     assert tiles.node_tile(8, 272, 70000) == (TileID(1, 1, 17), 16, 1)

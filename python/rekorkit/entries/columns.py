@@ -1,6 +1,6 @@
 """Many Rekor v1 LogEntries as columns, for checks that run in batch calls.
 
-A range audit reads thousands of LogEntries (REKOR_API.md §1.5) and checks
+A range audit reads thousands of LogEntries (the Rekor OpenAPI, LogEntry) and checks
 them with batch calls: leaf hashes in one native call, every inclusion proof
 in another, SETs on a thread pool. :class:`LogEntryColumns` holds what those
 calls take (bodies, numpy arrays of indices, sizes, roots, the proofs back

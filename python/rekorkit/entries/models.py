@@ -9,12 +9,12 @@ protobuf-specs form used by Rekor v2 responses and Sigstore bundles
 from __future__ import annotations
 
 import binascii
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rekorkit import boundedjson
 from rekorkit.errors import (
     MalformedError,
 )
@@ -167,7 +167,7 @@ class InclusionProof:
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
-    """A Rekor v1 LogEntry response (REKOR_API.md §1.5).
+    """A Rekor v1 LogEntry response (the Rekor OpenAPI, LogEntry).
 
     Attributes:
         entry_id: the key of the response: 80 hex (tree ID + UUID) or 64 hex (UUID).
@@ -201,8 +201,12 @@ class LogEntry:
 
     @property
     def body_json(self) -> Any:
-        """The decoded body JSON."""
-        return json.loads(self.body)
+        """The decoded body JSON.
+
+        Raises:
+            MalformedError: the body is not JSON (or nests absurdly deep).
+        """
+        return boundedjson.loads(self.body, what="log entry body")
 
     @classmethod
     def from_json(
@@ -215,10 +219,7 @@ class LogEntry:
         """
         what = "log entry"
         if isinstance(obj, str | bytes):
-            try:
-                obj = json.loads(obj)
-            except (ValueError, RecursionError) as exc:
-                raise MalformedError(f"not JSON: {exc}", what=what) from exc
+            obj = boundedjson.loads(obj, what=what)
         o = _mapping(obj, "", what)
         if entry_id is None:
             if len(o) != 1:
@@ -275,10 +276,10 @@ class LogEntry:
 
     def to_transparency_log_entry(self) -> TransparencyLogEntry:
         """The bundle form of this entry (kind and version read from the body)."""
+        b = self.body_json
         try:
-            b = self.body_json
             kind, version = str(b["kind"]), str(b["apiVersion"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:
             raise MalformedError(
                 "body has no kind/apiVersion", what="log entry", where="body"
             ) from exc
@@ -327,10 +328,7 @@ class TransparencyLogEntry:
         """
         what = "transparency log entry"
         if isinstance(obj, str | bytes):
-            try:
-                obj = json.loads(obj)
-            except (ValueError, RecursionError) as exc:
-                raise MalformedError(f"not JSON: {exc}", what=what) from exc
+            obj = boundedjson.loads(obj, what=what)
         o = _mapping(obj, "", what)
         kv = _mapping(o.get("kindVersion"), "kindVersion", what)
         kind, version = kv.get("kind"), kv.get("version")

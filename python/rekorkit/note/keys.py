@@ -16,7 +16,7 @@ import struct
 import time
 from typing import Protocol, runtime_checkable
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
@@ -62,6 +62,14 @@ def check_key_name(name: str, *, where: str = "key name") -> None:
         raise MalformedError(
             f"key name {name!r} contains '+' or whitespace", what="signed note", where=where
         )
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MalformedError(
+            f"key name {name!r} is not valid Unicode text (a lone surrogate)",
+            what="signed note",
+            where=where,
+        ) from exc
 
 
 def _b64decode(s: str, *, what: str, where: str) -> bytes:
@@ -242,7 +250,7 @@ def _load_spki(public_key: object, kind: type) -> tuple[object, bytes]:
     if isinstance(public_key, bytes | bytearray):
         try:
             public_key = serialization.load_der_public_key(bytes(public_key))
-        except ValueError as exc:
+        except (ValueError, UnsupportedAlgorithm) as exc:
             raise MalformedError(f"not an SPKI DER public key: {exc}", what="verifier key") from exc
     if not isinstance(public_key, kind):
         raise MalformedError(
@@ -364,6 +372,8 @@ def parse_verifier_key(vkey: str) -> NoteVerifier:
     Raises:
         MalformedError: bad syntax, unknown type, wrong key length or key ID mismatch.
     """
+    if not isinstance(vkey, str):
+        raise MalformedError(f"expected str, got {type(vkey).__name__}", what="verifier key")
     parts = vkey.split("+", 2)
     if len(parts) != 3:
         raise MalformedError("verifier key needs name+hash+key", what="verifier key")

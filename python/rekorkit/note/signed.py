@@ -87,6 +87,28 @@ def _b64decode(s: str, *, what: str, where: str) -> bytes:
         raise MalformedError(f"invalid base64: {exc}", what=what, where=where) from exc
 
 
+def as_bytes(data: bytes | bytearray | memoryview | str, *, what: str) -> bytes:
+    """Note-like input as bytes: ``str`` encoded as UTF-8, buffers copied.
+
+    Raises:
+        MalformedError: a lone surrogate in ``str`` (UTF-8 cannot hold it), or another type.
+    """
+    if type(data) is bytes:
+        return data
+    if isinstance(data, str):
+        try:
+            return data.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise MalformedError(
+                f"{what} is not valid Unicode text", what=what, where=f"char {exc.start}"
+            ) from exc
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    raise MalformedError(
+        f"{what}: expected bytes or str, got {type(data).__name__}", what=what, where="type"
+    )
+
+
 def parse_note(
     data: bytes | str, *, max_size: int = MAX_NOTE_SIZE, max_signatures: int = MAX_SIGNATURES
 ) -> Note:
@@ -104,12 +126,7 @@ def parse_note(
         raw_len = len(data.encode("utf-8", "surrogatepass"))
         if raw_len > max_size:
             raise MalformedError(f"note is {raw_len} bytes, over {max_size}", what="signed note")
-        try:
-            raw = data.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise MalformedError(
-                "note is not valid UTF-8", what="signed note", where=f"char {exc.start}"
-            ) from exc
+        raw = as_bytes(data, what="signed note")
         s = data
     else:
         if len(data) > max_size:

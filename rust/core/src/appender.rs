@@ -183,7 +183,7 @@ impl TileAppender {
 
 /// The root of a tree from its partial tiles (any order). Each partial tile's
 /// hashes split by the set bits of its width into perfect subtrees; together,
-/// high levels first, they are the tree's compact range (TLOG.md §1, §6.5).
+/// high levels first, they are the tree's compact range (RFC 6962 §2.1, §6.5).
 pub fn root_from_edge<'a>(edge: impl Iterator<Item = (u64, &'a [u8])>) -> Hash {
     let mut by_level: Vec<(u64, &[u8])> = edge.filter(|(_, d)| !d.is_empty()).collect();
     by_level.sort_by_key(|e| std::cmp::Reverse(e.0));

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::hash::{leaf_hash, leaf_hash_x2, Hash};
-use crate::tree::with_threads;
+use crate::tree::{check_threads, with_threads};
 
 /// Below this many bytes a batch is hashed on the calling thread.
 const PARALLEL_MIN_BYTES: usize = 1 << 20;
@@ -43,9 +43,7 @@ fn hash_all<'a, F>(
 where
     F: Fn(usize) -> &'a [u8] + Sync,
 {
-    if threads == Some(0) {
-        return Err(Error::InvalidArgument("threads must be at least 1".into()));
-    }
+    check_threads(threads)?;
     let mut out = vec![[0u8; 32]; n];
     if total_bytes < PARALLEL_MIN_BYTES || n < 2 * GRAIN || threads == Some(1) {
         hash_range(&entry, 0, &mut out);

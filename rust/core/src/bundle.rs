@@ -1,13 +1,13 @@
-//! C2SP entry bundles (TLOG.md §6.4): `uint16_be(len) || entry` per entry,
+//! C2SP entry bundles (c2sp.org/tlog-tiles): `uint16_be(len) || entry` per entry,
 //! for the entries of one level-0 tile. Parsed strictly in one pass, hashed
 //! as RFC 6962 leaves, and checked against hash tiles.
 
 use crate::error::{Error, Result};
 use crate::hash::{leaf_hash, leaf_hash_x2, Hash};
 use crate::tiles::{check_hash_tile, mth_of_concat, tile_hash, FULL_TILE_BYTES, TILE_WIDTH};
-use crate::tree::with_threads;
+use crate::tree::{check_threads, with_threads};
 
-/// Largest entry a bundle can hold (TLOG.md §6.4: a uint16 length).
+/// Largest entry a bundle can hold (c2sp.org/tlog-tiles: a uint16 length).
 pub const MAX_ENTRY_LEN: usize = u16::MAX as usize;
 /// Most entries one bundle holds: one per hash of its level-0 tile.
 pub const MAX_BUNDLE_ENTRIES: usize = TILE_WIDTH as usize;
@@ -84,6 +84,16 @@ pub fn prefix_len(data: &[u8], count: usize) -> Result<usize> {
 /// one buffer and `take + 1` offsets into it (the Arrow binary layout),
 /// skipping the first `skip` entries. Errors name the bundle, byte and entry.
 pub fn entry_columns(bundles: &[&[u8]], skip: usize, take: usize) -> Result<(Vec<u8>, Vec<u64>)> {
+    // `skip` and `take` come from the caller: check them against what the
+    // bundles can hold before anything is allocated for them.
+    let room = bundles.len().saturating_mul(MAX_BUNDLE_ENTRIES);
+    let wanted = skip.checked_add(take).filter(|&w| w <= room);
+    let Some(wanted) = wanted else {
+        return Err(Error::InvalidArgument(format!(
+            "{skip} skipped + {take} taken entries: {} bundles hold at most {room}",
+            bundles.len()
+        )));
+    };
     let mut spans: Vec<&[u8]> = Vec::with_capacity(take);
     let mut seen = 0usize;
     for (b, data) in bundles.iter().enumerate() {
@@ -107,10 +117,10 @@ pub fn entry_columns(bundles: &[&[u8]], skip: usize, take: usize) -> Result<(Vec
     }
     if spans.len() < take {
         return Err(Error::InvalidArgument(format!(
-            "the bundles hold {seen} entries; {skip} skipped + {take} taken needs {}",
-            skip + take
+            "the bundles hold {seen} entries; {skip} skipped + {take} taken needs {wanted}"
         )));
     }
+    // At most 256 entries of 65,535 bytes per bundle, held in memory already: no overflow.
     let total: usize = spans.iter().map(|e| e.len()).sum();
     let mut data = Vec::with_capacity(total);
     let mut offsets = Vec::with_capacity(take + 1);
@@ -266,6 +276,7 @@ pub fn verify_many_against_tiles(
     threads: Option<usize>,
 ) -> Result<()> {
     use rayon::prelude::*;
+    check_threads(threads)?;
     let check =
         |&(bundle, tile, index): &(&[u8], &[u8], u64)| verify_against_tile(bundle, tile, index);
     if threads == Some(1) || items.len() < 2 {
@@ -328,6 +339,7 @@ pub fn verify_many_against_parents(
     threads: Option<usize>,
 ) -> Result<()> {
     use rayon::prelude::*;
+    check_threads(threads)?;
     if tiles.len() != parents.len() {
         return Err(Error::InvalidArgument(format!(
             "{} tiles but {} parent hashes",
@@ -504,5 +516,38 @@ mod tests {
         verify_tile_against_parent(&tile, &parent, 0, 0).unwrap();
         assert!(verify_tile_against_parent(&tile, &[0u8; 32], 0, 0).is_err());
         assert!(verify_tile_against_parent(&tile[..32 * 255], &parent, 0, 0).is_err());
+    }
+
+    #[test]
+    fn entry_columns_checks_skip_and_take_before_allocating() {
+        let b = encode(&[b"x".as_slice()]).unwrap();
+        for (skip, take) in [
+            (0, 1usize << 31),
+            (0, usize::MAX),
+            (usize::MAX, 1),
+            (200, 57),
+        ] {
+            let err = entry_columns(&[&b], skip, take).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidArgument(_)),
+                "{skip} {take}: {err}"
+            );
+        }
+        assert_eq!(entry_columns(&[&b], 0, 1).unwrap().1, vec![0, 1]);
+    }
+
+    #[test]
+    fn batch_checks_refuse_absurd_thread_counts() {
+        let b = encode(&[b"x".as_slice()]).unwrap();
+        let tile = leaf_hash(b"x");
+        for threads in [
+            Some(0),
+            Some(crate::tree::MAX_THREADS + 1),
+            Some(usize::MAX),
+        ] {
+            assert!(verify_many_against_tiles(&[(&b, &tile, 0)], threads).is_err());
+            assert!(verify_many_against_parents(&[], &[], 0, 0, threads).is_err());
+        }
+        assert!(verify_many_against_tiles(&[(&b, &tile, 0)], Some(2)).is_ok());
     }
 }

@@ -3,7 +3,7 @@
 //! A compact range stores at most two nodes per level, so an append-only log,
 //! or a worker hashing one slice of a larger range, keeps O(log n) state.
 //! Adjacent ranges merge into one; a range starting at 0 yields the tree root
-//! (TLOG.md §1: fold the nodes from the right).
+//! (RFC 6962 §2.1: fold the nodes from the right).
 
 use crate::error::{Error, Result};
 use crate::hash::{node_hash, Hash, EMPTY_ROOT};

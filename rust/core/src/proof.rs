@@ -1,11 +1,11 @@
 //! Inclusion and consistency proofs (RFC 6962 §2.1.1-2.1.2, RFC 9162 §2.1.3-2.1.4):
 //! verify one, verify a batch, build from a full list of leaf hashes.
 //!
-//! Verification uses the "inner/border" decomposition of TLOG.md §2.2 and
+//! Verification uses the "inner/border" decomposition of RFC 9162 §2.1.3.2 and
 //! §3.2: the expected proof length is known up front, so a proof with a hash
 //! inserted, removed or appended fails before any hashing.
 //!
-//! Consistency policy (TLOG.md §3.4): an old size of 0 is an error here, as in
+//! Consistency policy (RFC 9162 §2.1.4): an old size of 0 is an error here, as in
 //! transparency-dev/merkle and its vectors (a proof from the empty tree proves
 //! nothing). Callers speaking the witness protocol accept an empty proof from
 //! size 0 at the protocol layer, after checking that the old root is `H("")`.
@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::hash::{node_hash, node_hash_x2, Hash};
-use crate::tree::{self, with_threads};
+use crate::tree::{self, check_threads, with_threads};
 
 /// Why a proof failed, without allocating: batches format only the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +67,7 @@ fn bit_len(x: u64) -> u32 {
     64 - x.leading_zeros()
 }
 
-/// Inclusion proof length for `index < size` (TLOG.md §5): `(inner, border)`.
+/// Inclusion proof length for `index < size` (RFC 9162 §2.1.3-2.1.4): `(inner, border)`.
 #[inline]
 fn inclusion_shape(index: u64, size: u64) -> (usize, usize) {
     let inner = bit_len(index ^ (size - 1));
@@ -371,11 +371,9 @@ where
             *last = single(i).is_ok();
         }
     };
+    check_threads(threads)?;
     let mut ok = vec![false; n];
     if n < 2 * BATCH_GRAIN || threads == Some(1) {
-        if threads == Some(0) {
-            return Err(Error::InvalidArgument("threads must be at least 1".into()));
-        }
         fill(0, &mut ok);
     } else {
         with_threads(threads, || {

@@ -1,5 +1,5 @@
 //! Many proofs from one tree: every perfect node stored once, each proof then
-//! read off in O(log n) (TLOG.md §6.5, with stored levels in place of tiles).
+//! read off in O(log n) (c2sp.org/tlog-tiles, with stored levels in place of tiles).
 //!
 //! Building the levels hashes `size - 1` nodes once and keeps about `size`
 //! hashes beside the leaves; building a proof afterwards is a few lookups
@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::hash::{hash_pairs, node_hash, Hash};
-use crate::tree::with_threads;
+use crate::tree::{check_threads, with_threads};
 
 /// Node pairs per rayon task when building a level.
 const LEVEL_GRAIN: usize = 1 << 13;
@@ -25,6 +25,7 @@ pub struct ProofTree<'a> {
 impl<'a> ProofTree<'a> {
     /// Hashes every perfect node of the tree of the first `size` leaves.
     pub fn new(leaves: &'a [Hash], size: u64, threads: Option<usize>) -> Result<Self> {
+        check_threads(threads)?;
         let n = usize::try_from(size)
             .ok()
             .filter(|n| *n <= leaves.len())
@@ -104,7 +105,7 @@ impl<'a> ProofTree<'a> {
         acc.unwrap_or(crate::EMPTY_ROOT)
     }
 
-    /// Appends the path from node `(shift, idx)` up to the root (TLOG.md §6.5).
+    /// Appends the path from node `(shift, idx)` up to the root (c2sp.org/tlog-tiles).
     fn path(&self, shift: u32, idx: u64, out: &mut Vec<Hash>) {
         let last = (self.size - 1) >> shift;
         let inner = 64 - (idx ^ last).leading_zeros();

@@ -1,4 +1,4 @@
-//! Merkle computations from C2SP hash tiles (TLOG.md §6.5): node-to-tile
+//! Merkle computations from C2SP hash tiles (c2sp.org/tlog-tiles): node-to-tile
 //! addressing, the root of a tree from its rightmost tiles, and the nodes an
 //! inclusion or consistency proof reads, evaluated over a set of fetched tiles.
 //!
@@ -14,7 +14,7 @@ use crate::hash::Hash;
 use crate::tiles::{fold_right, mth_of_concat, tile_width, TileId, FULL_TILE_BYTES, TILE_HEIGHT};
 
 /// Where a perfect node lives: tile `(level, index)`, hashes `[offset, offset+count)`
-/// folded pairwise (TLOG.md §6.5 "Node lookup").
+/// folded pairwise (c2sp.org/tlog-tiles "Node lookup").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeAddress {
     pub tile_level: u64,
@@ -68,6 +68,18 @@ impl<'a> TileSet<'a> {
             tiles: HashMap::new(),
             memo: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// A set for tree `size` holding the tiles `(level, index, bytes)`.
+    pub fn with_tiles(
+        size: u64,
+        tiles: impl IntoIterator<Item = (u64, u64, &'a [u8])>,
+    ) -> Result<Self> {
+        let mut set = TileSet::new(size);
+        for (level, index, data) in tiles {
+            set.insert(level, index, data)?;
+        }
+        Ok(set)
     }
 
     /// Adds tile `(level, index)`; it must hold at least the width `size` gives it.
@@ -147,10 +159,51 @@ impl<'a> TileSet<'a> {
         Ok(fold_right(hashes.into_iter()))
     }
 
-    /// Root of the tree of this size (TLOG.md §6.5 "Tree root").
+    /// Root of the tree of this size (c2sp.org/tlog-tiles "Tree root").
     pub fn root(&self) -> Result<Hash> {
         self.element(&root_element(self.size))
     }
+
+    /// Evaluates proof elements in order: one proof's hashes.
+    pub fn elements(&self, elements: &[ProofElement]) -> Result<Vec<Hash>> {
+        elements.iter().map(|e| self.element(e)).collect()
+    }
+
+    /// The inclusion proof of leaf `index` in this tree.
+    pub fn inclusion_proof(&self, index: u64) -> Result<Vec<Hash>> {
+        self.elements(&inclusion_elements(index, self.size)?)
+    }
+
+    /// The consistency proof from `old` to this tree's size.
+    pub fn consistency_proof(&self, old: u64) -> Result<Vec<Hash>> {
+        self.elements(&consistency_elements(old, self.size)?)
+    }
+
+    /// Inclusion proofs of many leaves, flattened: all hashes, and `n + 1`
+    /// offsets (proof `k` is `hashes[offsets[k]..offsets[k + 1]]`).
+    /// Nodes shared by several proofs are folded once (see `memo`).
+    pub fn inclusion_proofs(&self, indices: &[u64]) -> Result<(Vec<Hash>, Vec<u64>)> {
+        let mut hashes = Vec::new();
+        let mut offsets = Vec::with_capacity(indices.len().saturating_add(1));
+        offsets.push(0u64);
+        for &index in indices {
+            for e in inclusion_elements(index, self.size)? {
+                hashes.push(self.element(&e)?);
+            }
+            offsets.push(hashes.len() as u64);
+        }
+        Ok((hashes, offsets))
+    }
+}
+
+/// The tiles (with their widths for `size`) the inclusion proofs of all
+/// `indices` read, each once.
+pub fn inclusion_tiles_many(indices: &[u64], size: u64) -> Result<Vec<TileId>> {
+    let mut elements = Vec::new();
+    for &index in indices {
+        elements.extend(inclusion_elements(index, size)?);
+    }
+    tiles_for_elements(&elements, size)
 }
 
 /// One hash of a proof: the root of the compact range `nodes` (left to right).
@@ -187,7 +240,7 @@ fn bit_length(x: u64) -> u64 {
 }
 
 /// Inclusion path of node `(shift, idx)` in a tree of `size`, at levels >= shift
-/// (TLOG.md §6.5; `shift = 0` is the leaf inclusion proof).
+/// (c2sp.org/tlog-tiles; `shift = 0` is the leaf inclusion proof).
 fn path_elements(shift: u64, idx: u64, size: u64) -> Vec<ProofElement> {
     let mut out = Vec::new();
     let last = (size - 1) >> shift;
@@ -203,7 +256,10 @@ fn path_elements(shift: u64, idx: u64, size: u64) -> Vec<ProofElement> {
             nodes: range_nodes(begin, size),
         });
     }
-    let mut x = idx >> inner;
+    // `inner` is 64 when the path leaves the top bit: nothing is left above it.
+    let mut x = idx
+        .checked_shr(u32::try_from(inner).unwrap_or(u32::MAX))
+        .unwrap_or(0);
     let mut j = 0;
     while x != 0 {
         if x & 1 == 1 {
@@ -227,8 +283,8 @@ pub fn inclusion_elements(index: u64, size: u64) -> Result<Vec<ProofElement>> {
     Ok(path_elements(0, index, size))
 }
 
-/// The elements of the consistency proof from `old` to `size` (TLOG.md §6.5).
-/// `old == size` gives an empty proof; `old == 0` is an error (TLOG.md §3.4:
+/// The elements of the consistency proof from `old` to `size` (c2sp.org/tlog-tiles).
+/// `old == size` gives an empty proof; `old == 0` is an error (RFC 9162 §2.1.4:
 /// the proof is meaningless, and there is nothing to build).
 pub fn consistency_elements(old: u64, size: u64) -> Result<Vec<ProofElement>> {
     if old == 0 || old > size {
@@ -365,7 +421,7 @@ mod tests {
 
     #[test]
     fn consistency_elements_match_rfc_lengths() {
-        // TLOG.md §3.2 examples: 1->8: 3, 6->8: 3, 2->5: 2, 6->7: 3.
+        // RFC 9162 §2.1.4.2 examples: 1->8: 3, 6->8: 3, 2->5: 2, 6->7: 3.
         for (m, n, len) in [(1, 8, 3), (6, 8, 3), (2, 5, 2), (6, 7, 3), (4, 4, 0)] {
             assert_eq!(consistency_elements(m, n).unwrap().len(), len, "{m}->{n}");
         }
@@ -387,5 +443,15 @@ mod tests {
         assert!(check_hash_tile(&[]).is_err());
         assert!(check_hash_tile(&[0u8; 257 * 32]).is_err());
         assert!(tile_root(&[0u8; 33]).is_err());
+    }
+
+    #[test]
+    fn elements_of_trees_past_two_to_the_63() {
+        for (index, size) in [(0, u64::MAX), (1 << 63, u64::MAX), (u64::MAX - 1, u64::MAX)] {
+            let els = inclusion_elements(index, size).unwrap();
+            assert!(!els.is_empty() && els.len() <= 64, "{index} {size}");
+            assert!(tiles_for_elements(&els, size).is_ok());
+        }
+        assert!(consistency_elements(1 << 63, u64::MAX).is_ok());
     }
 }

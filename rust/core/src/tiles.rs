@@ -1,4 +1,4 @@
-//! C2SP tlog-tiles coordinates (TLOG.md §6): paths, widths, the tiles a
+//! C2SP tlog-tiles coordinates (c2sp.org/tlog-tiles): paths, widths, the tiles a
 //! tree size has, and hash-tile checks. Proofs from tiles: `tile_proof`.
 //!
 //! Tiles are untrusted input: every read is bounds-checked and a missing or
@@ -10,13 +10,13 @@ use crate::error::{Error, Result};
 use crate::hash::{node_hash, Hash, EMPTY_ROOT};
 use crate::tree::root;
 
-/// Tile height in tree levels (TLOG.md §6.3: fixed at 8).
+/// Tile height in tree levels (c2sp.org/tlog-tiles: fixed at 8).
 pub const TILE_HEIGHT: u32 = 8;
-/// Hashes in a full tile (TLOG.md §6.3: 2^8).
+/// Hashes in a full tile (c2sp.org/tlog-tiles: 2^8).
 pub const TILE_WIDTH: u64 = 256;
 /// Bytes of a full hash tile.
 pub const FULL_TILE_BYTES: usize = 256 * 32;
-/// Highest tile level a path may name (TLOG.md §6.2: `<L>` is 0..63).
+/// Highest tile level a path may name (c2sp.org/tlog-tiles: `<L>` is 0..63).
 pub const MAX_TILE_LEVEL: u64 = 63;
 
 /// One tile: level `level`, index `index`, holding `width` hashes (256 = full).
@@ -72,7 +72,7 @@ fn check_width(width: u64) -> Result<()> {
     Ok(())
 }
 
-/// TLOG.md §6.2: 3-digit zero-padded groups, every group but the last prefixed `x`.
+/// c2sp.org/tlog-tiles: 3-digit zero-padded groups, every group but the last prefixed `x`.
 fn push_index_and_width(s: &mut String, index: u64, width: u64) {
     let mut groups = Vec::with_capacity(7);
     let mut n = index;
@@ -240,7 +240,7 @@ fn nodes_at(level: u64, size: u64) -> u64 {
         .unwrap_or(0)
 }
 
-/// Width of the partial tile at `level` for tree `size` (0: none). TLOG.md §6.3.
+/// Width of the partial tile at `level` for tree `size` (0: none). c2sp.org/tlog-tiles.
 pub fn partial_width(level: u64, size: u64) -> u64 {
     nodes_at(level, size) % TILE_WIDTH
 }
@@ -263,7 +263,7 @@ pub fn tile_width(level: u64, index: u64, size: u64) -> u64 {
 }
 
 /// The partial tiles a tree of `size` has, one per level where its width is
-/// non-zero: exactly the tiles its root is computed from (TLOG.md §6.5).
+/// non-zero: exactly the tiles its root is computed from (c2sp.org/tlog-tiles).
 pub fn tiles_for_size(size: u64) -> Vec<TileId> {
     (0..=MAX_TILE_LEVEL)
         .take_while(|&l| nodes_at(l, size) > 0)
@@ -353,7 +353,7 @@ pub fn mth_of_concat(hashes: &[u8]) -> Hash {
     root(&v)
 }
 
-/// Folds a compact range (left to right) into its root, right to left (TLOG.md §1).
+/// Folds a compact range (left to right) into its root, right to left (RFC 6962 §2.1).
 pub fn fold_right(nodes: impl DoubleEndedIterator<Item = Hash>) -> Hash {
     let mut it = nodes.rev();
     match it.next() {

@@ -1,7 +1,7 @@
 //! Merkle Tree Hash (RFC 6962 §2.1) of a list of leaf hashes, for any size.
 //!
 //! The root is computed over the perfect subtrees given by the set bits of
-//! `n` (the compact range of `[0, n)`, TLOG.md §1), each reduced in chunks of
+//! `n` (the compact range of `[0, n)`, RFC 6962 §2.1), each reduced in chunks of
 //! 256 leaves through a fixed stack buffer, then folded right to left. Extra
 //! memory is O(log n) regardless of `n`. Above [`PARALLEL_MIN_LEAVES`] perfect
 //! subtrees are split in halves across a rayon pool.
@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::hash::{hash_pairs, node_hash, reduce_in_place, Hash, EMPTY_ROOT};
 
-/// Leaves reduced per chunk through a stack buffer (one tile width, TLOG.md §6.3).
+/// Leaves reduced per chunk through a stack buffer (one tile width, c2sp.org/tlog-tiles).
 const CHUNK: usize = 256;
 
 /// Below this many leaves a subtree is hashed on the calling thread: splitting
@@ -114,11 +114,19 @@ pub fn root_with_threads(leaves: &[Hash], threads: Option<usize>) -> Result<Hash
     with_threads(threads, || root_impl(leaves, true))
 }
 
-fn check_threads(threads: Option<usize>) -> Result<()> {
-    if threads == Some(0) {
-        return Err(Error::InvalidArgument("threads must be at least 1".into()));
+/// Most worker threads a call may ask for: far above any core count, far
+/// below what would exhaust the process (a hostile `threads=2**40`).
+pub const MAX_THREADS: usize = 1024;
+
+/// Checks a requested thread count: `None` (every core) or `1..=MAX_THREADS`.
+pub fn check_threads(threads: Option<usize>) -> Result<()> {
+    match threads {
+        Some(0) => Err(Error::InvalidArgument("threads must be at least 1".into())),
+        Some(n) if n > MAX_THREADS => Err(Error::InvalidArgument(format!(
+            "threads {n} is above the limit of {MAX_THREADS}"
+        ))),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Runs `f` inside a rayon pool of `threads` threads (`None`: the global pool, one per core).

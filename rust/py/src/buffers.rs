@@ -1,75 +1,87 @@
-//! Zero-copy input: `bytes` and C-contiguous numpy arrays in, `&[Hash]` / `&[u8]` out.
+//! Input at the edge: the one byte view of the binding, hash lists cast from
+//! it, and integer arguments checked before they reach the core.
 //!
-//! Anything that would need a silent copy (wrong dtype, non-contiguous,
-//! wrong shape) is refused with a `MalformedError` that says what was wrong.
+//! A view never copies `bytes`, read-only buffers or numpy arrays (borrowed
+//! read-only through numpy's borrow checker). A writable buffer (`bytearray`,
+//! a `memoryview` of one) is copied once: the core reads views with the GIL
+//! released, and another thread could otherwise change the bytes under it.
+//! Anything that would need a silent conversion (wrong dtype, non-contiguous,
+//! wrong shape, a length that is not whole hashes) is refused with a
+//! `MalformedError` that says what was wrong.
 
 use numpy::{
-    PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
-    PyUntypedArray, PyUntypedArrayMethods,
+    PyArray1, PyArray2, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArray1,
+    PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
 };
+use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use rekorkit_core::Hash;
 
 use crate::errors::malformed;
 
-/// Reinterprets bytes as hashes. The caller checked `bytes.len() % 32 == 0`.
-fn bytes_as_hashes(bytes: &[u8]) -> &[Hash] {
-    let n = bytes.len() / 32;
-    // SAFETY: `[u8; 32]` has size 32 and alignment 1, so the first `32 * n`
-    // bytes of any byte slice form a valid `[[u8; 32]]` of length `n` that
-    // lives exactly as long as the input borrow.
-    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<Hash>(), n) }
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
 }
 
-/// A borrowed list of hashes: `bytes` of `32 * n` or a uint8 array of shape `(n, 32)`.
-pub enum HashList<'py> {
+/// Borrowed (or, for writable exporters, copied) input bytes.
+pub enum ByteView<'py> {
+    /// `bytes`: immutable.
     Bytes(Bound<'py, PyBytes>),
-    Array(PyReadonlyArray2<'py, u8>),
-    Owned(Vec<Hash>),
+    /// A C-contiguous numpy uint8 array, borrowed read-only.
+    Array(PyReadonlyArrayDyn<'py, u8>),
+    /// A read-only, C-contiguous buffer of bytes (e.g. a `memoryview` of `bytes`).
+    Frozen(PyBuffer<u8>),
+    /// A copy: of a writable buffer, or of a list of hashes.
+    Owned(Vec<u8>),
 }
 
-impl HashList<'_> {
-    pub fn hashes(&self) -> &[Hash] {
+impl ByteView<'_> {
+    /// The viewed bytes.
+    pub fn bytes(&self) -> &[u8] {
         match self {
-            HashList::Bytes(b) => bytes_as_hashes(b.as_bytes()),
-            // Contiguity and shape were checked on extraction.
-            HashList::Array(a) => bytes_as_hashes(a.as_slice().unwrap_or(&[])),
-            HashList::Owned(v) => v,
+            ByteView::Bytes(b) => b.as_bytes(),
+            // Contiguity was checked when the view was made.
+            ByteView::Array(a) => a.as_slice().unwrap_or(&[]),
+            ByteView::Frozen(buf) => {
+                let len = buf.len_bytes();
+                if len == 0 {
+                    return &[];
+                }
+                // SAFETY: the exporter declared the buffer read-only and
+                // C-contiguous with u8 items (checked in `byte_view`), so
+                // `buf_ptr` points at `len_bytes` initialised bytes nobody
+                // writes; holding the `PyBuffer` keeps them alive and in place
+                // for as long as `self`, and so the returned slice, lives.
+                unsafe { std::slice::from_raw_parts(buf.buf_ptr().cast::<u8>(), len) }
+            }
+            ByteView::Owned(v) => v,
         }
+    }
+
+    /// The bytes as 32-byte hashes; callers made the view with [`hash_list`]
+    /// (or checked the length), so no partial hash is dropped.
+    pub fn hashes(&self) -> &[Hash] {
+        bytemuck::try_cast_slice(self.bytes()).unwrap_or(&[])
     }
 }
 
-fn dtype_name(arr: &Bound<'_, PyUntypedArray>) -> String {
-    arr.dtype()
-        .str()
-        .map(|s| s.to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// Checks a numpy array is C-contiguous uint8 with the given number of dims.
-fn check_u8_array(
-    py: Python<'_>,
-    arr: &Bound<'_, PyUntypedArray>,
+/// Checks a numpy array is C-contiguous uint8, then borrows it read-only.
+fn array_view<'py>(
+    arr: &Bound<'py, PyUntypedArray>,
     what: &'static str,
-    ndim: usize,
-) -> PyResult<()> {
+) -> PyResult<PyReadonlyArrayDyn<'py, u8>> {
+    let py = arr.py();
     if !arr.dtype().is_equiv_to(&numpy::dtype::<u8>(py)) {
+        let dtype = arr.dtype().str().map(|s| s.to_string()).unwrap_or_default();
         return Err(malformed(
             py,
             what,
             "dtype",
-            format!("expected dtype uint8, got {}", dtype_name(arr)),
-        ));
-    }
-    let shape = arr.shape();
-    if arr.ndim() != ndim || (ndim == 2 && shape[1] != 32) {
-        let want = if ndim == 2 { "(n, 32)" } else { "(n,)" };
-        return Err(malformed(
-            py,
-            what,
-            "shape",
-            format!("expected shape {want}, got {shape:?}"),
+            format!("expected dtype uint8, got {dtype}"),
         ));
     }
     if !arr.is_c_contiguous() {
@@ -80,115 +92,128 @@ fn check_u8_array(
             "array is not C-contiguous (use numpy.ascontiguousarray)",
         ));
     }
-    Ok(())
+    arr.cast::<PyArrayDyn<u8>>()
+        .map_err(PyErr::from)?
+        .try_readonly()
+        .map_err(|e| malformed(py, what, "array", e.to_string()))
 }
 
-/// Extracts a hash list without copying; a Python list of 32-byte `bytes` is copied.
-pub fn hash_list<'py>(obj: &Bound<'py, PyAny>, what: &'static str) -> PyResult<HashList<'py>> {
-    let py = obj.py();
+/// Views `bytes`, a C-contiguous uint8 numpy array or any C-contiguous byte buffer.
+pub fn byte_view<'py>(obj: &Bound<'py, PyAny>, what: &'static str) -> PyResult<ByteView<'py>> {
     if let Ok(b) = obj.cast::<PyBytes>() {
-        let len = b.as_bytes().len();
-        if len % 32 != 0 {
+        return Ok(ByteView::Bytes(b.clone()));
+    }
+    if let Ok(arr) = obj.cast::<PyUntypedArray>() {
+        return array_view(arr, what).map(ByteView::Array);
+    }
+    let py = obj.py();
+    let buf = PyBuffer::<u8>::get(obj).map_err(|_| {
+        malformed(
+            py,
+            what,
+            "type",
+            format!("expected bytes or a uint8 buffer, got {}", type_name(obj)),
+        )
+    })?;
+    if !buf.is_c_contiguous() {
+        return Err(malformed(py, what, "strides", "buffer is not C-contiguous"));
+    }
+    if buf.readonly() {
+        return Ok(ByteView::Frozen(buf));
+    }
+    Ok(ByteView::Owned(buf.to_vec(py)?))
+}
+
+/// Views a list of hashes: `bytes` of `32 * n`, a uint8 array of shape
+/// `(n, 32)`, another byte buffer of `32 * n`, or a list/tuple of 32-byte
+/// `bytes` (copied).
+pub fn hash_list<'py>(obj: &Bound<'py, PyAny>, what: &'static str) -> PyResult<ByteView<'py>> {
+    let py = obj.py();
+    if let Ok(arr) = obj.cast::<PyUntypedArray>() {
+        let shape = arr.shape();
+        if arr.ndim() != 2 || shape[1] != 32 {
             return Err(malformed(
                 py,
                 what,
-                format!("byte {}", len - len % 32),
-                format!("length {len} is not a multiple of 32"),
+                "shape",
+                format!("expected shape (n, 32), got {shape:?}"),
             ));
         }
-        return Ok(HashList::Bytes(b.clone()));
-    }
-    if let Ok(arr) = obj.cast::<PyUntypedArray>() {
-        check_u8_array(py, arr, what, 2)?;
-        let typed = obj.cast::<PyArray2<u8>>().map_err(PyErr::from)?;
-        let ro = typed
-            .try_readonly()
-            .map_err(|e| malformed(py, what, "array", e.to_string()))?;
-        return Ok(HashList::Array(ro));
+        return array_view(arr, what).map(ByteView::Array);
     }
     if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         let mut out = Vec::new();
         for (i, item) in obj.try_iter()?.enumerate() {
-            out.push(hash32(&item?, what, Some(i))?);
+            out.extend_from_slice(&hash32(&item?, what, Some(i))?);
         }
-        return Ok(HashList::Owned(out));
+        return Ok(ByteView::Owned(out));
     }
-    Err(malformed(
-        py,
-        what,
-        "type",
-        format!(
-            "expected bytes, a uint8 array of shape (n, 32) or a list/tuple of bytes, got {}",
-            obj.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        ),
-    ))
-}
-
-/// One 32-byte hash from `bytes`.
-pub fn hash32(obj: &Bound<'_, PyAny>, what: &'static str, index: Option<usize>) -> PyResult<Hash> {
-    let py = obj.py();
-    let at = || index.map_or_else(|| "value".to_string(), |i| format!("index {i}"));
-    let b = obj.cast::<PyBytes>().map_err(|_| {
+    let view = byte_view(obj, what).map_err(|_| {
         malformed(
             py,
             what,
-            at(),
+            "type",
             format!(
-                "expected bytes, got {}",
-                obj.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
+                "expected bytes, a uint8 array of shape (n, 32) or a list/tuple of bytes, got {}",
+                type_name(obj)
             ),
         )
     })?;
-    <Hash>::try_from(b.as_bytes()).map_err(|_| {
+    let len = view.bytes().len();
+    if len % 32 != 0 {
+        return Err(malformed(
+            py,
+            what,
+            format!("byte {}", len - len % 32),
+            format!("length {len} is not a multiple of 32"),
+        ));
+    }
+    Ok(view)
+}
+
+/// One 32-byte hash from `bytes` or a byte buffer; `index` places it in a list.
+pub fn hash32(obj: &Bound<'_, PyAny>, what: &'static str, index: Option<usize>) -> PyResult<Hash> {
+    let py = obj.py();
+    let at = || index.map_or_else(|| "value".to_string(), |i| format!("index {i}"));
+    let view = byte_view(obj, what).map_err(|_| {
         malformed(
             py,
             what,
             at(),
-            format!("expected 32 bytes, got {}", b.as_bytes().len()),
+            format!("expected bytes, got {}", type_name(obj)),
+        )
+    })?;
+    let bytes = view.bytes();
+    <Hash>::try_from(bytes).map_err(|_| {
+        malformed(
+            py,
+            what,
+            at(),
+            format!("expected 32 bytes, got {}", bytes.len()),
         )
     })
 }
 
-/// A borrowed byte buffer: `bytes` or a 1-D uint8 array.
-pub enum ByteBuf<'py> {
-    Bytes(Bound<'py, PyBytes>),
-    Array(PyReadonlyArray1<'py, u8>),
-}
-
-impl ByteBuf<'_> {
-    pub fn bytes(&self) -> &[u8] {
-        match self {
-            ByteBuf::Bytes(b) => b.as_bytes(),
-            ByteBuf::Array(a) => a.as_slice().unwrap_or(&[]),
-        }
-    }
-}
-
-pub fn byte_buf<'py>(obj: &Bound<'py, PyAny>, what: &'static str) -> PyResult<ByteBuf<'py>> {
+/// A `str` argument as UTF-8; a lone surrogate (which UTF-8 cannot hold)
+/// or another type is a `MalformedError`, not a `UnicodeEncodeError`.
+pub fn text(obj: &Bound<'_, PyAny>, what: &'static str) -> PyResult<String> {
     let py = obj.py();
-    if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(ByteBuf::Bytes(b.clone()));
-    }
-    if let Ok(arr) = obj.cast::<PyUntypedArray>() {
-        check_u8_array(py, arr, what, 1)?;
-        let typed = obj.cast::<PyArray1<u8>>().map_err(PyErr::from)?;
-        let ro = typed
-            .try_readonly()
-            .map_err(|e| malformed(py, what, "array", e.to_string()))?;
-        return Ok(ByteBuf::Array(ro));
-    }
-    Err(malformed(
-        py,
-        what,
-        "type",
-        "expected bytes or a 1-D uint8 array",
-    ))
+    let s = obj.cast::<PyString>().map_err(|_| {
+        malformed(
+            py,
+            what,
+            "type",
+            format!("expected str, got {}", type_name(obj)),
+        )
+    })?;
+    s.to_str().map(str::to_owned).map_err(|_| {
+        malformed(
+            py,
+            what,
+            "text",
+            "not valid Unicode text (a lone surrogate)",
+        )
+    })
 }
 
 /// A contiguous uint64 array (the Python layer converts other integer inputs).
@@ -209,6 +234,55 @@ pub fn u64_array<'py>(
 
 /// Hashes out as one `(n, 32)` uint8 array, without copying the Vec.
 pub fn hashes_to_array(py: Python<'_>, hashes: Vec<Hash>) -> PyResult<Bound<'_, PyArray2<u8>>> {
-    let n = hashes.len();
-    PyArray1::from_vec(py, hashes.into_flattened()).reshape([n, 32])
+    flat_hashes_to_array(py, hashes.into_flattened())
+}
+
+/// Concatenated hashes out as one `(len / 32, 32)` uint8 array, without a copy.
+pub fn flat_hashes_to_array(py: Python<'_>, flat: Vec<u8>) -> PyResult<Bound<'_, PyArray2<u8>>> {
+    let n = flat.len() / 32;
+    PyArray1::from_vec(py, flat).reshape([n, 32])
+}
+
+/// An unsigned integer argument: anything else (negative, too large, not an
+/// integer) is a `MalformedError` at the edge, before the core sees it.
+/// Python notes which argument it was ("while processing 'skip'").
+#[derive(Debug, Clone, Copy)]
+pub struct Uint<T>(pub T);
+
+/// An integer argument in `0..2^64`.
+pub type U64 = Uint<u64>;
+
+/// A `threads=` argument: `None` (every core) or a count the core checks.
+pub type Threads = Option<Uint<usize>>;
+
+/// The count a `threads=` argument asks for.
+pub fn thread_count(t: Threads) -> Option<usize> {
+    t.map(|t| t.0)
+}
+
+impl<'a, 'py, T: TryFrom<u64>> FromPyObject<'a, 'py> for Uint<T> {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if let Some(v) = obj.extract::<u64>().ok().and_then(|v| T::try_from(v).ok()) {
+            return Ok(Uint(v));
+        }
+        let bits = 8 * std::mem::size_of::<T>();
+        // A huge int's repr can itself fail (Python's digit limit): then its type.
+        let shown = obj
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|_| type_name(&obj));
+        let shown: String = if shown.chars().count() > 40 {
+            shown.chars().take(40).chain("...".chars()).collect()
+        } else {
+            shown
+        };
+        Err(malformed(
+            obj.py(),
+            "integer argument",
+            "value",
+            format!("expected an integer in [0, 2^{bits}), got {shown}"),
+        ))
+    }
 }

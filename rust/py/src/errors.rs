@@ -1,6 +1,5 @@
 //! The one place a core [`Error`] becomes a Python exception from `rekorkit.errors`.
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyType};
@@ -91,8 +90,12 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
             kwargs.set_item("reason", reason)?;
             Ok((&TILE, "TileError"))
         }
-        // Arguments that cannot describe a tree: the caller's mistake, a plain ValueError.
-        Error::InvalidArgument(_) => Err(PyValueError::new_err(message.clone())),
+        // Arguments that cannot describe a tree (index >= size, too few entries
+        // for `skip + take`): still input, so a `MalformedError`, a ValueError.
+        Error::InvalidArgument(_) => {
+            kwargs.set_item("what", "argument")?;
+            Ok((&MALFORMED, "MalformedError"))
+        }
     })();
     match filled {
         Ok((cell, name)) => raise(py, cell, name, message, &kwargs),

@@ -7,7 +7,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use rekorkit_core::{batch, proof, proof_tree, tree, Hash};
 
-use crate::buffers::{byte_buf, hash32, hash_list, hashes_to_array, u64_array};
+use crate::buffers::{
+    byte_view, hash32, hash_list, hashes_to_array, thread_count, u64_array, Threads, Uint, U64,
+};
 use crate::errors::{malformed, IntoPyResult};
 
 fn hash_bytes<'py>(py: Python<'py>, h: &Hash) -> Bound<'py, PyBytes> {
@@ -38,7 +40,7 @@ pub fn node_hash<'py>(py: Python<'py>, left: &[u8], right: &[u8]) -> Bound<'py, 
 pub fn hash_leaves<'py>(
     py: Python<'py>,
     entries: &Bound<'py, PyAny>,
-    threads: Option<usize>,
+    threads: Threads,
 ) -> PyResult<Bound<'py, PyArray2<u8>>> {
     // Hold strong references so the borrowed slices outlive the GIL release.
     let mut owned: Vec<Bound<'py, PyBytes>> = Vec::new();
@@ -63,7 +65,7 @@ pub fn hash_leaves<'py>(
     }
     let slices: Vec<&[u8]> = owned.iter().map(|b| b.as_bytes()).collect();
     let hashes = py
-        .detach(|| batch::hash_leaves(&slices, threads))
+        .detach(|| batch::hash_leaves(&slices, thread_count(threads)))
         .py_err(py)?;
     hashes_to_array(py, hashes)
 }
@@ -74,14 +76,14 @@ pub fn hash_leaves_buffer<'py>(
     py: Python<'py>,
     buf: &Bound<'py, PyAny>,
     offsets: &Bound<'py, PyAny>,
-    threads: Option<usize>,
+    threads: Threads,
 ) -> PyResult<Bound<'py, PyArray2<u8>>> {
-    let buf = byte_buf(buf, "entry buffer")?;
+    let buf = byte_view(buf, "entry buffer")?;
     let offsets = u64_array(offsets, "entry offsets")?;
     let data = buf.bytes();
     let offs = offsets.as_slice().unwrap_or(&[]);
     let hashes = py
-        .detach(|| batch::hash_leaves_buffer(data, offs, threads))
+        .detach(|| batch::hash_leaves_buffer(data, offs, thread_count(threads)))
         .py_err(py)?;
     hashes_to_array(py, hashes)
 }
@@ -91,12 +93,12 @@ pub fn hash_leaves_buffer<'py>(
 pub fn root<'py>(
     py: Python<'py>,
     leaf_hashes: &Bound<'py, PyAny>,
-    threads: Option<usize>,
+    threads: Threads,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let list = hash_list(leaf_hashes, "leaf hashes")?;
     let leaves = list.hashes();
     let h = py
-        .detach(|| tree::root_with_threads(leaves, threads))
+        .detach(|| tree::root_with_threads(leaves, thread_count(threads)))
         .py_err(py)?;
     Ok(hash_bytes(py, &h))
 }
@@ -105,15 +107,15 @@ pub fn root<'py>(
 pub fn verify_inclusion(
     py: Python<'_>,
     leaf_hash: &Bound<'_, PyAny>,
-    index: u64,
-    size: u64,
+    index: U64,
+    size: U64,
     proof: &Bound<'_, PyAny>,
     root: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     let leaf = hash32(leaf_hash, "leaf hash", None)?;
     let root = hash32(root, "root", None)?;
     let proof = hash_list(proof, "proof")?;
-    proof::verify_inclusion(&leaf, index, size, proof.hashes(), &root).py_err(py)
+    proof::verify_inclusion(&leaf, index.0, size.0, proof.hashes(), &root).py_err(py)
 }
 
 type BatchReturn<'py> = (Bound<'py, PyArray1<bool>>, Option<usize>, Option<String>);
@@ -137,7 +139,7 @@ pub fn verify_inclusion_batch<'py>(
     proofs: &Bound<'py, PyAny>,
     proof_offsets: &Bound<'py, PyAny>,
     roots: &Bound<'py, PyAny>,
-    threads: Option<usize>,
+    threads: Threads,
 ) -> PyResult<BatchReturn<'py>> {
     let leaves = hash_list(leaf_hashes, "leaf hashes")?;
     let indices = u64_array(indices, "indices")?;
@@ -154,7 +156,7 @@ pub fn verify_inclusion_batch<'py>(
         roots.hashes(),
     );
     let out = py
-        .detach(|| proof::verify_inclusion_batch(l, i, s, p, o, r, threads))
+        .detach(|| proof::verify_inclusion_batch(l, i, s, p, o, r, thread_count(threads)))
         .py_err(py)?;
     Ok(batch_return(py, out))
 }
@@ -163,13 +165,13 @@ pub fn verify_inclusion_batch<'py>(
 pub fn inclusion_proof<'py>(
     py: Python<'py>,
     leaf_hashes: &Bound<'py, PyAny>,
-    index: u64,
-    size: u64,
+    index: U64,
+    size: U64,
 ) -> PyResult<Bound<'py, PyList>> {
     let list = hash_list(leaf_hashes, "leaf hashes")?;
     let leaves = list.hashes();
     let p = py
-        .detach(|| proof::inclusion_proof(leaves, index, size))
+        .detach(|| proof::inclusion_proof(leaves, index.0, size.0))
         .py_err(py)?;
     hash_pylist(py, &p)
 }
@@ -177,8 +179,8 @@ pub fn inclusion_proof<'py>(
 #[pyfunction]
 pub fn verify_consistency(
     py: Python<'_>,
-    size1: u64,
-    size2: u64,
+    size1: U64,
+    size2: U64,
     root1: &Bound<'_, PyAny>,
     root2: &Bound<'_, PyAny>,
     proof: &Bound<'_, PyAny>,
@@ -186,7 +188,7 @@ pub fn verify_consistency(
     let r1 = hash32(root1, "root1", None)?;
     let r2 = hash32(root2, "root2", None)?;
     let proof = hash_list(proof, "proof")?;
-    proof::verify_consistency(size1, size2, &r1, &r2, proof.hashes()).py_err(py)
+    proof::verify_consistency(size1.0, size2.0, &r1, &r2, proof.hashes()).py_err(py)
 }
 
 #[pyfunction]
@@ -200,7 +202,7 @@ pub fn verify_consistency_batch<'py>(
     roots2: &Bound<'py, PyAny>,
     proofs: &Bound<'py, PyAny>,
     proof_offsets: &Bound<'py, PyAny>,
-    threads: Option<usize>,
+    threads: Threads,
 ) -> PyResult<BatchReturn<'py>> {
     let sizes1 = u64_array(sizes1, "sizes1")?;
     let sizes2 = u64_array(sizes2, "sizes2")?;
@@ -217,7 +219,7 @@ pub fn verify_consistency_batch<'py>(
         offsets.as_slice().unwrap_or(&[]),
     );
     let out = py
-        .detach(|| proof::verify_consistency_batch(s1, s2, r1, r2, p, o, threads))
+        .detach(|| proof::verify_consistency_batch(s1, s2, r1, r2, p, o, thread_count(threads)))
         .py_err(py)?;
     Ok(batch_return(py, out))
 }
@@ -226,13 +228,13 @@ pub fn verify_consistency_batch<'py>(
 pub fn consistency_proof<'py>(
     py: Python<'py>,
     leaf_hashes: &Bound<'py, PyAny>,
-    size1: u64,
-    size2: u64,
+    size1: U64,
+    size2: U64,
 ) -> PyResult<Bound<'py, PyList>> {
     let list = hash_list(leaf_hashes, "leaf hashes")?;
     let leaves = list.hashes();
     let p = py
-        .detach(|| proof::consistency_proof(leaves, size1, size2))
+        .detach(|| proof::consistency_proof(leaves, size1.0, size2.0))
         .py_err(py)?;
     hash_pylist(py, &p)
 }
@@ -246,20 +248,22 @@ pub struct CompactRange {
 #[pymethods]
 impl CompactRange {
     #[new]
-    #[pyo3(signature = (begin=0, hashes=None, end=None))]
+    #[pyo3(signature = (begin=Uint(0), hashes=None, end=None), text_signature = "(begin=0, hashes=None, end=None)")]
     fn new(
         py: Python<'_>,
-        begin: u64,
+        begin: U64,
         hashes: Option<&Bound<'_, PyAny>>,
-        end: Option<u64>,
+        end: Option<U64>,
     ) -> PyResult<Self> {
         let nodes = match hashes {
             Some(h) => hash_list(h, "compact range hashes")?.hashes().to_vec(),
             None => Vec::new(),
         };
         let inner = match end {
-            Some(end) => rekorkit_core::CompactRange::from_parts(begin, end, nodes).py_err(py)?,
-            None if nodes.is_empty() => rekorkit_core::CompactRange::new(begin),
+            Some(end) => {
+                rekorkit_core::CompactRange::from_parts(begin.0, end.0, nodes).py_err(py)?
+            }
+            None if nodes.is_empty() => rekorkit_core::CompactRange::new(begin.0),
             None => {
                 return Err(malformed(
                     py,
@@ -355,14 +359,14 @@ pub fn inclusion_proofs<'py>(
     py: Python<'py>,
     leaf_hashes: &Bound<'py, PyAny>,
     indices: &Bound<'py, PyAny>,
-    size: u64,
-    threads: Option<usize>,
+    size: U64,
+    threads: Threads,
 ) -> PyResult<FlatReturn<'py>> {
     let list = hash_list(leaf_hashes, "leaf hashes")?;
     let indices = u64_array(indices, "indices")?;
     let (leaves, idx) = (list.hashes(), indices.as_slice().unwrap_or(&[]));
     let flat = py
-        .detach(|| proof_tree::inclusion_proofs(leaves, idx, size, threads))
+        .detach(|| proof_tree::inclusion_proofs(leaves, idx, size.0, thread_count(threads)))
         .py_err(py)?;
     flat_return(py, flat)
 }
@@ -373,14 +377,14 @@ pub fn consistency_proofs<'py>(
     py: Python<'py>,
     leaf_hashes: &Bound<'py, PyAny>,
     sizes1: &Bound<'py, PyAny>,
-    size2: u64,
-    threads: Option<usize>,
+    size2: U64,
+    threads: Threads,
 ) -> PyResult<FlatReturn<'py>> {
     let list = hash_list(leaf_hashes, "leaf hashes")?;
     let sizes1 = u64_array(sizes1, "sizes1")?;
     let (leaves, s1) = (list.hashes(), sizes1.as_slice().unwrap_or(&[]));
     let flat = py
-        .detach(|| proof_tree::consistency_proofs(leaves, s1, size2, threads))
+        .detach(|| proof_tree::consistency_proofs(leaves, s1, size2.0, thread_count(threads)))
         .py_err(py)?;
     flat_return(py, flat)
 }
