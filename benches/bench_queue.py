@@ -2,8 +2,9 @@
 
 Enqueue: the same prepared entries stored by the queue in batches of 1,000
 (one transaction each, WAL, ``synchronous=FULL``) beside the plain way, one
-INSERT and one commit per entry on an equally durable SQLite file; a third
-case includes the validation (signatures checked, canonical body, leaf hash).
+INSERT and one commit per entry on an equally durable SQLite file; two more
+cases include the validation (signatures checked, canonical body, leaf hash),
+in the calling process and in the validation pool (one process per core).
 
 Drain: the worker's rate (claim, submit through the verified async client,
 record the receipt) beside the async client's raw ``submit_many`` on the same
@@ -97,20 +98,38 @@ def test_enqueue_batches(benchmark: Any, requests: list[dict[str, Any]]) -> None
         assert result == len(items)
 
 
-def test_enqueue_validated_batches(benchmark: Any, requests: list[dict[str, Any]]) -> None:
-    def run() -> int:
-        with tempfile.TemporaryDirectory() as tmp, SubmissionQueue(_fresh(Path(tmp))) as q:
-            for k in range(0, len(requests), 1000):
-                q.enqueue_many(requests[k : k + 1000], backend=BACKEND)
-            return q.status().by_state[State.PENDING]
+def _enqueue_validated(requests: list[dict[str, Any]], workers: int | None) -> int:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        SubmissionQueue(_fresh(Path(tmp)), validation_workers=workers) as q,
+    ):
+        for k in range(0, len(requests), 1000):
+            q.enqueue_many(requests[k : k + 1000], backend=BACKEND)
+        return q.status().by_state[State.PENDING]
 
+
+def test_enqueue_validated_batches_one_process(
+    benchmark: Any, requests: list[dict[str, Any]]
+) -> None:
     result = measure(
         benchmark,
-        run,
+        lambda: _enqueue_validated(requests, 1),
         ops=len(requests),
         baseline="test_enqueue_baseline_commit_per_item",
         rounds=ROUNDS,
-        note="with every DSSE signature checked and the body canonicalized",
+        note="every DSSE signature checked and the body canonicalized, in the calling process",
+    )
+    assert result == len(requests)
+
+
+def test_enqueue_validated_batches(benchmark: Any, requests: list[dict[str, Any]]) -> None:
+    result = measure(
+        benchmark,
+        lambda: _enqueue_validated(requests, None),
+        ops=len(requests),
+        baseline="test_enqueue_baseline_commit_per_item",
+        rounds=ROUNDS,
+        note="every DSSE signature checked and the body canonicalized, one process per core",
     )
     assert result == len(requests)
 

@@ -11,70 +11,22 @@ entry is committed to disk before ``enqueue`` returns.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from rekorkit import merkle
-from rekorkit.entries import canonicalize_v1, canonicalize_v2
-from rekorkit.errors import MalformedError, NotFoundError, SignatureError
+from rekorkit.errors import NotFoundError
 from rekorkit.queue.model import QueueBackend, QueueCounts, State, Submission, submission_id
 from rekorkit.queue.sqlite import SQLiteQueueStorage
 from rekorkit.queue.storage import NewSubmission, QueueStorage
+from rekorkit.queue.validation import Request, validate_requests
 
 __all__ = ["DEFAULT_MAX_REQUEST", "SubmissionQueue"]
 
 # Rekor v1's default maximum request body (the Rekor OpenAPI, Error: 413 above it),
 # the same limit the local log applies.
 DEFAULT_MAX_REQUEST = 4 * 1024 * 1024
-
-Request = Mapping[str, Any] | bytes | str
-
-
-def _request_bytes(request: Request, max_size: int) -> tuple[Mapping[str, Any], bytes]:
-    if isinstance(request, bytes | str):
-        raw = request.encode() if isinstance(request, str) else request
-        if len(raw) > max_size:
-            raise MalformedError(
-                f"request is {len(raw)} bytes, over the {max_size}-byte limit",
-                what="request",
-                where="body",
-            )
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise MalformedError(
-                f"request is not JSON: {exc.msg} at byte {exc.pos}",
-                what="request",
-                where=f"byte {exc.pos}",
-            ) from exc
-        except (ValueError, RecursionError) as exc:
-            raise MalformedError(f"request is not JSON: {exc}", what="request") from exc
-        if not isinstance(obj, dict):
-            raise MalformedError("request must be a JSON object", what="request", where="body")
-        return obj, raw
-    if not isinstance(request, Mapping):
-        raise MalformedError(
-            f"request must be a JSON object, got {type(request).__name__}", what="request"
-        )
-    raw = json.dumps(request, separators=(",", ":")).encode()
-    if len(raw) > max_size:
-        raise MalformedError(
-            f"request is {len(raw)} bytes, over the {max_size}-byte limit",
-            what="request",
-            where="body",
-        )
-    return request, raw
-
-
-def _canonical(obj: Mapping[str, Any], api_version: int) -> tuple[bytes, str]:
-    if api_version == 1:
-        body = canonicalize_v1(obj)
-        return body, str(obj.get("kind"))
-    # Rekor v2 logs DSSE as a hashedrekord over the PAE digest (the rekor-tiles API).
-    return canonicalize_v2(obj, check_signature=True), "hashedrekord"
 
 
 class SubmissionQueue:
@@ -85,6 +37,9 @@ class SubmissionQueue:
             :class:`~rekorkit.queue.storage.QueueStorage`.
         max_request: the largest request body accepted, in bytes.
         clock: Unix time source (injectable for tests).
+        validation_workers: processes that validate a large batch (default: one
+            per usable CPU; 1: in the calling process). See
+            :mod:`rekorkit.queue.validation`.
 
     Raises:
         StoreError: the queue file is corrupt, not a queue, or locked.
@@ -96,12 +51,14 @@ class SubmissionQueue:
         *,
         max_request: int = DEFAULT_MAX_REQUEST,
         clock: Callable[[], float] = time.time,
+        validation_workers: int | None = None,
     ) -> None:
         self.storage: QueueStorage = (
             SQLiteQueueStorage(storage) if isinstance(storage, str | Path) else storage
         )
         self.max_request = max_request
         self.clock = clock
+        self.validation_workers = validation_workers
 
     def close(self) -> None:
         """Close the storage."""
@@ -123,23 +80,16 @@ class SubmissionQueue:
         """
         if not requests:
             return []
-        bodies, kinds, raws = [], [], []
-        for i, request in enumerate(requests):
-            where = f"request {i}" if len(requests) > 1 else "request"
-            try:
-                obj, raw = _request_bytes(request, self.max_request)
-                body, kind = _canonical(obj, backend.api_version)
-            except MalformedError as exc:
-                field = f"[{i}].{exc.where}" if len(requests) > 1 else exc.where
-                raise MalformedError(f"{where}: {exc}", what=exc.what, where=field) from exc
-            except SignatureError as exc:
-                raise SignatureError(f"{where}: {exc}", index=i, **exc.evidence) from exc
-            bodies.append(body)
-            kinds.append(kind)
-            raws.append(raw)
+        valid = validate_requests(
+            requests,
+            api_version=backend.api_version,
+            max_size=self.max_request,
+            workers=self.validation_workers,
+        )
+        bodies = [body for body, _, _ in valid]
         leaves = merkle.hash_leaves(bodies)
         out = []
-        for leaf_row, kind, raw in zip(leaves, kinds, raws, strict=True):
+        for leaf_row, (_, kind, raw) in zip(leaves, valid, strict=True):
             leaf = leaf_row.tobytes()
             out.append(
                 NewSubmission(

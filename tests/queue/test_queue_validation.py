@@ -1,0 +1,80 @@
+"""Validation of large batches in the process pool: same results and same errors as serially."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from queue_requests import KEY, dsse, envelope, hashedrekord_v2
+from rekorkit.entries import dsse_v001_request
+from rekorkit.errors import MalformedError, SignatureError
+from rekorkit.queue import QueueBackend, SubmissionQueue
+from rekorkit.queue.validation import PARALLEL_MIN_BATCH
+
+V1 = QueueBackend("http://127.0.0.1:1", 1)
+V2 = QueueBackend("http://127.0.0.1:1", 2)
+N = PARALLEL_MIN_BATCH + 88
+
+
+@pytest.fixture(scope="module")
+def batch() -> list[dict[str, object]]:
+    return [dsse(i) for i in range(N)]
+
+
+def queues(tmp_path: Path) -> tuple[SubmissionQueue, SubmissionQueue]:
+    serial = SubmissionQueue(tmp_path / "serial.sqlite", validation_workers=1)
+    pooled = SubmissionQueue(tmp_path / "pooled.sqlite", validation_workers=2)
+    return serial, pooled
+
+
+def test_pool_gives_the_serial_results_in_order(
+    tmp_path: Path, batch: list[dict[str, object]]
+) -> None:
+    serial, pooled = queues(tmp_path)
+    with serial, pooled:
+        expected = serial.prepare(batch, backend=V1)
+        got = pooled.prepare(batch, backend=V1)
+        assert got == expected and len({s.id for s in got}) == N
+        v2 = [hashedrekord_v2(i) for i in range(N)]
+        assert pooled.prepare(v2, backend=V2) == serial.prepare(v2, backend=V2)
+        ids = pooled.enqueue_many(batch, backend=V1)
+        assert ids == [s.id for s in expected] and pooled.status().total == N
+
+
+def test_pool_refuses_the_first_bad_request_with_the_serial_error(
+    tmp_path: Path, batch: list[dict[str, object]]
+) -> None:
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    bad = list(batch)
+    bad[N - 40] = dsse_v001_request(envelope(N - 40, key=stranger), [KEY.public_key()])
+    bad[N - 70] = {"kind": "dsse", "apiVersion": "0.0.1", "spec": {"proposedContent": 7}}
+    serial, pooled = queues(tmp_path)
+    with serial, pooled:
+        errors = []
+        for q in (serial, pooled):
+            with pytest.raises(MalformedError) as info:
+                q.enqueue_many(bad, backend=V1)
+            errors.append(info.value)
+            assert q.status().total == 0  # all or nothing
+        assert str(errors[0]) == str(errors[1])
+        assert errors[1].where == errors[0].where
+        assert str(errors[1].where).startswith(f"[{N - 70}].spec.proposedContent")
+
+        bad[N - 70] = batch[N - 70]  # only the forged signature is left
+        with pytest.raises(SignatureError) as sig:
+            pooled.enqueue_many(bad, backend=V1)
+        assert sig.value.evidence["index"] == N - 40
+        assert "signatures[0]" in sig.value.evidence["field"]
+        assert pooled.status().total == 0
+
+
+def test_a_request_over_the_size_limit_is_named_in_a_pooled_batch(
+    tmp_path: Path, batch: list[dict[str, object]]
+) -> None:
+    with SubmissionQueue(tmp_path / "q.sqlite", validation_workers=2, max_request=6000) as q:
+        big = list(batch)
+        big[3] = dict(big[3], padding="x" * 6000)
+        with pytest.raises(MalformedError, match=r"request 3: .*over the 6000-byte limit") as info:
+            q.enqueue_many(big, backend=V1)
+        assert info.value.where == "[3].body" and q.status().total == 0
