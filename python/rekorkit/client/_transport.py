@@ -45,6 +45,12 @@ MAX_HEADER_BYTES = 100 * 1024
 # dropped SYN costs a one-second retransmit (RFC 6298 §2); opened a few at a
 # time and reused, connections never queue there.
 MAX_CONNECTING = 4
+# Connections open at once to an origin that closes every connection after one
+# response (HTTP/1.0, ``Connection: close``). Each request there costs a new
+# connect, and a busy single-threaded server accepts them slower than a client
+# opens them: its listen queue overflows and SYNs are dropped. Two keep one
+# request on the wire while the next connects.
+ONE_SHOT_CONNECTIONS = 2
 _Origin = tuple[str, str, int]
 
 
@@ -276,6 +282,8 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
         self._ssl: ssl.SSLContext | None = verify if isinstance(verify, ssl.SSLContext) else None
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._open = 0
+        self._open_to: collections.Counter[_Origin] = collections.Counter()
+        self._one_shot: set[_Origin] = set()
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._connecting = asyncio.Semaphore(MAX_CONNECTING)
         self._fallback: httpx.AsyncHTTPTransport | None = None
@@ -338,12 +346,14 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
                 self._discard(conn)
             if self._open >= self.max_connections:
                 self._close_one_idle()
-            if self._open < self.max_connections:
+            if self._open < self.max_connections and self._origin_has_room(origin):
                 self._open += 1
+                self._open_to[origin] += 1
                 try:
                     return await self._connect(origin, timeouts)
                 except BaseException:
                     self._open -= 1
+                    self._open_to[origin] -= 1
                     self._wake_one()
                     raise
             waiter = loop.create_future()
@@ -382,6 +392,9 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
         return conn
 
+    def _origin_has_room(self, origin: _Origin) -> bool:
+        return origin not in self._one_shot or self._open_to[origin] < ONE_SHOT_CONNECTIONS
+
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
             self._ssl = httpx.create_ssl_context(verify=bool(self._verify))
@@ -389,6 +402,8 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
 
     def _release(self, conn: _Connection) -> None:
         """Back to the idle list if the exchange finished cleanly; closed otherwise."""
+        if conn.complete and not conn.keep_alive:
+            self._one_shot.add(conn.origin)  # the server closes after each response
         if conn.reusable() and not self._closed:
             conn.idle_since = time.monotonic()
             self._idle.setdefault(conn.origin, []).append(conn)
@@ -400,6 +415,7 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
     def _discard(self, conn: _Connection) -> None:
         conn.close()
         self._open -= 1
+        self._open_to[conn.origin] -= 1
         self._wake_one()
 
     def _close_one_idle(self) -> None:
