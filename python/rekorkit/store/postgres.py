@@ -49,7 +49,14 @@ from rekorkit.store import (
 )
 from rekorkit.store.duckdb import ENTRY_SCHEMA
 
-__all__ = ["MIGRATIONS", "PostgresStore", "copy_into", "copy_stream"]
+__all__ = [
+    "MIGRATIONS",
+    "PostgresStore",
+    "apply_migrations",
+    "copy_into",
+    "copy_stream",
+    "safe_url",
+]
 
 _COLUMNS = ENTRY_SCHEMA.names
 _COLUMN_LIST = ", ".join(_COLUMNS)
@@ -213,6 +220,35 @@ def copy_into(cur: psycopg.Cursor[Any], target: str, rows: pa.Table) -> None:
         copy.write(_COPY_TRAILER)
 
 
+def apply_migrations(
+    cur: psycopg.Cursor[Any], table: str, migrations: Sequence[tuple[int, str]]
+) -> int:
+    """Apply the ``migrations`` newer than the version recorded in ``table``; the version.
+
+    Run it inside a transaction: the advisory lock (held to its end) makes
+    processes that start together apply each version once, and a failed
+    version leaves the schema as it was. A version newer than ``migrations``
+    knows is returned as it is: the caller refuses it.
+    """
+    cur.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
+    name = sql.Identifier(table)
+    cur.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, "
+            "applied_at timestamptz NOT NULL)"
+        ).format(name)
+    )
+    cur.execute(sql.SQL("SELECT coalesce(max(version), 0) FROM {}").format(name))
+    row = cur.fetchone()
+    have = int(row[0]) if row else 0
+    for version, ddl in migrations:
+        if version > have:
+            cur.execute(ddl.encode())
+            cur.execute(sql.SQL("INSERT INTO {} VALUES (%s, now())").format(name), [version])
+            have = version
+    return have
+
+
 class PostgresStore:
     """Verified entries and checkpoints in a PostgreSQL database (psycopg 3).
 
@@ -231,7 +267,7 @@ class PostgresStore:
         try:
             self._con = psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout))
         except psycopg.Error as exc:
-            raise StoreError(f"cannot open PostgreSQL store {_safe(url)}: {exc}") from exc
+            raise StoreError(f"cannot open PostgreSQL store {safe_url(url)}: {exc}") from exc
         self._lock = threading.RLock()
         self._views: dict[str, int] = {}
         if read_only:
@@ -240,24 +276,13 @@ class PostgresStore:
             self._migrate()
         version = self.schema_version()
         if version != MIGRATIONS[-1][0]:
-            raise StoreError(f"{_safe(url)}: unsupported store schema version {version}")
+            raise StoreError(f"{safe_url(url)}: unsupported store schema version {version}")
 
     # -- lifecycle and schema -------------------------------------------------
 
     def _migrate(self) -> None:
         with self.transaction() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
-            cur.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                "version integer PRIMARY KEY, applied_at timestamptz NOT NULL)"
-            )
-            cur.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
-            row = cur.fetchone()
-            have = int(row[0]) if row else 0
-            for version, ddl in MIGRATIONS:
-                if version > have:
-                    cur.execute(ddl)
-                    cur.execute("INSERT INTO schema_migrations VALUES (%s, now())", [version])
+            apply_migrations(cur, "schema_migrations", MIGRATIONS)
 
     def schema_version(self) -> int:
         """The highest schema migration applied to the database (0 if none)."""
@@ -287,7 +312,7 @@ class PostgresStore:
                 with self._con.cursor() as cur:
                     yield cur
             except psycopg.Error as exc:
-                raise StoreError(f"PostgreSQL store {_safe(self.url)}: {exc}") from exc
+                raise StoreError(f"PostgreSQL store {safe_url(self.url)}: {exc}") from exc
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Cursor[Any]]:
@@ -306,7 +331,7 @@ class PostgresStore:
                     constraint=exc.diag.constraint_name,
                 ) from exc
             except psycopg.Error as exc:
-                raise StoreError(f"PostgreSQL store {_safe(self.url)}: {exc}") from exc
+                raise StoreError(f"PostgreSQL store {safe_url(self.url)}: {exc}") from exc
 
     # -- entries ---------------------------------------------------------------
 
@@ -700,7 +725,7 @@ class PostgresStore:
         return self._checkpoints("origin = %s", [origin], "ORDER BY size")
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
     """``url`` without its password, for messages."""
     try:
         info = psycopg.conninfo.conninfo_to_dict(url)
