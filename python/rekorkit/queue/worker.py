@@ -193,6 +193,8 @@ def _done(entry: LogEntry | TransparencyLogEntry, *, resolved: bool = False) -> 
 
 def _log_outcome(claim: Claim, outcome: Outcome, kind: str) -> None:
     """One log record per recorded outcome, its fields also as record attributes."""
+    if not log.isEnabledFor(logging.WARNING if isinstance(outcome, Dead) else logging.INFO):
+        return
     sub = claim.submission
     fields: dict[str, Any] = {
         "event": "outcome",
