@@ -192,6 +192,14 @@ class FileSystemTileCache:
         A wider cached version answers a narrower request with its prefix. The
         blob is re-hashed; a corrupt or missing one is dropped and is a miss.
         """
+        hit = self.get_with_digest(tile, entries=entries)
+        return None if hit is None else hit[0]
+
+    def get_with_digest(
+        self, tile: TileID, *, entries: bool = False
+    ) -> tuple[bytes, bytes | None] | None:
+        """:meth:`get`, plus the SHA-256 of the bytes (checked on this read) when they
+        are the whole stored blob, ``None`` when they are a prefix of it."""
         kind = _kind(tile, entries)
         with self._lock:
             row = self._db.execute(
@@ -205,7 +213,8 @@ class FileSystemTileCache:
             data = self._blob_path(sha).read_bytes()
         except FileNotFoundError:
             data = None
-        if data is None or hashlib.sha256(data).hexdigest() != sha:
+        digest = None if data is None else hashlib.sha256(data).digest()
+        if data is None or digest is None or digest.hex() != sha:
             self._drop_blob(sha)
             self.dropped_corrupt += 1
             self.misses += 1
@@ -217,7 +226,9 @@ class FileSystemTileCache:
         if flush:
             with self._write():
                 pass
-        return _prefix(data, tile.width, stored_width, entries)
+        if tile.width == stored_width:
+            return data, digest
+        return _prefix(data, tile.width, stored_width, entries), None
 
     def get_path(self, path: str) -> bytes | None:
         """:meth:`get` by tlog-tiles path (``tile/0/x001/234.p/5``, ``tile/entries/...``).

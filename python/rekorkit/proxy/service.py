@@ -74,8 +74,8 @@ class Served:
     immutable: bool
 
 
-def _served(body: bytes, immutable: bool) -> Served:
-    return Served(body, f'"{hashlib.sha256(body).hexdigest()}"', immutable)
+def _served(body: bytes, immutable: bool, digest: bytes | None = None) -> Served:
+    return Served(body, f'"{(digest or hashlib.sha256(body).digest()).hex()}"', immutable)
 
 
 def _width_in(level: int, index: int, size: int) -> int:
@@ -137,6 +137,11 @@ class ProxyService:
         )
         self._served: cachetools.LRUCache[tuple[int, int, int], Served] = cachetools.LRUCache(
             maxsize=memory_bytes // 4, getsizeof=lambda s: len(s.body)
+        )
+        # SHA-256 of each tile verified in this process: a cached blob with that
+        # digest (re-hashed by the cache on every read) needs no second verification.
+        self._digests: cachetools.LRUCache[tuple[int, int, int], bytes] = cachetools.LRUCache(
+            maxsize=1 << 20
         )
         self._inflight: dict[object, asyncio.Future[Any]] = {}
         self._checkpoint: SignedCheckpoint | None = None
@@ -403,7 +408,8 @@ class ProxyService:
             return hit
         cp = await self._size_for(level, index, width)
         data = await self._verified_tile(level, index, cp)
-        served = _served(data[: width * _HASH], width == TILE_WIDTH)
+        digest = self._digests.get((level, index, width)) if width == TILE_WIDTH else None
+        served = _served(data[: width * _HASH], width == TILE_WIDTH, digest)
         self._served[key] = served
         return served
 
@@ -416,9 +422,10 @@ class ProxyService:
             return hit
         cp = await self._size_for(0, index, width)
         data = await self._verified_bundle(index, cp)
+        digest = self._digests.get((_ENTRIES, index, width))
         if width < _width_in(0, index, cp.size):
-            data = data[: tiles.bundle_prefix_len(data, width)]
-        served = _served(data, width == TILE_WIDTH)
+            data, digest = data[: tiles.bundle_prefix_len(data, width)], None
+        served = _served(data, width == TILE_WIDTH, digest)
         self._served[key] = served
         return served
 
@@ -442,13 +449,8 @@ class ProxyService:
         parent = await self._verified_tile(level + 1, index // TILE_WIDTH, cp)
         pos = (index % TILE_WIDTH) * _HASH
         want = parent[pos : pos + _HASH]
-        data = await asyncio.to_thread(self.cache.get, tid)
-        if data is not None:
-            try:
-                tiles.verify_tile_against_parent(data, want, level=level, index=index)
-            except TileError:
-                # Not written by a verifying proxy (a reader's cache): fetch it again.
-                data = None
+        key = (level, index, TILE_WIDTH)
+        data = await self._from_cache(key, tid, False, want)
         if data is None:
             self.metrics.misses.labels("tile").inc()
             data = await self._upstream_tile(level, index, TILE_WIDTH)
@@ -457,9 +459,31 @@ class ProxyService:
             except TileError as exc:
                 self._refuse("tile", exc, cp, path=tid.path)
             await asyncio.to_thread(self.cache.put, tid, data)
+            self._digests[key] = hashlib.sha256(data).digest()
         else:
             self.metrics.hits.labels("tile").inc()
-        self._hot[(level, index, TILE_WIDTH)] = data
+        self._hot[key] = data
+        return data
+
+    async def _from_cache(
+        self, key: tuple[int, int, int], tid: TileID, entries: bool, against: bytes
+    ) -> bytes | None:
+        """A cached tile (``against``: its parent hash) or bundle (``against``: its
+        verified tile), verified unless this process verified the same blob before."""
+        hit = await asyncio.to_thread(self.cache.get_with_digest, tid, entries=entries)
+        if hit is None:
+            return None
+        data, digest = hit
+        if digest is not None and self._digests.get(key) == digest:
+            return data
+        try:
+            if entries:
+                tiles.verify_bundle_against_tile(data, against, tile_index=tid.index)
+            else:
+                tiles.verify_tile_against_parent(data, against, level=tid.level, index=tid.index)
+        except (TileError, MalformedError):
+            return None  # not written by a verifying proxy (a reader's cache): fetch again
+        self._digests[key] = digest or hashlib.sha256(data).digest()
         return data
 
     async def _verified_bundle(self, index: int, cp: SignedCheckpoint) -> bytes:
@@ -474,12 +498,8 @@ class ProxyService:
     async def _load_bundle(self, index: int, width: int, cp: SignedCheckpoint) -> bytes:
         tid = TileID(0, index, width)
         tile = await self._verified_tile(0, index, cp)
-        data = await asyncio.to_thread(self.cache.get, tid, entries=True)
-        if data is not None:
-            try:
-                tiles.verify_bundle_against_tile(data, tile, tile_index=index)
-            except (TileError, MalformedError):
-                data = None
+        key = (_ENTRIES, index, width)
+        data = await self._from_cache(key, tid, True, tile)
         if data is None:
             self.metrics.misses.labels("entries").inc()
             try:
@@ -488,9 +508,10 @@ class ProxyService:
             except (TileError, MalformedError) as exc:
                 self._refuse("entries", exc, cp, path=tid.entries_path)
             await asyncio.to_thread(self.cache.put, tid, data, entries=True)
+            self._digests[key] = hashlib.sha256(data).digest()
         else:
             self.metrics.hits.labels("entries").inc()
-        self._hot[(_ENTRIES, index, width)] = data
+        self._hot[key] = data
         return data
 
     def _refuse(self, kind: str, exc: Exception, cp: SignedCheckpoint, *, path: str) -> NoReturn:
