@@ -15,6 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
+from rekorkit import boundedjson
 from rekorkit.errors import MalformedError
 
 __all__ = [
@@ -159,18 +160,13 @@ def raw_error(status: int, message: str) -> bytes:
 
 
 def load_json(raw: bytes | str, what: str = "request body") -> Any:
-    """Parse untrusted JSON.
+    """Parse untrusted JSON, its nesting depth bounded before it is parsed.
 
     Raises:
-        MalformedError: not UTF-8, not JSON, or nested too deeply for the parser
-            (Python's decoder recurses per level and stops at the interpreter's limit).
+        MalformedError: not UTF-8, not JSON, or nested deeper than
+            :data:`rekorkit.boundedjson.MAX_DEPTH`.
     """
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        raise MalformedError(f"{what} is nested too deeply", what=what) from None
-    except ValueError as exc:  # bad UTF-8 or bad JSON
-        raise MalformedError(f"{what} is not valid JSON: {exc}", what=what) from exc
+    return boundedjson.loads(raw, what=what)
 
 
 def parse_index(raw: str, name: str) -> int:
