@@ -167,3 +167,26 @@ def test_missing_ranges_is_the_complement_of_the_stored_ones(
     assert all(a < b for a, b in gaps)
     assert all(gaps[i][1] < gaps[i + 1][0] for i in range(len(gaps) - 1))
     assert {i for a, b in gaps for i in range(a, b)} == set(range(lo, hi)) - covered
+
+
+def test_sightings_and_an_atomic_frontier(store: Store) -> None:
+    assert store.frontier(ORIGIN) is None
+    cp = checkpoint(4)
+    with pytest.raises(StoreError, match="not all stored"):
+        store.advance_frontier(cp, start=0, source="https://log.example")
+    assert store.frontier(ORIGIN) is None and store.latest_checkpoint(ORIGIN) is None
+    store.commit_entries(ORIGIN, [batch(0, [b"a"] * 4, 4)], start=0, end=4)
+    store.advance_frontier(cp, start=0, source="https://log.example")
+    store.record_sighting(cp, source="https://mirror.example")
+    found = store.frontier(ORIGIN)
+    assert found is not None and found[0] == 0 and found[1].size == 4 and found[1].note == cp.note
+    seen = store.sightings(ORIGIN)
+    assert [(s, r, src) for s, r, src, _, _ in seen] == [
+        (4, cp.root_hash, "https://log.example"),
+        (4, cp.root_hash, "https://mirror.example"),
+    ]
+    with pytest.raises(StoreError, match="cannot move back"):
+        store.advance_frontier(checkpoint(2), start=0, source="https://log.example")
+    with pytest.raises(DivergenceError):  # same size, another root: a fork, nothing advances
+        store.advance_frontier(checkpoint(4, b"\x09" * 32), start=4, source="https://x.example")
+    assert [s for s, *_ in store.sightings(ORIGIN)] == [4, 4]

@@ -131,6 +131,25 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             PRIMARY KEY (run_id, log_index));
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE checkpoint_sightings (
+            origin text NOT NULL,
+            size bigint NOT NULL,
+            root_hash bytea NOT NULL,
+            source text NOT NULL,
+            first_seen timestamptz NOT NULL,
+            last_seen timestamptz NOT NULL,
+            PRIMARY KEY (origin, size, source));
+        CREATE TABLE frontiers (
+            origin text PRIMARY KEY,
+            start_index bigint NOT NULL,
+            size bigint NOT NULL,
+            root_hash bytea NOT NULL,
+            updated_at timestamptz NOT NULL);
+        """,
+    ),
 )
 """The schema, version by version; a store applies the versions it has not seen."""
 
@@ -723,6 +742,84 @@ class PostgresStore:
     def checkpoints(self, origin: str) -> list[StoredCheckpoint]:
         """Every stored checkpoint of ``origin``, smallest first."""
         return self._checkpoints("origin = %s", [origin], "ORDER BY size")
+
+    # -- sightings and frontiers (the sync service) ----------------------------
+
+    def _record_sighting(self, cur: psycopg.Cursor[Any], cp: StoredCheckpoint, source: str) -> None:
+        now = _now()
+        cur.execute(
+            "INSERT INTO checkpoint_sightings VALUES (%s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (origin, size, source) DO UPDATE SET last_seen = excluded.last_seen",
+            [cp.origin, cp.size, cp.root_hash, source, now, now],
+        )
+
+    def record_sighting(self, checkpoint: StoredCheckpoint, *, source: str) -> None:
+        """Record that ``source`` (a log URL, mirror or witness) served ``checkpoint``."""
+        with self.transaction() as cur:
+            self._record_sighting(cur, checkpoint, source)
+
+    def sightings(self, origin: str) -> list[tuple[int, bytes, str, _dt.datetime, _dt.datetime]]:
+        """Every ``(size, root, source, first_seen, last_seen)`` recorded for ``origin``."""
+        rows = self._fetch(
+            "SELECT size, root_hash, source, first_seen, last_seen "
+            "FROM checkpoint_sightings WHERE origin = %s ORDER BY size, source",
+            [origin],
+        )
+        return [(int(r[0]), bytes(r[1]), str(r[2]), r[3], r[4]) for r in rows]
+
+    def advance_frontier(self, checkpoint: StoredCheckpoint, *, start: int, source: str) -> None:
+        """Record ``checkpoint`` as fully processed, in one transaction (as DuckDBStore's).
+
+        The origin's head row is locked first, so two monitors advancing one
+        origin take turns: the second sees the first's frontier and may not
+        move it back.
+
+        Raises:
+            StoreError: entries are missing, or the frontier would move back.
+            DivergenceError: the checkpoint contradicts a stored one.
+        """
+        origin = checkpoint.origin
+        with self.transaction() as cur:
+            self._lock_head(cur, origin)
+            if start < checkpoint.size:
+                cur.execute(
+                    "SELECT count(*) FROM verified_ranges "
+                    "WHERE origin = %s AND start_index <= %s AND end_index >= %s",
+                    [origin, start, checkpoint.size],
+                )
+                row = cur.fetchone()
+                if not row or not row[0]:
+                    raise StoreError(
+                        f"{origin}: entries [{start}, {checkpoint.size}) are not all stored"
+                    )
+            cur.execute("SELECT size FROM frontiers WHERE origin = %s", [origin])
+            old = cur.fetchone()
+            if old is not None and int(old[0]) > checkpoint.size:
+                raise StoreError(
+                    f"{origin}: frontier {old[0]} cannot move back to {checkpoint.size}"
+                )
+            # The head was locked above: no compare-and-swap against this store's view.
+            self._add_checkpoint(cur, checkpoint, self._lock_head(cur, origin)[0])
+            self._record_sighting(cur, checkpoint, source)
+            cur.execute(
+                "INSERT INTO frontiers VALUES (%s, %s, %s, %s, %s) ON CONFLICT (origin) "
+                "DO UPDATE SET size = excluded.size, root_hash = excluded.root_hash, "
+                "updated_at = excluded.updated_at",
+                [origin, start, checkpoint.size, checkpoint.root_hash, _now()],
+            )
+
+    def frontier(self, origin: str) -> tuple[int, StoredCheckpoint] | None:
+        """``(start, checkpoint)``: where the sync of ``origin`` began, its last full checkpoint."""
+        rows = self._fetch(
+            "SELECT f.start_index, c.origin, c.size, c.root_hash, c.note, c.first_seen, "
+            "c.last_seen FROM frontiers f JOIN checkpoints c "
+            "ON c.origin = f.origin AND c.size = f.size WHERE f.origin = %s",
+            [origin],
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return int(r[0]), StoredCheckpoint(r[1], int(r[2]), bytes(r[3]), bytes(r[4]), r[5], r[6])
 
 
 def safe_url(url: str) -> str:
