@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -60,6 +60,14 @@ class MonitorMetrics:
         return bytes(generate_latest(self.registry))
 
 
+class Renders(Protocol):
+    """Anything whose Prometheus text exposition ``/metrics`` can serve."""
+
+    def render(self) -> bytes:
+        """The metrics in the Prometheus text format."""
+        ...
+
+
 class MetricsServer:
     """Serves ``GET /healthz`` (JSON from ``health()``) and ``GET /metrics``.
 
@@ -68,9 +76,7 @@ class MetricsServer:
         health: returns ``(ok, document)``; ``ok=False`` answers 503.
     """
 
-    def __init__(
-        self, metrics: MonitorMetrics, health: Callable[[], tuple[bool, dict[str, Any]]]
-    ) -> None:
+    def __init__(self, metrics: Renders, health: Callable[[], tuple[bool, dict[str, Any]]]) -> None:
         self.metrics = metrics
         self.health = health
         self._server: asyncio.Server | None = None

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rekorkit import merkle, tiles
 from rekorkit.client import AsyncRekorV1Client, AsyncRekorV2Client, Failover, RetryPolicy
@@ -68,7 +68,7 @@ from rekorkit.queue.model import (
 from rekorkit.queue.submissions import SubmissionQueue
 
 if TYPE_CHECKING:
-    from rekorkit.monitor.metrics import MetricsServer, MonitorMetrics
+    from rekorkit.monitor.metrics import MetricsServer
 
 __all__ = ["BackendLimits", "SubmissionWorker", "WorkerReport", "client_for"]
 
@@ -591,7 +591,7 @@ class SubmissionWorker:
         from rekorkit.monitor.metrics import MetricsServer
 
         # MetricsServer only calls ``render()`` on what it serves.
-        server = MetricsServer(cast("MonitorMetrics", self.metrics), self.health)
+        server = MetricsServer(self.metrics, self.health)
         port = await server.start(self.metrics_host, self.metrics_port or 0)
         host = f"[{self.metrics_host}]" if ":" in self.metrics_host else self.metrics_host
         self.metrics_url = f"http://{host}:{port}"
