@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from rekorkit import _native
 from rekorkit._native import CompactRange
-from rekorkit.errors import ConsistencyError, InclusionError, MalformedError
+from rekorkit.errors import ConsistencyError, InclusionError, MalformedError, VerificationError
 
 __all__ = [
     "EMPTY_ROOT",
@@ -112,6 +112,16 @@ def _hash32(value: object, what: str) -> bytes:
 def _is_u64(value: object) -> bool:
     n = _index(value)
     return n is not None and 0 <= n < 1 << 64
+
+
+def _require_u64(
+    error: type[VerificationError], ints: dict[str, object], **evidence: object
+) -> None:
+    """Raises ``error`` (with the evidence) unless every value of ``ints`` fits uint64:
+    a tree position no 64-bit log can have does not verify."""
+    bad = [f"{name} {value!r:.40}" for name, value in ints.items() if not _is_u64(value)]
+    if bad:
+        raise error(f"{', '.join(bad)}: not an unsigned 64-bit integer", **ints, **evidence)
 
 
 def _hashes(value: object, what: str) -> object:
@@ -269,14 +279,7 @@ def verify_inclusion(
         InclusionError: the proof does not verify (index >= size, wrong length, wrong root).
         MalformedError: a hash is not 32 bytes.
     """
-    if not (_is_u64(index) and _is_u64(size)):
-        raise InclusionError(
-            f"index {index!r} or size {size!r} is not an unsigned 64-bit integer",
-            index=index,
-            size=size,
-            leaf_hash=leaf_hash,
-            root=root,
-        )
+    _require_u64(InclusionError, {"index": index, "size": size}, leaf_hash=leaf_hash, root=root)
     try:
         _native.verify_inclusion(
             _bytes(leaf_hash, "leaf hash"),
@@ -369,14 +372,7 @@ def verify_consistency(
         ConsistencyError: the proof does not verify.
         MalformedError: a hash is not 32 bytes.
     """
-    if not (_is_u64(size1) and _is_u64(size2)):
-        raise ConsistencyError(
-            f"size1 {size1!r} or size2 {size2!r} is not an unsigned 64-bit integer",
-            size1=size1,
-            size2=size2,
-            root1=root1,
-            root2=root2,
-        )
+    _require_u64(ConsistencyError, {"size1": size1, "size2": size2}, root1=root1, root2=root2)
     if size1 == size2 and size1 > 0:
         # Equal sizes prove nothing by hashing: the heads must be the same
         # 32-byte hashes (RFC 9162 §2.1.4, transparency-dev compares them as
