@@ -33,7 +33,6 @@ from rekorkit.queue.model import (
     Attempt,
     Claim,
     Dead,
-    DeadReason,
     Done,
     Outcome,
     QueueBackend,
@@ -42,6 +41,7 @@ from rekorkit.queue.model import (
     State,
     Submission,
 )
+from rekorkit.queue.sqlite import _submission
 from rekorkit.queue.storage import NewSubmission
 from rekorkit.store.postgres import apply_migrations, safe_url
 
@@ -86,31 +86,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
 )
 """The queue's schema, version by version."""
 
+# The SQLite storage's row shape (errors as JSON text), so one function reads both.
 _COLUMNS = (
     "id, backend, leaf_hash, kind, request, state, attempts, next_attempt_at, created_at,"
-    " updated_at, errors, receipt, log_index, dead_reason, claims, log_size_hint, seq"
+    " updated_at, errors::text AS errors, receipt, log_index, dead_reason, claims,"
+    " log_size_hint, seq"
 )
 _OPEN = "state IN ('pending', 'leased')"
 _GUARD = "WHERE id = %s AND lease_token = %s AND state = 'leased'"
-
-
-def _submission(row: Sequence[Any]) -> Submission:
-    return Submission(
-        id=row[0],
-        backend=row[1],
-        leaf_hash=bytes(row[2]),
-        kind=row[3],
-        request=bytes(row[4]),
-        state=State(row[5]),
-        attempts=int(row[6]),
-        next_attempt_at=float(row[7]),
-        created_at=float(row[8]),
-        updated_at=float(row[9]),
-        errors=tuple(Attempt.from_json(a) for a in row[10]),
-        receipt=json.loads(row[11]) if row[11] is not None else None,
-        log_index=row[12],
-        dead_reason=DeadReason(row[13]) if row[13] is not None else None,
-    )
 
 
 class PostgresQueueStorage:
@@ -202,7 +185,7 @@ class PostgresQueueStorage:
             where += " AND backend = %s"
             args.append(backend)
         expires = now + lease
-        picked = ", ".join(f"p.{c.strip()}" for c in _COLUMNS.split(","))
+        picked = ", ".join(f"p.{c.split()[-1]}" for c in _COLUMNS.split(","))
         with self._tx("claiming") as cur:
             cur.execute(
                 f"WITH p AS (SELECT {_COLUMNS} FROM queue_submissions WHERE {where}"
