@@ -82,7 +82,7 @@ def verify_inclusion(
 def verify_consistency(
     size1: int, size2: int, root1: bytes, root2: bytes, proof: list[bytes]
 ) -> bool:
-    """RFC 9162 §2.1.4.2, with the project's policy for the edges (TLOG.md §3.4)."""
+    """RFC 9162 §2.1.4.2, with the project's policy for the edges (RFC 9162 §2.1.4)."""
     if size1 == 0 or size1 > size2:
         return False
     if size1 == size2:

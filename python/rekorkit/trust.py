@@ -105,8 +105,10 @@ def log_id_v2(name: str, public_key: bytes | str | PublicKey) -> bytes:
 
 
 def origin_from_url(base_url: str) -> str:
-    """The checkpoint key name for a base URL: no scheme, no trailing slash (the Sigstore bundle
-    format (sigstore/protobuf-specs))."""
+    """The checkpoint key name for a base URL: no scheme, no trailing slash.
+
+    Rekor v2 names its checkpoint key after its URL (sigstore/protobuf-specs).
+    """
     name = base_url.split("://", 1)[-1]
     return name.rstrip("/")
 
@@ -154,8 +156,7 @@ class LogInstance:
         return int.from_bytes(self.log_id[:4], "big")
 
     def verifier(self) -> NoteVerifier:
-        """The note verifier for this log's checkpoints (the Sigstore bundle format
-        (sigstore/protobuf-specs))."""
+        """The note verifier for this log's checkpoints (sigstore/protobuf-specs)."""
         key = self.public_key
         if isinstance(key, ed25519.Ed25519PublicKey):
             return Ed25519Verifier(self.origin, key)

@@ -39,7 +39,7 @@ def test_presets_match_their_log_ids() -> None:
         b = PRESETS[name]
         assert b.api_version == 1
         assert b.public_key is not None
-        # v1 logID = SHA-256(DER SPKI) (REKOR_API.md §2.4)
+        # v1 logID = SHA-256(DER SPKI) (the Rekor OpenAPI, logID)
         assert hashlib.sha256(b.public_key).digest() == b.log_id
     assert PRESETS["production"].key_name == "rekor.sigstore.dev"
     assert PRESETS["v2-production"].api_version == 2

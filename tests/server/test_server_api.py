@@ -186,7 +186,7 @@ def test_v1_get_by_index_and_uuid(server: LocalRekor, client: httpx.Client) -> N
         r = client.get(f"/api/v1/log/entries/{uuid}")
         assert r.status_code == 200, uuid
         assert verify_entry(r.json(), log_key=server.public_key_pem).ok
-    # Trailing slashes are accepted (REKOR_API.md §6).
+    # Trailing slashes are accepted (Rekor's issue tracker).
     assert client.get(f"/api/v1/log/entries/{entry_id}/").status_code == 200
 
 

@@ -17,7 +17,7 @@ from rekorkit.entries.columns import LogEntryColumns
 __all__ = ["AHEAD", "COMMIT", "SEARCH", "read_windows"]
 
 COMMIT = 4096  # entries stored per transaction, at most (windows are gathered)
-SEARCH = 10  # REKOR_API.md §1.6: indexes per search request (maxSearchQueries)
+SEARCH = 10  # the Rekor OpenAPI, searchLogQuery: indexes per search request (maxSearchQueries)
 AHEAD = 1  # windows read ahead of the one being checked (memory: about AHEAD + 1 windows)
 
 
@@ -26,7 +26,7 @@ async def read_windows(
 ) -> AsyncGenerator[tuple[int, int, LogEntryColumns], None]:
     """Yield each span's entries in order, read ahead by ``concurrency`` search requests.
 
-    The requests (REKOR_API.md §1.6: at most 10 indexes each) are taken in
+    The requests (the Rekor OpenAPI, searchLogQuery: at most 10 indexes each) are taken in
     index order by a fixed set of workers, so spans complete in order and the
     request slots stay busy across span boundaries; no request is made for a
     span more than ``AHEAD`` past the one being checked. A failed read is

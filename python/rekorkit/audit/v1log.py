@@ -4,7 +4,7 @@ For each shard (``inactiveShards`` oldest first, then the active one) the
 engine verifies the shard's signed checkpoint and its consistency with the
 last one stored for that origin (the log's ``/api/v1/log/proof``), then
 fetches the entries of the range by index in search requests of at most 10
-(REKOR_API.md §1.6), many in flight at once, read straight into columns
+(the Rekor OpenAPI, searchLogQuery), many in flight at once, read straight into columns
 (:class:`~rekorkit.entries.columns.LogEntryColumns`). Each window of entries is
 checked with batch calls: leaf hashes in one native call, UUIDs against them,
 every inclusion proof in one ``merkle.verify_inclusion_batch`` call, the
@@ -60,7 +60,7 @@ WINDOW = 512  # entries verified per batch call
 
 
 def _public_key(verifier: NoteVerifier) -> tuple[Any, bytes | None]:
-    """The log's key and its v1 log ID (REKOR_API.md §2.4), if the verifier has an SPKI."""
+    """The log's key and its v1 log ID (the Rekor OpenAPI, logID), if the verifier has an SPKI."""
     spki = getattr(verifier, "spki", None)
     if spki is None:
         return None, None
@@ -210,7 +210,8 @@ async def _verify_sets(cols: LogEntryColumns, public_key: Any, log_id: bytes) ->
             expected=log_id.hex(),
             actual=cols.log_ids[i].tobytes().hex(),
         )
-    # REKOR_API.md §2.5: the SET signs JCS {body, integratedTime, logID, logIndex} (global).
+    # the Rekor OpenAPI, InclusionPromise: the SET signs JCS {body, integratedTime, logID, logIndex}
+    # (global).
     payloads = set_payloads(
         cols.bodies, cols.integrated_times.tolist(), log_id.hex(), gidx.tolist()
     )

@@ -2,9 +2,9 @@
 
 The public Sigstore instances are configuration only: nothing here contacts
 them. Their URLs and keys are the ones in Sigstore's TUF trusted roots
-(the Rekor OpenAPI and the rekor-tiles API); the v2 shard URL changes about every six months, so
-real
-deployments should resolve it from a SigningConfig rather than the preset.
+(the Rekor OpenAPI and the rekor-tiles API); the v2 shard URL changes about
+every six months, so real deployments should resolve it from a SigningConfig
+rather than the preset.
 
 Resolution order (first match wins): explicit arguments, ``REKORKIT_*``
 environment variables, a config file, a Sigstore SigningConfig /

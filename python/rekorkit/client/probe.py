@@ -17,7 +17,7 @@ from rekorkit.errors import NotFoundError, RekorAPIError
 
 __all__ = ["detect_api"]
 
-# GET /api/v1/log is a small object (REKOR_API.md §1.2): a few shards' tree heads.
+# GET /api/v1/log is a small object (the Rekor OpenAPI, getLogInfo): a few shards' tree heads.
 _MAX_LOG_INFO_BYTES = 1 << 20
 
 

@@ -1,7 +1,7 @@
 """Canonical Rekor entry bodies and the request bodies that produce them.
 
 :func:`canonicalize_v1` does what a Rekor v1 server does with a
-``ProposedEntry`` (REKOR_API.md §1.4): validate it, check its signatures, and
+``ProposedEntry`` (the Rekor OpenAPI, ProposedEntry): validate it, check its signatures, and
 return the RFC 8785 (JCS) body the log stores as the leaf. :func:`canonicalize_v2`
 does the same for a Rekor v2 ``hashedRekordRequestV002`` (§4.1, §4.3).
 Errors name the offending field: :class:`MalformedError` for bad structure,
@@ -45,14 +45,15 @@ __all__ = [
 Verifier = x509.Certificate | PublicKey | bytes | str
 """A certificate or public key object, or its PEM."""
 
-# REKOR_API.md §1.4.1: the digest algorithms hashedrekord 0.0.1 accepts, with hex lengths.
+# the Rekor hashedrekord v0.0.1 schema: the digest algorithms hashedrekord 0.0.1 accepts, with hex
+# lengths.
 _V1_HASHES: dict[str, tuple[type[hashes.HashAlgorithm], int]] = {
     "sha256": (hashes.SHA256, 64),
     "sha384": (hashes.SHA384, 96),
     "sha512": (hashes.SHA512, 128),
 }
 
-# REKOR_API.md §4.1: the key details rekor-tiles allows by default, with the digest
+# the rekor-tiles API: the key details rekor-tiles allows by default, with the digest
 # algorithm each implies (HashAlgorithm enum name) and its protobuf enum number.
 KEY_DETAILS_V2: dict[str, tuple[str, int]] = {
     "PKIX_ECDSA_P256_SHA_256": ("SHA2_256", 5),
@@ -110,7 +111,8 @@ def _str(obj: Mapping[str, Any], key: str, where: str, *, what: str = "entry") -
 def load_verifier_pem(pem: bytes | str, *, where: str = "publicKey") -> tuple[PublicKey, bytes]:
     """Parse a PEM certificate or public key; return the key and its canonical PEM.
 
-    A certificate stays a certificate; a key becomes a ``PUBLIC KEY`` PEM (REKOR_API.md §1.4.1).
+    A certificate stays a certificate; a key becomes a ``PUBLIC KEY`` PEM (the Rekor hashedrekord
+    v0.0.1 schema).
 
     Raises:
         MalformedError: not a PEM certificate or a supported public key.
@@ -262,7 +264,7 @@ def _intoto_v002(spec: object) -> dict[str, Any]:
     where = "spec.content.envelope"
     env = _obj(c.get("envelope"), where, ("payloadType", "payload", "signatures"))
     ptype = _str(env, "payloadType", where)
-    # REKOR_API.md §1.4.3: payload and sig are base64 of the DSSE base64 strings.
+    # the Rekor intoto v0.0.2 schema: payload and sig are base64 of the DSSE base64 strings.
     payload_b64 = _unb64(env.get("payload"), f"{where}.payload").decode("ascii", "replace")
     payload = _unb64(payload_b64, f"{where}.payload (inner)")
     raw_sigs = env.get("signatures")
@@ -353,7 +355,7 @@ def _pick(obj: Mapping[str, Any], camel: str, snake: str) -> Any:
 def canonicalize_v2(request: Mapping[str, Any], *, check_signature: bool = True) -> bytes:
     """Validate a Rekor v2 CreateEntryRequest (hashedRekordRequestV002) and return the leaf.
 
-    Unknown fields are rejected, as rekor-tiles does (REKOR_API.md §4.1).
+    Unknown fields are rejected, as rekor-tiles does (the rekor-tiles API).
 
     Args:
         request: the request as JSON-shaped data.
@@ -480,7 +482,7 @@ def _check_key_matches(key: Any, details: str, where: str) -> None:
 
 
 def key_details_for(verifier: Verifier) -> str:
-    """The rekor-tiles ``keyDetails`` name for a key or certificate (REKOR_API.md §4.1)."""
+    """The rekor-tiles ``keyDetails`` name for a key or certificate (the rekor-tiles API)."""
     key: Any
     if isinstance(verifier, bytes | str):
         key, _ = load_verifier_pem(verifier)
@@ -537,7 +539,7 @@ def dsse_v001_request(envelope: Envelope | str, verifiers: Sequence[Verifier]) -
 def intoto_v002_request(envelope: Envelope, verifiers: Sequence[Verifier]) -> dict[str, Any]:
     """A Rekor v1 ``intoto`` 0.0.2 ProposedEntry, one verifier per envelope signature.
 
-    ``payload`` and ``sig`` are base64 of the DSSE base64 strings (REKOR_API.md §1.4.3).
+    ``payload`` and ``sig`` are base64 of the DSSE base64 strings (the Rekor intoto v0.0.2 schema).
     """
     if len(verifiers) != len(envelope.signatures):
         raise ValueError("intoto 0.0.2 needs one verifier per envelope signature")

@@ -1,7 +1,7 @@
 """DSSE envelopes: model, PAE, and signing/verifying with ``cryptography`` keys.
 
 PAE(type, body) = ``"DSSEv1" SP len(type) SP type SP len(body) SP body``,
-lengths in ASCII decimal bytes (REKOR_API.md §5.1). Signatures are over the
+lengths in ASCII decimal bytes (the DSSE protocol). Signatures are over the
 PAE: ECDSA with SHA-256, pure Ed25519, or RSA PKCS#1 v1.5 with SHA-256.
 """
 

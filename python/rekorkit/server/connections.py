@@ -17,8 +17,8 @@ descriptor) forever; a few thousand such clients exhaust the server
 * at most ``max_connections`` connections are open at once; one more is
   answered a JSON 503 and closed at once.
 
-Every error this layer sends is Rekor's ``{"code", "message"}`` (REKOR_API.md
-§1.7), as are the parser's 400s for malformed requests.
+Every error this layer sends is Rekor's ``{"code", "message"}`` (the Rekor
+OpenAPI ``Error``), as are the parser's 400s for malformed requests.
 """
 
 from __future__ import annotations
