@@ -295,3 +295,33 @@ def test_step6_stored_checkpoint_then_divergence_detected(tmp_path: Path, reader
     proof = [bytes.fromhex(h) for h in evidence["proof"]]
     with pytest.raises(ConsistencyError):
         merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
+
+
+def test_step_shared_postgres_and_a_dask_audit_equal_the_single_process_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pg import start_postgres
+    from rekorkit.audit import verify_tile_log
+    from rekorkit.cli import main
+    from rekorkit.client import AsyncTileReader
+    from rekorkit.store.open import open_store
+
+    with start_server(seed=3000, fsync=False) as srv, start_postgres() as pg:
+        url = pg.create_database()
+        status = main(
+            ["verify", srv.url, "--key", srv.checkpoint_vkey, "--db", url, "--workers", "2",
+             "--json"]
+        )  # fmt: skip
+        report = json.loads(capsys.readouterr().out)
+        assert status == 0 and report["entries"] == 3000 and report["stored"] == 3000
+
+        async def single() -> bytes:
+            async with AsyncTileReader(srv.url) as reader:
+                one = await verify_tile_log(reader, parse_verifier_key(srv.checkpoint_vkey))
+            return one.root_hash
+
+        assert report["root_hash"] == asyncio.run(single()).hex()
+        with open_store(url) as store:  # another process's view of the shared store
+            assert store.verified_ranges(srv.origin) == [(0, 3000)]
+            entry = store.entry(srv.origin, 2999)
+            assert entry is not None and entry.leaf_hash == merkle.leaf_hash(entry.body)
