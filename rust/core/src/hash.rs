@@ -109,11 +109,10 @@ struct LeafMessage<'a> {
     tail_len: usize,
 }
 
-/// Reinterprets bytes as 64-byte blocks. The caller passes a multiple of 64 bytes.
+/// Reinterprets the whole 64-byte blocks at the start of `bytes`, without a copy.
 fn as_blocks(bytes: &[u8]) -> &[[u8; 64]] {
-    // SAFETY: `[u8; 64]` has size 64 and alignment 1, so the first
-    // `64 * (len / 64)` bytes form a valid block slice borrowed from `bytes`.
-    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<[u8; 64]>(), bytes.len() / 64) }
+    // Cut to whole blocks first: the cast of an exact multiple cannot fail.
+    bytemuck::cast_slice(&bytes[..bytes.len() - bytes.len() % 64])
 }
 
 impl<'a> LeafMessage<'a> {
