@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import require_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rekorkit.checkpoint import (
@@ -41,6 +40,7 @@ from rekorkit.note import (
     sign_note,
 )
 from rekorkit.tlogproof import TlogProof, parse_tlog_proof, verify_tlog_proof
+from vector_files import require_vectors
 
 TESSERA_VKEY = "example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx"
 ROOT = bytes(range(32))

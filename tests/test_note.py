@@ -8,7 +8,6 @@ import hashlib
 import json
 
 import pytest
-from conftest import require_vectors
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from hypothesis import given, settings
@@ -32,6 +31,7 @@ from rekorkit.note import (
     sign_note,
     verify_note,
 )
+from vector_files import require_vectors
 
 
 def _vectors() -> dict:

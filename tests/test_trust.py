@@ -9,7 +9,6 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from conftest import require_vectors
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from entries.sigstore_bundles import mutate_json
@@ -26,6 +25,7 @@ from rekorkit.trust import (
     log_id_v2,
     origin_from_url,
 )
+from vector_files import require_vectors
 
 
 def _asset(*parts: str):

@@ -15,7 +15,6 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import require_vectors
 from rekorkit import merkle, tiles
 from rekorkit.audit.tilelog import RangeError, VerifyReport, verify_tile_log
 from rekorkit.checkpoint import Checkpoint, sign_checkpoint
@@ -24,6 +23,7 @@ from rekorkit.client.tilereader import AsyncTileReader
 from rekorkit.errors import DivergenceError, SignatureError, TileError
 from rekorkit.note import Ed25519Signer, parse_verifier_key
 from rekorkit.store.duckdb import DuckDBStore
+from vector_files import require_vectors
 
 ORIGIN = "example.com/rekorkit-verify-test"
 

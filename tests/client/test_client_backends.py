@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import require_vectors
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from rekorkit.client.backends import (
@@ -21,6 +20,7 @@ from rekorkit.client.backends import (
     resolve_backends,
 )
 from rekorkit.errors import MalformedError
+from vector_files import require_vectors
 
 
 def pem_key() -> tuple[bytes, bytes]:

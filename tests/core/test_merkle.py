@@ -13,12 +13,12 @@ from typing import Any
 import merkle_reference as ref
 import numpy as np
 import pytest
-from conftest import require_vectors
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from rekorkit import merkle
 from rekorkit.errors import ConsistencyError, InclusionError, MalformedError, RekorKitError
 from rekorkit.merkle import CompactRange
+from vector_files import require_vectors
 
 MERKLE = "transparency-dev-merkle"
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rekorkit import tiles
 from rekorkit.errors import MalformedError, TileError
 from rekorkit.tiles import TileID
+from vector_files import require_vectors
 
 # --- pure-Python reference (RFC 6962 §2.1) -----------------------------------
 

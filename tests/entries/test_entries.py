@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pytest
 import rfc8785
-from conftest import require_vectors
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -53,6 +52,7 @@ from rekorkit.errors import (
 )
 from rekorkit.note import CosignatureSigner, ECDSASigner, Ed25519Signer
 from rekorkit.trust import load_trusted_root, log_from_key
+from vector_files import require_vectors
 
 # --------------------------------------------------------------------------- helpers
 

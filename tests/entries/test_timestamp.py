@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import require_vectors
 from rekorkit.entries import verify_entry
 from rekorkit.entries.timestamp import (
     MAX_TIMESTAMPS,
@@ -19,6 +18,7 @@ from rekorkit.entries.timestamp import (
 )
 from rekorkit.errors import MalformedError, SignatureError, VerificationError
 from rekorkit.trust import TimestampAuthority, load_trusted_root
+from vector_files import require_vectors
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

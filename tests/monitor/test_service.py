@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import config, submit_signed
+from monitor_support import config, submit_signed
 from rekorkit import merkle, tiles
 from rekorkit.checkpoint import open_checkpoint
 from rekorkit.errors import ConsistencyError

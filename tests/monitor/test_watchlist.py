@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import config, fingerprint, identity_cert, submit_signed
+from monitor_support import config, fingerprint, identity_cert, submit_signed
 from rekorkit.errors import MalformedError
 from rekorkit.monitor import (
     AlertKind,
