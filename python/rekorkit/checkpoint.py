@@ -130,6 +130,8 @@ def parse_checkpoint(text: str | bytes, *, strict: bool = True) -> Checkpoint:
             raise MalformedError(
                 "checkpoint is not UTF-8", what="checkpoint", where=f"byte {exc.start}"
             ) from exc
+    elif not text.isascii():
+        as_bytes(text, what="checkpoint")  # a lone surrogate is malformed, not text
     if not text.endswith("\n"):
         raise MalformedError("checkpoint must end in a newline", what="checkpoint")
     lines = text[:-1].split("\n")

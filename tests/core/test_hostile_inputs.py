@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from rekorkit import merkle, tiles
 from rekorkit.boundedjson import MAX_DEPTH, loads, nesting_depth
-from rekorkit.checkpoint import open_checkpoint
+from rekorkit.checkpoint import open_checkpoint, parse_checkpoint
 from rekorkit.entries import LogEntry, verify_entry
 from rekorkit.errors import ConsistencyError, InclusionError, MalformedError
 from rekorkit.note import Ed25519Signer, parse_verifier_key
@@ -75,6 +75,7 @@ def test_lone_surrogates_are_malformed() -> None:
         lambda: parse_tlog_proof("c2sp.org/tlog-proof@v1\nindex 0\n\n\udcff"),
         lambda: verify_tlog_proof("c2sp.org/tlog-proof@v1\n\udcff", b"leaf", verifier),
         lambda: parse_verifier_key("\udcff+01234567+AQ=="),
+        lambda: parse_checkpoint("\udcff\n1\nAAAA\n"),
     ):
         with pytest.raises(MalformedError):
             call()
