@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 import rfc8785
 
-from rekorkit import merkle
+from rekorkit import boundedjson, merkle
 from rekorkit.checkpoint import WitnessPolicy, parse_checkpoint, parse_rekor_v1_origin
 from rekorkit.entries.dsse import PublicKey, verify_signature
 from rekorkit.entries.models import LogEntry, TransparencyLogEntry, _unb64
@@ -685,10 +685,7 @@ def verify_entry(
         root = load_trusted_root(root)
     obj: Any = entry_or_bundle
     if isinstance(obj, str | bytes):
-        try:
-            obj = json.loads(obj)
-        except (ValueError, RecursionError) as exc:
-            raise MalformedError(f"not JSON: {exc}", what="entry") from exc
+        obj = boundedjson.loads(obj, what="entry")
     kwargs: dict[str, Any] = {
         "trusted_root": root,
         "log_key": log_key,
@@ -711,43 +708,12 @@ def verify_entry(
         entry = obj
         checks, log = _verify_tle(obj, _Context(), **kwargs)
     elif isinstance(obj, Mapping) and ("mediaType" in obj or "verificationMaterial" in obj):
-        version = bundle_version(obj.get("mediaType"))
-        checks.append(
-            _check(
-                "media_type",
-                version is not None,
-                f"bundle v{version}"
-                if version
-                else f"unsupported bundle media type {obj.get('mediaType')!r}",
-            )
-        )
-        vm = obj.get("verificationMaterial")
-        if not isinstance(vm, Mapping):
-            raise MalformedError("bundle has no verificationMaterial", what="bundle")
-        raw_entries = vm.get("tlogEntries") or []
-        if not isinstance(raw_entries, list):
-            raise MalformedError("tlogEntries must be a list", what="bundle", where="tlogEntries")
-        if not raw_entries:
-            checks.append(_check("tlog_entries", False, "expected a transparency log entry"))
         authorities = (
             timestamp_authorities
             if timestamp_authorities is not None
             else (root.timestamp_authorities if root is not None else ())
         )
-        ctx = _bundle_timestamps(obj, vm, version or "0.3", authorities, checks)
-        for i, raw in enumerate(raw_entries):
-            try:
-                tle = TransparencyLogEntry.from_json(raw)
-            except MalformedError as exc:
-                raise MalformedError(
-                    str(exc), what="bundle", where=f"tlogEntries[{i}].{exc.where}"
-                ) from exc
-            entry = entry or tle
-            sub, found = _verify_tle(tle, ctx, **kwargs)
-            log = log or found
-            if len(raw_entries) > 1:
-                sub = [Check(f"tlog[{i}].{c.name}", c.status, c.reason, c.evidence) for c in sub]
-            checks.extend(sub)
+        checks, entry, log, ctx = _verify_bundle(obj, authorities, kwargs)
     elif isinstance(obj, Mapping) and "canonicalizedBody" in obj:
         entry = TransparencyLogEntry.from_json(obj)
         checks, log = _verify_tle(entry, _Context(), **kwargs)
@@ -766,3 +732,47 @@ def verify_entry(
     if strict:
         result.raise_for_failure()
     return result
+
+
+def _verify_bundle(
+    obj: Mapping[str, Any],
+    authorities: Sequence[TimestampAuthority],
+    kwargs: dict[str, Any],
+) -> tuple[list[Check], TransparencyLogEntry | None, LogInstance | None, _Context]:
+    """A Sigstore bundle's checks: media type, timestamps, then each tlog entry."""
+    checks: list[Check] = []
+    entry: TransparencyLogEntry | None = None
+    log: LogInstance | None = None
+    version = bundle_version(obj.get("mediaType"))
+    checks.append(
+        _check(
+            "media_type",
+            version is not None,
+            f"bundle v{version}"
+            if version
+            else f"unsupported bundle media type {obj.get('mediaType')!r}",
+        )
+    )
+    vm = obj.get("verificationMaterial")
+    if not isinstance(vm, Mapping):
+        raise MalformedError("bundle has no verificationMaterial", what="bundle")
+    raw_entries = vm.get("tlogEntries") or []
+    if not isinstance(raw_entries, list):
+        raise MalformedError("tlogEntries must be a list", what="bundle", where="tlogEntries")
+    if not raw_entries:
+        checks.append(_check("tlog_entries", False, "expected a transparency log entry"))
+    ctx = _bundle_timestamps(obj, vm, version or "0.3", authorities, checks)
+    for i, raw in enumerate(raw_entries):
+        try:
+            tle = TransparencyLogEntry.from_json(raw)
+        except MalformedError as exc:
+            raise MalformedError(
+                str(exc), what="bundle", where=f"tlogEntries[{i}].{exc.where}"
+            ) from exc
+        entry = entry or tle
+        sub, found = _verify_tle(tle, ctx, **kwargs)
+        log = log or found
+        if len(raw_entries) > 1:
+            sub = [Check(f"tlog[{i}].{c.name}", c.status, c.reason, c.evidence) for c in sub]
+        checks.extend(sub)
+    return checks, entry, log, ctx
