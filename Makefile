@@ -9,7 +9,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: setup build-dev build-prod test test-rust test-python demo bench lint clean
+.PHONY: setup build-dev build-prod test test-rust test-python demo bench fuzz lint clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -49,6 +49,14 @@ demo: build-prod
 bench: build-prod
 	$(PY) -m pytest benches --benchmark-only --benchmark-json=.bench.json -q
 	$(PY) benches/report.py .bench.json README.md
+
+# Every fuzz target for FUZZ_SECONDS each (atheris when installed, else Hypothesis);
+# inputs that raise anything but a RekorKitError are kept in fuzz/corpus/ and
+# replayed by tests/fuzz as regression tests.
+FUZZ_SECONDS ?= 60
+fuzz: build-prod
+	$(PY) -m pip install -q 'atheris>=2.3' || echo "atheris did not install: the runner uses Hypothesis"
+	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS)
 
 lint: setup
 	cargo fmt --all -- --check
