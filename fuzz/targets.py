@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric import ec
 from rekorkit import merkle, tiles
 from rekorkit.checkpoint import open_checkpoint, parse_checkpoint
 from rekorkit.entries import LogEntry, TransparencyLogEntry, verify_entry
 from rekorkit.entries.columns import LogEntryColumns
+from rekorkit.entries.dsse import Envelope, sign_envelope, verify_envelope
 from rekorkit.errors import MalformedError, RekorKitError
 from rekorkit.note import parse_note, parse_verifier_key, verify_note
 from rekorkit.tlogproof import parse_tlog_proof, verify_tlog_proof
@@ -285,6 +287,14 @@ def _bundle_json(data: bytes, keys: Keys) -> None:
         verify_entry(data, log_key=keys.log_public_key_pem)
 
 
+_DSSE_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def _dsse_envelope(data: bytes, keys: Keys) -> None:
+    envelope = Envelope.from_json(data if data[:1] != b"S" else _text(data[1:]))
+    verify_envelope(envelope, _DSSE_KEY.public_key())
+
+
 def _log_entry_columns(data: bytes, keys: Keys) -> None:
     obj = _json(data)
     items = obj if isinstance(obj, list) else [obj]
@@ -396,6 +406,11 @@ def _tlog_seeds(m: Material) -> list[bytes]:
     return [encode_blob(leaf) + proof for proof, leaf in m.tlog_proofs]
 
 
+def _dsse_seeds(m: Material) -> list[bytes]:
+    signed = sign_envelope("application/vnd.in-toto+json", b'{"_type": "x"}', _DSSE_KEY)
+    return [signed.to_json().encode()]
+
+
 def _column_json_seeds(m: Material) -> list[bytes]:
     return [b"[" + b",".join(m.log_entries) + b"]", *m.log_entries]
 
@@ -420,6 +435,7 @@ TARGETS: dict[str, Target] = {
         Target("log_entry", _log_entry, lambda m: list(m.log_entries)),
         Target("bundle_json", _bundle_json, lambda m: list(m.sigstore_bundles)),
         Target("log_entry_columns", _log_entry_columns, _column_json_seeds),
+        Target("dsse_envelope", _dsse_envelope, _dsse_seeds),
         Target("trusted_root", _trusted_root, lambda m: list(m.trusted_roots)),
     )
 }

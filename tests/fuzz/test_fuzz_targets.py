@@ -30,6 +30,8 @@ OPEN_FINDINGS = {
     "rfc3161-client escape for a malformed RFC 3161 token",
     "trusted_root/crash-30085036611dbfa4": "trust.load_public_key lets cryptography's "
     "UnsupportedAlgorithm escape for an unknown key type",
+    "trusted_root/crash-054a24eecefa2787": "trust.load_public_key lets cryptography's "
+    "UnsupportedAlgorithm escape for an unsupported curve",
 }
 
 # Targets whose seeds come from the shared test vectors only.
