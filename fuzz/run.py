@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown targets {unknown}; known: {', '.join(TARGETS)}")
     own_workdir = args.workdir is None
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rekorkit-fuzz-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     try:
         if not (workdir / "keys.json").exists():
             write_seeds(workdir)
