@@ -7,8 +7,10 @@ re-check it offline (signed checkpoints, proofs, tiles, indices, hashes). The
 * ``monitor_alerts``: one row per alert, unique by its deduplication key, so
   the same finding seen again (after a restart, on the next poll) is stored
   once;
-* ``monitor_deliveries``: one row per (alert, publisher) once delivered;
-  what has no row is the outbox, retried until it is delivered;
+* ``monitor_deliveries``: one row per (alert, publisher): delivered or not,
+  attempts, the last error, and the claim (``claimed_by`` until
+  ``claimed_until``) of the dispatcher delivering it now; an alert not
+  delivered to a publisher is in that publisher's outbox, retried until it is;
 * ``monitor_acks``: acknowledged alert keys and known-good values (an entry
   UUID, a certificate fingerprint) that must not alert again;
 * ``monitor_watch_progress``: how far each origin's stored entries have been
@@ -16,6 +18,9 @@ re-check it offline (signed checkpoints, proofs, tiles, indices, hashes). The
 
 Alerts and the watch progress that produced them are written in one
 transaction, so a crash can neither lose a match nor record it twice.
+Deliveries are claimed for a lease before they are sent (:meth:`AlertStore.claim`):
+two dispatchers on one outbox never send one alert twice, and the claims of a
+dispatcher killed mid-delivery lapse after the lease, so another takes over.
 """
 
 from __future__ import annotations
@@ -26,13 +31,22 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from rekorkit.store.duckdb import DuckDBStore
 
-__all__ = ["Alert", "AlertKind", "AlertStore", "StoredAlert"]
+__all__ = [
+    "SELECT_ALERTS",
+    "Alert",
+    "AlertKind",
+    "AlertStorage",
+    "AlertStore",
+    "StoredAlert",
+    "open_alert_store",
+    "stored_alert",
+]
 
 
 class AlertKind(StrEnum):
@@ -165,7 +179,12 @@ _DDL = [
         delivered TIMESTAMP,
         attempts INTEGER NOT NULL,
         last_error VARCHAR,
+        claimed_by VARCHAR,
+        claimed_until TIMESTAMP,
         PRIMARY KEY (seq, publisher))""",
+    # Files written before deliveries were claimed.
+    "ALTER TABLE monitor_deliveries ADD COLUMN IF NOT EXISTS claimed_by VARCHAR",
+    "ALTER TABLE monitor_deliveries ADD COLUMN IF NOT EXISTS claimed_until TIMESTAMP",
     """CREATE TABLE IF NOT EXISTS monitor_acks (
         value VARCHAR PRIMARY KEY,
         note VARCHAR,
@@ -184,6 +203,99 @@ _BATCH = pa.schema(
 
 def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+
+
+class AlertStorage(Protocol):
+    """What the sync service and the :class:`~rekorkit.monitor.publishers.Dispatcher`
+    need of an alert store: :class:`AlertStore` (DuckDB) and
+    :class:`~rekorkit.monitor.postgres_alerts.PostgresAlertStore` (shared)."""
+
+    def add(self, alerts: Iterable[Alert], *, matched: tuple[str, int] | None = None) -> int:
+        """Store new alerts (and the watch progress); how many were new."""
+        ...
+
+    def matched_to(self, origin: str) -> int:
+        """How far the stored entries of ``origin`` have been matched."""
+        ...
+
+    def alerts(self, kind: AlertKind | None = None) -> list[StoredAlert]:
+        """Every stored alert (of ``kind``), oldest first."""
+        ...
+
+    def pending(self, publisher: str, limit: int = 100) -> list[StoredAlert]:
+        """Alerts not yet delivered to ``publisher``."""
+        ...
+
+    def claim(
+        self, publisher: str, *, owner: str, lease: float, limit: int = 100
+    ) -> list[StoredAlert]:
+        """Reserve undelivered alerts for ``owner`` for ``lease`` seconds; those reserved."""
+        ...
+
+    def release(self, seqs: Sequence[int], publisher: str, *, owner: str) -> None:
+        """Give back claims of ``owner`` that it will not deliver now."""
+        ...
+
+    def mark_delivered(self, seq: int, publisher: str, *, owner: str | None = None) -> None:
+        """Record that alert ``seq`` reached ``publisher``."""
+        ...
+
+    def mark_failed(
+        self, seq: int, publisher: str, error: str, *, owner: str | None = None
+    ) -> None:
+        """Record a failed delivery attempt."""
+        ...
+
+    def deliveries(self, seq: int) -> dict[str, tuple[bool, int, str | None]]:
+        """Per publisher: ``(delivered, attempts, last_error)``."""
+        ...
+
+    def acknowledge(self, value: str, note: str = "") -> None:
+        """Acknowledge an alert key or a known-good value."""
+        ...
+
+    def acknowledged(self) -> set[str]:
+        """Every acknowledged key or value."""
+        ...
+
+
+def open_alert_store(store: object) -> AlertStorage:
+    """The alert store living in ``store``'s database: PostgreSQL or DuckDB.
+
+    Raises:
+        TypeError: ``store`` is neither a DuckDB nor a PostgreSQL store.
+    """
+    if isinstance(store, DuckDBStore):
+        return AlertStore(store)
+    from rekorkit.monitor.postgres_alerts import PostgresAlertStore
+    from rekorkit.store.postgres import PostgresStore
+
+    if isinstance(store, PostgresStore):
+        return PostgresAlertStore(store)
+    raise TypeError(f"no alert store for {type(store).__name__}")
+
+
+# The alert columns :func:`stored_alert` reads, with ``a`` the alert and ``k`` its ack.
+SELECT_ALERTS = (
+    "SELECT a.seq, a.key, a.kind, a.log, a.origin, a.summary, a.evidence, a.created, "
+    "k.value IS NOT NULL FROM monitor_alerts a LEFT JOIN monitor_acks k ON k.value = a.key "
+)
+# Not delivered to publisher ``?`` and not acknowledged.
+_UNDELIVERED = (
+    "k.value IS NULL AND a.seq NOT IN (SELECT seq FROM monitor_deliveries "
+    "WHERE publisher = ? AND delivered IS NOT NULL)"
+)
+
+
+def stored_alert(r: Sequence[Any]) -> StoredAlert:
+    """A :class:`StoredAlert` from a row of :data:`SELECT_ALERTS` (either backend)."""
+    created = r[7] if r[7].tzinfo is not None else r[7].replace(tzinfo=_dt.UTC)
+    return StoredAlert(
+        int(r[0]),
+        Alert(AlertKind(r[2]), r[3], r[4], r[5], json.loads(r[6]), r[1]),
+        created,
+        bool(r[8]),
+    )
 
 
 class AlertStore:
@@ -252,22 +364,13 @@ class AlertStore:
 
     def _rows(self, where: str, params: list[Any], limit: int = -1) -> list[StoredAlert]:
         with self.store.transaction() as con:
-            rows = con.execute(
-                "SELECT a.seq, a.key, a.kind, a.log, a.origin, a.summary, a.evidence, a.created, "
-                "k.value IS NOT NULL FROM monitor_alerts a "
-                "LEFT JOIN monitor_acks k ON k.value = a.key "
-                f"WHERE {where} ORDER BY a.seq" + (f" LIMIT {int(limit)}" if limit >= 0 else ""),
-                params,
-            ).fetchall()
-        return [
-            StoredAlert(
-                int(r[0]),
-                Alert(AlertKind(r[2]), r[3], r[4], r[5], json.loads(r[6]), r[1]),
-                r[7].replace(tzinfo=_dt.UTC),
-                bool(r[8]),
-            )
-            for r in rows
-        ]
+            return self._select(con, where, params, limit)
+
+    @staticmethod
+    def _select(con: Any, where: str, params: list[Any], limit: int = -1) -> list[StoredAlert]:
+        tail = f" LIMIT {int(limit)}" if limit >= 0 else ""
+        rows = con.execute(f"{SELECT_ALERTS} WHERE {where} ORDER BY a.seq{tail}", params).fetchall()
+        return [stored_alert(r) for r in rows]
 
     def alerts(self, kind: AlertKind | None = None) -> list[StoredAlert]:
         """Every stored alert (of ``kind``), oldest first."""
@@ -277,29 +380,72 @@ class AlertStore:
 
     def pending(self, publisher: str, limit: int = 100) -> list[StoredAlert]:
         """Alerts not yet delivered to ``publisher`` (acknowledged ones are skipped)."""
-        return self._rows(
-            "k.value IS NULL AND a.seq NOT IN (SELECT seq FROM monitor_deliveries "
-            "WHERE publisher = ? AND delivered IS NOT NULL)",
-            [publisher],
-            limit,
-        )
+        return self._rows(_UNDELIVERED, [publisher], limit)
 
-    def mark_delivered(self, seq: int, publisher: str) -> None:
-        """Record that alert ``seq`` reached ``publisher``."""
-        self._delivery(seq, publisher, None)
+    def claim(
+        self, publisher: str, *, owner: str, lease: float, limit: int = 100
+    ) -> list[StoredAlert]:
+        """Reserve up to ``limit`` undelivered alerts for ``owner`` for ``lease`` seconds.
 
-    def mark_failed(self, seq: int, publisher: str, error: str) -> None:
-        """Record a failed delivery attempt (the alert stays in the outbox)."""
-        self._delivery(seq, publisher, error)
+        Alerts another owner holds an unexpired claim on are skipped. The
+        selection and the claims are one transaction (DuckDB admits one
+        writer), so two dispatchers never claim the same delivery.
+        """
+        now = _now()
+        until = now + _dt.timedelta(seconds=lease)
+        with self.store.transaction() as con:
+            found = self._select(
+                con,
+                f"{_UNDELIVERED} AND a.seq NOT IN (SELECT seq FROM monitor_deliveries "
+                "WHERE publisher = ? AND claimed_until > ?)",
+                [publisher, publisher, now],
+                limit,
+            )
+            if found:
+                con.executemany(
+                    "INSERT INTO monitor_deliveries (seq, publisher, attempts, claimed_by, "
+                    "claimed_until) VALUES (?, ?, 0, ?, ?) ON CONFLICT DO UPDATE SET "
+                    "claimed_by = excluded.claimed_by, claimed_until = excluded.claimed_until",
+                    [[a.seq, publisher, owner, until] for a in found],
+                )
+        return found
 
-    def _delivery(self, seq: int, publisher: str, error: str | None) -> None:
+    def release(self, seqs: Sequence[int], publisher: str, *, owner: str) -> None:
+        """Give back ``owner``'s claims on ``seqs`` (not delivered now; due again at once)."""
+        if not seqs:
+            return
+        with self.store.transaction() as con:
+            con.executemany(
+                "UPDATE monitor_deliveries SET claimed_by = NULL, claimed_until = NULL "
+                "WHERE seq = ? AND publisher = ? AND claimed_by = ?",
+                [[seq, publisher, owner] for seq in seqs],
+            )
+
+    def mark_delivered(self, seq: int, publisher: str, *, owner: str | None = None) -> None:
+        """Record that alert ``seq`` reached ``publisher`` (and end ``owner``'s claim)."""
+        self._delivery(seq, publisher, None, owner)
+
+    def mark_failed(
+        self, seq: int, publisher: str, error: str, *, owner: str | None = None
+    ) -> None:
+        """Record a failed delivery attempt (the alert stays in the outbox, unclaimed)."""
+        self._delivery(seq, publisher, error, owner)
+
+    def _delivery(self, seq: int, publisher: str, error: str | None, owner: str | None) -> None:
         delivered = _now() if error is None else None
         with self.store.transaction() as con:
             con.execute(
-                "INSERT INTO monitor_deliveries VALUES (?, ?, ?, 1, ?) ON CONFLICT DO UPDATE SET "
-                "delivered = excluded.delivered, attempts = monitor_deliveries.attempts + 1, "
-                "last_error = excluded.last_error",
-                [seq, publisher, delivered, error],
+                "INSERT INTO monitor_deliveries (seq, publisher, delivered, attempts, last_error) "
+                "VALUES (?, ?, ?, 1, ?) ON CONFLICT DO UPDATE SET "
+                "delivered = coalesce(monitor_deliveries.delivered, excluded.delivered), "
+                "attempts = monitor_deliveries.attempts + 1, last_error = excluded.last_error, "
+                # A claim taken over by another owner after a lapsed lease stays theirs.
+                "claimed_by = CASE WHEN ?::VARCHAR IS NULL OR monitor_deliveries.claimed_by = ? "
+                "THEN NULL ELSE monitor_deliveries.claimed_by END, "
+                "claimed_until = CASE WHEN ?::VARCHAR IS NULL OR "
+                "monitor_deliveries.claimed_by = ? THEN NULL "
+                "ELSE monitor_deliveries.claimed_until END",
+                [seq, publisher, delivered, error, owner, owner, owner, owner],
             )
 
     def deliveries(self, seq: int) -> dict[str, tuple[bool, int, str | None]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -22,6 +23,12 @@ __all__ = ["configure", "run"]
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``monitor`` arguments."""
     parser.add_argument("--config", required=True, help="monitor.toml")
+    parser.add_argument(
+        "--db",
+        metavar="PATH|URL",
+        help="the store, instead of the config's db: a DuckDB file or a postgresql:// URL "
+        "shared by several monitors",
+    )
     parser.add_argument("--once", action="store_true", help="one round over every log, then exit")
     parser.add_argument(
         "--backfill", action="store_true", help="match the watchlist over all stored entries"
@@ -44,7 +51,10 @@ async def _main(args: argparse.Namespace) -> int:
     from rekorkit.monitor.config import load_config
     from rekorkit.monitor.service import RekorSyncService
 
-    service = RekorSyncService(load_config(args.config))
+    config = load_config(args.config)
+    if args.db:
+        config = dataclasses.replace(config, db=args.db)
+    service = RekorSyncService(config)
     if args.ack or args.alerts or args.test_alert or args.backfill:
         try:
             for value in args.ack:

@@ -1,7 +1,9 @@
 """The monitor's configuration: ``monitor.toml``.
 
 ```toml
-db = "monitor.duckdb"          # the store (entries, checkpoints, alerts)
+db = "monitor.duckdb"          # the store (entries, checkpoints, alerts): a DuckDB file,
+                               # or postgresql://user@host/db shared by several monitors
+delivery_lease = 60            # seconds an alert delivery is reserved for one monitor
 poll_interval = 10             # seconds between rounds (per log, overridable)
 metrics_port = 9464            # /healthz and /metrics (omit: no HTTP endpoint)
 heartbeat_interval = 300       # dead-man's switch: a heartbeat to every publisher
@@ -53,6 +55,7 @@ from rekorkit.monitor.publishers import (
     WebhookPublisher,
 )
 from rekorkit.monitor.watchlist import IdentityWatch, OIDWatch, Watchlist, load_monitored_values
+from rekorkit.store.open import is_postgres_url
 
 __all__ = ["LogConfig", "MonitorConfig", "Vantage", "load_config"]
 
@@ -118,6 +121,16 @@ class MonitorConfig:
     heartbeat_interval: float | None = None
     heartbeat_url: str | None = None
     delivery_interval: float = 5.0
+    delivery_lease: float = 60.0
+
+
+def _db(value: Any, base: Path) -> str:
+    """The store location: a ``postgresql://`` URL as it is, a DuckDB path under ``base``."""
+    if not isinstance(value, str) or not value:
+        raise MalformedError(
+            "db is a file path or a postgresql:// URL", what="monitor config", where="db"
+        )
+    return value if is_postgres_url(value) else str(base / value)
 
 
 def _get(doc: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
@@ -265,7 +278,7 @@ def parse_config(doc: Mapping[str, Any], base: Path = Path(".")) -> MonitorConfi
     port = _get(doc, "metrics_port", int, "metrics_port")
     hb = _get(doc, "heartbeat_interval", (int, float), "heartbeat_interval")
     return MonitorConfig(
-        db=str(base / str(doc.get("db", "monitor.duckdb"))),
+        db=_db(doc.get("db", "monitor.duckdb"), base),
         logs=logs,
         watchlist=_watchlist(doc.get("watchlist"), base),
         publishers=tuple(_publisher(p, i, base) for i, p in enumerate(doc.get("publishers") or [])),
@@ -274,7 +287,19 @@ def parse_config(doc: Mapping[str, Any], base: Path = Path(".")) -> MonitorConfi
         heartbeat_interval=float(hb) if hb else None,
         heartbeat_url=_get(doc, "heartbeat_url", str, "heartbeat_url"),
         delivery_interval=float(doc.get("delivery_interval", 5.0)),
+        delivery_lease=_positive(doc, "delivery_lease", 60.0),
     )
+
+
+def _positive(doc: Mapping[str, Any], key: str, default: float) -> float:
+    value = _get(doc, key, (int, float), key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not value > 0:
+        raise MalformedError(
+            f"{key} must be a positive number of seconds", what="monitor config", where=key
+        )
+    return float(value)
 
 
 def load_config(path: str | Path) -> MonitorConfig:

@@ -6,20 +6,23 @@ progress), in the database of a :class:`~rekorkit.store.postgres.PostgresStore`.
 What sharing adds: two monitors that find the same thing insert it with
 ``ON CONFLICT (key) DO NOTHING`` (alert writers take turns on an advisory
 lock, so overlapping batches never deadlock), so it is stored once; a
-delivery is recorded per (alert, publisher) under the row's lock, so two
-monitors publishing from one outbox count attempts exactly. The schema is
-versioned in ``monitor_schema_migrations``.
+delivery is claimed before it is sent: the alert rows are picked with
+``FOR UPDATE SKIP LOCKED`` and the claim is taken by an upsert that only
+succeeds where no live claim exists, so two monitors publishing from one
+outbox never send an alert twice, and the claim of a monitor killed
+mid-delivery lapses after its lease (server time, ``now()``), when another
+monitor takes it over. The schema is versioned in ``monitor_schema_migrations``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rekorkit.errors import StoreError
-from rekorkit.monitor.alerts import Alert, AlertKind, StoredAlert
+from rekorkit.monitor.alerts import SELECT_ALERTS, Alert, AlertKind, StoredAlert, stored_alert
 from rekorkit.store.postgres import PostgresStore, apply_migrations
 
 __all__ = ["MIGRATIONS", "PostgresAlertStore"]
@@ -53,14 +56,22 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             matched_to bigint NOT NULL);
         """,
     ),
+    (
+        2,
+        """
+        ALTER TABLE monitor_deliveries ADD COLUMN claimed_by text;
+        ALTER TABLE monitor_deliveries ADD COLUMN claimed_until timestamptz;
+        """,
+    ),
 )
 """The alert tables, version by version."""
 
 _ALERTS_LOCK = 0x616C7274  # pg_advisory_xact_lock key: "alrt"
 
-_SELECT = (
-    "SELECT a.seq, a.key, a.kind, a.log, a.origin, a.summary, a.evidence, a.created, "
-    "k.value IS NOT NULL FROM monitor_alerts a LEFT JOIN monitor_acks k ON k.value = a.key "
+# Not delivered to publisher %s and not acknowledged.
+_UNDELIVERED = (
+    "k.value IS NULL AND a.seq NOT IN (SELECT seq FROM monitor_deliveries "
+    "WHERE publisher = %s AND delivered IS NOT NULL)"
 )
 
 
@@ -135,16 +146,8 @@ class PostgresAlertStore:
 
     def _rows(self, where: str, params: list[Any], limit: int | None = None) -> list[StoredAlert]:
         tail = f" LIMIT {int(limit)}" if limit is not None else ""
-        rows = self._query(f"{_SELECT} WHERE {where} ORDER BY a.seq{tail}", params)
-        return [
-            StoredAlert(
-                int(r[0]),
-                Alert(AlertKind(r[2]), r[3], r[4], r[5], json.loads(r[6]), r[1]),
-                r[7],
-                bool(r[8]),
-            )
-            for r in rows
-        ]
+        rows = self._query(f"{SELECT_ALERTS} WHERE {where} ORDER BY a.seq{tail}", params)
+        return [stored_alert(r) for r in rows]
 
     def alerts(self, kind: AlertKind | None = None) -> list[StoredAlert]:
         """Every stored alert (of ``kind``), oldest first."""
@@ -154,30 +157,77 @@ class PostgresAlertStore:
 
     def pending(self, publisher: str, limit: int = 100) -> list[StoredAlert]:
         """Alerts not yet delivered to ``publisher`` (acknowledged ones are skipped)."""
-        return self._rows(
-            "k.value IS NULL AND a.seq NOT IN (SELECT seq FROM monitor_deliveries "
-            "WHERE publisher = %s AND delivered IS NOT NULL)",
-            [publisher],
-            limit,
-        )
+        return self._rows(_UNDELIVERED, [publisher], limit)
 
-    def mark_delivered(self, seq: int, publisher: str) -> None:
-        """Record that alert ``seq`` reached ``publisher``."""
-        self._delivery(seq, publisher, None)
+    def claim(
+        self, publisher: str, *, owner: str, lease: float, limit: int = 100
+    ) -> list[StoredAlert]:
+        """Reserve up to ``limit`` undelivered alerts for ``owner`` for ``lease`` seconds.
 
-    def mark_failed(self, seq: int, publisher: str, error: str) -> None:
-        """Record a failed delivery attempt (the alert stays in the outbox)."""
-        self._delivery(seq, publisher, error)
+        Alerts another monitor is claiming right now are skipped (``SKIP
+        LOCKED``), and so are those it holds an unexpired claim on: the upsert
+        takes a claim only where the latest committed row has none, so two
+        monitors never both succeed.
+        """
+        with self.store.transaction() as cur:
+            cur.execute(
+                "WITH c AS (SELECT a.seq FROM monitor_alerts a "
+                "LEFT JOIN monitor_acks k ON k.value = a.key "
+                "LEFT JOIN monitor_deliveries d ON d.seq = a.seq AND d.publisher = %s "
+                "WHERE k.value IS NULL AND d.delivered IS NULL "
+                "AND (d.claimed_until IS NULL OR d.claimed_until < now()) "
+                "ORDER BY a.seq LIMIT %s FOR UPDATE OF a SKIP LOCKED) "
+                "INSERT INTO monitor_deliveries (seq, publisher, attempts, claimed_by, "
+                "claimed_until) SELECT seq, %s, 0, %s, now() + make_interval(secs => %s) FROM c "
+                "ON CONFLICT (seq, publisher) DO UPDATE SET claimed_by = excluded.claimed_by, "
+                "claimed_until = excluded.claimed_until "
+                "WHERE monitor_deliveries.delivered IS NULL AND "
+                "(monitor_deliveries.claimed_until IS NULL OR "
+                "monitor_deliveries.claimed_until < now()) RETURNING seq",
+                [publisher, limit, publisher, owner, lease],
+            )
+            seqs = sorted(int(r[0]) for r in cur.fetchall())
+            if not seqs:
+                return []
+            cur.execute(f"{SELECT_ALERTS} WHERE a.seq = ANY(%s) ORDER BY a.seq".encode(), [seqs])
+            return [stored_alert(r) for r in cur.fetchall()]
 
-    def _delivery(self, seq: int, publisher: str, error: str | None) -> None:
+    def release(self, seqs: Sequence[int], publisher: str, *, owner: str) -> None:
+        """Give back ``owner``'s claims on ``seqs`` (not delivered now; due again at once)."""
+        if not seqs:
+            return
+        with self.store.transaction() as cur:
+            cur.execute(
+                "UPDATE monitor_deliveries SET claimed_by = NULL, claimed_until = NULL "
+                "WHERE seq = ANY(%s) AND publisher = %s AND claimed_by = %s",
+                [list(seqs), publisher, owner],
+            )
+
+    def mark_delivered(self, seq: int, publisher: str, *, owner: str | None = None) -> None:
+        """Record that alert ``seq`` reached ``publisher`` (and end ``owner``'s claim)."""
+        self._delivery(seq, publisher, None, owner)
+
+    def mark_failed(
+        self, seq: int, publisher: str, error: str, *, owner: str | None = None
+    ) -> None:
+        """Record a failed delivery attempt (the alert stays in the outbox, unclaimed)."""
+        self._delivery(seq, publisher, error, owner)
+
+    def _delivery(self, seq: int, publisher: str, error: str | None, owner: str | None) -> None:
         delivered = _now() if error is None else None
         with self.store.transaction() as cur:
             cur.execute(
-                "INSERT INTO monitor_deliveries VALUES (%s, %s, %s, 1, %s) "
-                "ON CONFLICT (seq, publisher) DO UPDATE SET "
+                "INSERT INTO monitor_deliveries (seq, publisher, delivered, attempts, last_error) "
+                "VALUES (%s, %s, %s, 1, %s) ON CONFLICT (seq, publisher) DO UPDATE SET "
                 "delivered = coalesce(monitor_deliveries.delivered, excluded.delivered), "
-                "attempts = monitor_deliveries.attempts + 1, last_error = excluded.last_error",
-                [seq, publisher, delivered, error],
+                "attempts = monitor_deliveries.attempts + 1, last_error = excluded.last_error, "
+                # A claim taken over by another monitor after a lapsed lease stays theirs.
+                "claimed_by = CASE WHEN %s::text IS NULL OR monitor_deliveries.claimed_by = %s "
+                "THEN NULL ELSE monitor_deliveries.claimed_by END, "
+                "claimed_until = CASE WHEN %s::text IS NULL OR "
+                "monitor_deliveries.claimed_by = %s THEN NULL "
+                "ELSE monitor_deliveries.claimed_until END",
+                [seq, publisher, delivered, error, owner, owner, owner, owner],
             )
 
     def deliveries(self, seq: int) -> dict[str, tuple[bool, int, str | None]]:

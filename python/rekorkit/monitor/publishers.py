@@ -17,15 +17,18 @@ import inspect
 import json
 import logging
 import os
+import socket
 import sys
 import tempfile
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from rekorkit.monitor.alerts import AlertStore
+from rekorkit.monitor.alerts import AlertStorage
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -244,11 +247,38 @@ class CallbackPublisher:
 
 
 class Dispatcher:
-    """Delivers the outbox: every stored, unacknowledged alert to every publisher, once."""
+    """Delivers the outbox: every stored, unacknowledged alert to every publisher, once.
 
-    def __init__(self, alerts: AlertStore, publishers: Sequence[AlertPublisher]) -> None:
+    Deliveries are claimed for ``lease`` seconds, a few at a time, before they
+    are sent, so several dispatchers (monitors sharing one PostgreSQL store)
+    drain one outbox without sending an alert twice; the claims of one killed
+    mid-delivery lapse after the lease and another dispatcher takes them over.
+    Claims left with less than half their lease are given back unsent rather
+    than risk a second sender.
+
+    Args:
+        alerts: the alert store.
+        publishers: where alerts go.
+        lease: seconds a claim lasts: longer than one publisher takes to deliver
+            (a webhook's retries included).
+        owner: this dispatcher's name in the claims (default: host, process, random).
+        batch: alerts claimed at a time.
+    """
+
+    def __init__(
+        self,
+        alerts: AlertStorage,
+        publishers: Sequence[AlertPublisher],
+        *,
+        lease: float = 60.0,
+        owner: str | None = None,
+        batch: int = 16,
+    ) -> None:
         self.alerts = alerts
         self.publishers = list(publishers)
+        self.lease = lease
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.batch = batch
         self.failures = 0
         self.delivered = 0
 
@@ -256,19 +286,39 @@ class Dispatcher:
         """One pass over the outbox; return how many deliveries succeeded."""
         done = 0
         for pub in self.publishers:
-            pending = await asyncio.to_thread(self.alerts.pending, pub.name)
-            for item in pending:
+            done += await self._deliver_to(pub)
+        self.delivered += done
+        return done
+
+    async def _deliver_to(self, pub: AlertPublisher) -> int:
+        done = 0
+        while True:
+            claimed_at = time.monotonic()
+            claimed = await asyncio.to_thread(
+                self.alerts.claim, pub.name, owner=self.owner, lease=self.lease, limit=self.batch
+            )
+            if not claimed:
+                return done
+            for i, item in enumerate(claimed):
+                if time.monotonic() - claimed_at > self.lease / 2:
+                    rest = [c.seq for c in claimed[i:]]
+                    await asyncio.to_thread(self.alerts.release, rest, pub.name, owner=self.owner)
+                    break  # claim again, with a fresh lease
                 try:
                     await pub.publish(item.to_json())
                 except Exception as exc:
                     self.failures += 1
                     log.warning("alert %s to %s failed: %s", item.alert.key, pub.name, exc)
-                    await asyncio.to_thread(self.alerts.mark_failed, item.seq, pub.name, str(exc))
-                    break  # in order: the rest wait for this receiver to come back
-                await asyncio.to_thread(self.alerts.mark_delivered, item.seq, pub.name)
+                    await asyncio.to_thread(
+                        self.alerts.mark_failed, item.seq, pub.name, str(exc), owner=self.owner
+                    )
+                    rest = [c.seq for c in claimed[i + 1 :]]
+                    await asyncio.to_thread(self.alerts.release, rest, pub.name, owner=self.owner)
+                    return done  # in order: the rest wait for this receiver to come back
+                await asyncio.to_thread(
+                    self.alerts.mark_delivered, item.seq, pub.name, owner=self.owner
+                )
                 done += 1
-        self.delivered += done
-        return done
 
     async def broadcast(self, alert: dict[str, Any]) -> dict[str, str | None]:
         """Send an unstored alert (heartbeat, test) to every publisher; per name, the error."""

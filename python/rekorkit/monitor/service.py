@@ -20,6 +20,17 @@ frontier at a checkpoint whose entries are all stored, and alerts either
 stored with the matches that produced them or not at all; the next run
 resumes from there. A log that fails backs off and alerts after
 ``error_alert_after`` failed rounds; the other logs keep running.
+
+The store is a DuckDB file, or a ``postgresql://`` URL that several monitors
+share (:class:`~rekorkit.store.postgres.PostgresStore` with
+:class:`~rekorkit.monitor.postgres_alerts.PostgresAlertStore`). Monitors
+sharing one store race, and the store settles every race: a range or a
+checkpoint another monitor stored first is refused
+(:class:`~rekorkit.errors.WriterConflictError`) and this monitor resumes from
+what was stored, without counting a failure; a checkpoint smaller than one
+another monitor stored after it was fetched is fetched again before it is
+called a rollback; alerts are unique by key and each delivery is claimed by
+one monitor (:class:`~rekorkit.monitor.publishers.Dispatcher`).
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -45,8 +56,15 @@ from rekorkit.client import (
     Timeouts,
     VerifyOptions,
 )
-from rekorkit.errors import RekorAPIError, RekorKitError, StoreError, VerificationError
-from rekorkit.monitor.alerts import Alert, AlertKind, AlertStore
+from rekorkit.errors import (
+    DivergenceError,
+    RekorAPIError,
+    RekorKitError,
+    StoreError,
+    VerificationError,
+    WriterConflictError,
+)
+from rekorkit.monitor.alerts import Alert, AlertKind, open_alert_store
 from rekorkit.monitor.config import LogConfig, MonitorConfig, Vantage
 from rekorkit.monitor.detector import DivergenceDetector
 from rekorkit.monitor.metrics import MetricsServer, MonitorMetrics
@@ -55,6 +73,12 @@ from rekorkit.monitor.watchlist import Watchlist
 from rekorkit.note import NoteVerifier
 from rekorkit.store import StoredCheckpoint
 from rekorkit.store.duckdb import DuckDBStore
+from rekorkit.store.open import open_store
+
+if TYPE_CHECKING:
+    from rekorkit.store.postgres import PostgresStore
+
+    MonitorStore = DuckDBStore | PostgresStore
 
 __all__ = ["LogStatus", "RekorSyncService"]
 
@@ -185,6 +209,14 @@ class _Follower:
         self.status.origin, self.status.size = origin, signed.size
         svc.metrics.log_size.labels(cfg.name).set(signed.size)
         stored = await asyncio.to_thread(store.latest_checkpoint, origin)
+        if stored is not None and signed.size < stored.size:
+            # Another monitor sharing the store may have stored a newer checkpoint
+            # after ours was fetched: only a fetch made after reading the store
+            # shows a rollback.
+            signed = await self._signed_checkpoint()
+            if signed is None:
+                return
+            self.status.size = signed.size
         reader = self.reader if self.api == "v2" else None
         alert = await self.detector.check(stored, signed, reader, source=cfg.url)
         if alert is not None:
@@ -212,7 +244,13 @@ class _Follower:
         if left:  # stopped mid-catch-up: the frontier stays where its entries are
             return
         cp = StoredCheckpoint(origin, signed.size, signed.root, signed.raw)
-        await asyncio.to_thread(store.advance_frontier, cp, start=start, source=cfg.url)
+        try:
+            await asyncio.to_thread(store.advance_frontier, cp, start=start, source=cfg.url)
+        except StoreError:
+            ahead = await asyncio.to_thread(store.frontier, origin)
+            if ahead is None or ahead[1].size < signed.size:
+                raise
+            # Another monitor sharing the store advanced past this checkpoint first.
         self.status.frontier = self.status.stored_to = signed.size
         svc.metrics.frontier.labels(cfg.name).set(signed.size)
         svc.metrics.lag.labels(cfg.name).set(0)
@@ -247,6 +285,15 @@ class _Follower:
                     concurrency=cfg.concurrency,
                     url=cfg.url,
                 )
+        except DivergenceError as exc:
+            if _newer_stored(exc):
+                # The bulk engine read its own checkpoint, and another monitor sharing
+                # the store stored a newer one meanwhile; the next round's detector
+                # (which fetches again before calling it a rollback) decides.
+                log.info("%s: a newer checkpoint was stored meanwhile: %s", cfg.name, exc)
+                return False
+            await svc._raise(self.detector.verification_alert(signed.origin, exc, source=cfg.url))
+            return False
         except VerificationError as exc:
             await svc._raise(self.detector.verification_alert(signed.origin, exc, source=cfg.url))
             return False
@@ -303,6 +350,12 @@ class _Follower:
         await svc._scan(self.cfg.name, origin, lo, top, progress=True)
 
 
+def _newer_stored(exc: DivergenceError) -> bool:
+    """Whether ``exc`` is only "the store holds a larger checkpoint than the one read"."""
+    old, new = exc.evidence.get("old_size"), exc.evidence.get("new_size")
+    return isinstance(old, int) and isinstance(new, int) and new < old
+
+
 class RekorSyncService:
     """Follows logs, stores verified entries, detects divergence, publishes alerts.
 
@@ -311,7 +364,8 @@ class RekorSyncService:
 
     Args:
         config: the logs, watchlist, publishers and endpoint.
-        store: an open store (default: the config's DuckDB file, opened here).
+        store: an open store (default: the config's ``db``, opened here: a DuckDB
+            file, or a PostgreSQL database for a ``postgresql://`` URL).
         publishers: more publishers (e.g. :class:`CallbackPublisher`), after the config's.
     """
 
@@ -319,16 +373,25 @@ class RekorSyncService:
         self,
         config: MonitorConfig,
         *,
-        store: DuckDBStore | None = None,
+        store: MonitorStore | None = None,
         publishers: Sequence[AlertPublisher] = (),
     ) -> None:
         self.config = config
         self._own_store = store is None
-        self.store = store if store is not None else DuckDBStore(config.db)
-        self.alerts = AlertStore(self.store)
+        self.store: MonitorStore = (
+            store if store is not None else cast("MonitorStore", open_store(config.db))
+        )
+        try:
+            self.alerts = open_alert_store(self.store)
+        except BaseException:
+            if self._own_store:
+                self.store.close()
+            raise
         self.watchlist: Watchlist = config.watchlist
         self.metrics = MonitorMetrics()
-        self.dispatcher = Dispatcher(self.alerts, [*config.publishers, *publishers])
+        self.dispatcher = Dispatcher(
+            self.alerts, [*config.publishers, *publishers], lease=config.delivery_lease
+        )
         self.followers = [_Follower(self, cfg) for cfg in config.logs]
         self.stopping = False
         self._wake = asyncio.Event()
@@ -433,6 +496,11 @@ class RekorSyncService:
         st = f.status
         try:
             await f.round()
+        except WriterConflictError as exc:
+            # Another monitor sharing the store got there first: not a failure of the
+            # log; the next round resumes from what it stored.
+            log.info("%s: another writer stored first: %s", f.cfg.name, exc)
+            return True
         except (*_NETWORK_ERRORS, StoreError, RekorKitError) as exc:
             now = _dt.datetime.now(_dt.UTC)
             st.failures += 1

@@ -8,6 +8,9 @@
 * ``show ID``: one submission: its state, error history and verified receipt;
 * ``retry ID...`` / ``retry --dead``: put dead submissions back in line.
 
+``--queue`` names a SQLite file or a ``postgresql://`` URL: workers on many
+hosts drain one PostgreSQL queue without sending any submission twice.
+
 Exit status: 0 ok; 1 ``work --once`` left dead submissions, or ``show`` found
 none; 2 usage, refused input, queue-file or network error; 130 interrupted.
 """
@@ -38,8 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     common.add_argument(
         "--queue",
         default=os.environ.get("REKORKIT_QUEUE", DEFAULT_QUEUE),
-        metavar="PATH",
-        help=f"the queue file (default $REKORKIT_QUEUE or ./{DEFAULT_QUEUE})",
+        metavar="PATH|URL",
+        help="the queue: a SQLite file, or a postgresql:// URL shared by many workers "
+        f"(default $REKORKIT_QUEUE or ./{DEFAULT_QUEUE})",
     )
     sub = parser.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
 
@@ -125,6 +129,14 @@ def run(args: argparse.Namespace) -> int:
     except (RekorKitError, ValueError, OSError) as exc:
         print(f"rekorkit queue {args.queue_command}: {exc}", file=sys.stderr)
         return 2
+
+
+def _shown(location: str) -> str:
+    """The queue's location for people: a PostgreSQL URL without its password."""
+    from rekorkit.store.open import is_postgres_url
+    from rekorkit.store.postgres import safe_url
+
+    return safe_url(location) if is_postgres_url(location) else location
 
 
 # ---------------------------------------------------------------------- add
@@ -213,7 +225,7 @@ def _status(queue: Any, args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"queue {args.queue}")
+    table = Table(title=f"queue {_shown(args.queue)}")
     table.add_column("state")
     table.add_column("submissions", justify="right")
     for state, n in counts.by_state.items():

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "Retry",
     "State",
     "Submission",
+    "submission_from_row",
     "submission_id",
 ]
 
@@ -170,6 +172,32 @@ class Submission:
     def uuid(self) -> str:
         """The hex leaf hash: the Rekor v1 entry UUID."""
         return self.leaf_hash.hex()
+
+
+def submission_from_row(row: Sequence[Any]) -> Submission:
+    """A :class:`Submission` from a stored row, for every queue storage.
+
+    The row's columns, in order: ``id, backend, leaf_hash, kind, request,
+    state, attempts, next_attempt_at, created_at, updated_at, errors`` (JSON
+    text of the attempts), ``receipt`` (JSON text or ``None``), ``log_index,
+    dead_reason``; further columns are ignored.
+    """
+    return Submission(
+        id=row[0],
+        backend=row[1],
+        leaf_hash=bytes(row[2]),
+        kind=row[3],
+        request=bytes(row[4]),
+        state=State(row[5]),
+        attempts=row[6],
+        next_attempt_at=row[7],
+        created_at=row[8],
+        updated_at=row[9],
+        errors=tuple(Attempt.from_json(a) for a in json.loads(row[10])),
+        receipt=json.loads(row[11]) if row[11] is not None else None,
+        log_index=row[12],
+        dead_reason=DeadReason(row[13]) if row[13] is not None else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,8 +40,8 @@ from rekorkit.queue.model import (
     Retry,
     State,
     Submission,
+    submission_from_row,
 )
-from rekorkit.queue.sqlite import _submission
 from rekorkit.queue.storage import NewSubmission
 from rekorkit.store.postgres import apply_migrations, safe_url
 
@@ -200,7 +200,7 @@ class PostgresQueueStorage:
             rows = sorted(cur.fetchall(), key=lambda r: (r[7], r[16]))
         return [
             Claim(
-                submission=_submission(row),
+                submission=submission_from_row(row),
                 token=row[17],
                 lease_expires=expires,
                 claims=int(row[14]) + 1,
@@ -285,7 +285,7 @@ class PostgresQueueStorage:
         with self._tx("reading") as cur:
             cur.execute(f"SELECT {_COLUMNS} FROM queue_submissions WHERE id = %s", [submission_id])
             row = cur.fetchone()
-        return _submission(row) if row is not None else None
+        return submission_from_row(row) if row is not None else None
 
     def counts(self, *, now: float) -> QueueCounts:
         """Counts per state, what is due, and the last error (one consistent snapshot)."""
@@ -343,4 +343,4 @@ class PostgresQueueStorage:
                 [*args, limit, offset],
             )
             rows = cur.fetchall()
-        return [_submission(r) for r in rows]
+        return [submission_from_row(r) for r in rows]

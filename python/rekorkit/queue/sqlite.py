@@ -30,7 +30,6 @@ from rekorkit.queue.model import (
     Attempt,
     Claim,
     Dead,
-    DeadReason,
     Done,
     Outcome,
     QueueBackend,
@@ -38,6 +37,7 @@ from rekorkit.queue.model import (
     Retry,
     State,
     Submission,
+    submission_from_row,
 )
 from rekorkit.queue.storage import NewSubmission
 
@@ -84,25 +84,6 @@ _COLUMNS = (
     " updated_at, errors, receipt, log_index, dead_reason, claims, log_size_hint, lease_token"
 )
 _OPEN = "state IN ('pending', 'leased')"
-
-
-def _submission(row: Sequence[Any]) -> Submission:
-    return Submission(
-        id=row[0],
-        backend=row[1],
-        leaf_hash=bytes(row[2]),
-        kind=row[3],
-        request=bytes(row[4]),
-        state=State(row[5]),
-        attempts=row[6],
-        next_attempt_at=row[7],
-        created_at=row[8],
-        updated_at=row[9],
-        errors=tuple(Attempt.from_json(a) for a in json.loads(row[10])),
-        receipt=json.loads(row[11]) if row[11] is not None else None,
-        log_index=row[12],
-        dead_reason=DeadReason(row[13]) if row[13] is not None else None,
-    )
 
 
 class SQLiteQueueStorage:
@@ -261,7 +242,7 @@ class SQLiteQueueStorage:
             )
         claims = []
         for token, row in zip(tokens, rows, strict=True):
-            sub = _submission(row)
+            sub = submission_from_row(row)
             claims.append(
                 Claim(
                     submission=sub,
@@ -356,7 +337,7 @@ class SQLiteQueueStorage:
             row = db.execute(
                 f"SELECT {_COLUMNS} FROM submissions WHERE id = ?", (submission_id,)
             ).fetchone()
-        return _submission(row) if row is not None else None
+        return submission_from_row(row) if row is not None else None
 
     def counts(self, *, now: float) -> QueueCounts:
         """Counts per state, what is due, and the last error."""
@@ -409,4 +390,4 @@ class SQLiteQueueStorage:
                 " ORDER BY created_at, id LIMIT ? OFFSET ?",
                 [*args, limit, offset],
             ).fetchall()
-        return [_submission(r) for r in rows]
+        return [submission_from_row(r) for r in rows]

@@ -21,20 +21,36 @@ from rekorkit.queue.model import QueueBackend, QueueCounts, State, Submission, s
 from rekorkit.queue.sqlite import SQLiteQueueStorage
 from rekorkit.queue.storage import NewSubmission, QueueStorage
 from rekorkit.queue.validation import Request, validate_requests
+from rekorkit.store.open import is_postgres_url
 
-__all__ = ["DEFAULT_MAX_REQUEST", "SubmissionQueue"]
+__all__ = ["DEFAULT_MAX_REQUEST", "SubmissionQueue", "open_queue_storage"]
 
 # Rekor v1's default maximum request body (the Rekor OpenAPI, Error: 413 above it),
 # the same limit the local log applies.
 DEFAULT_MAX_REQUEST = 4 * 1024 * 1024
 
 
+def open_queue_storage(location: str | Path) -> QueueStorage:
+    """The queue storage at ``location``: PostgreSQL for a ``postgresql://`` URL
+    (workers on many hosts share it), else a SQLite file (created if missing).
+
+    Raises:
+        StoreError: the storage cannot be opened, or holds an unsupported schema.
+    """
+    if is_postgres_url(location):
+        from rekorkit.queue.postgres import PostgresQueueStorage
+
+        return PostgresQueueStorage(str(location))
+    return SQLiteQueueStorage(location)
+
+
 class SubmissionQueue:
     """Entries waiting to be logged, durable across crashes.
 
     Args:
-        storage: a queue file path (SQLite, created if missing) or a
-            :class:`~rekorkit.queue.storage.QueueStorage`.
+        storage: a queue file path (SQLite, created if missing), a
+            ``postgresql://`` URL (a queue shared by workers in many processes)
+            or a :class:`~rekorkit.queue.storage.QueueStorage`.
         max_request: the largest request body accepted, in bytes.
         clock: Unix time source (injectable for tests).
         validation_workers: processes that validate a large batch (default: one
@@ -54,7 +70,7 @@ class SubmissionQueue:
         validation_workers: int | None = None,
     ) -> None:
         self.storage: QueueStorage = (
-            SQLiteQueueStorage(storage) if isinstance(storage, str | Path) else storage
+            open_queue_storage(storage) if isinstance(storage, str | Path) else storage
         )
         self.max_request = max_request
         self.clock = clock
