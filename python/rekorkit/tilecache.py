@@ -124,6 +124,7 @@ class FileSystemTileCache:
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(exist_ok=True)
         self._lock = threading.RLock()
+        self._dirs: set[Path] = set()  # blob subdirectories known to exist
         self._touched: dict[tuple[int, int], float] = {}
         self._db = sqlite3.connect(
             self.directory / "index.sqlite",
@@ -269,7 +270,7 @@ class FileSystemTileCache:
         Raises:
             ValueError: a hash tile whose length is not ``width * 32``.
         """
-        staged: list[tuple[int, int, int, str, int, Path]] = []
+        staged: dict[tuple[int, int], tuple[int, str, int, str]] = {}
         try:
             for tile, entries, data in items:
                 kind = _kind(tile, entries)
@@ -277,44 +278,82 @@ class FileSystemTileCache:
                     raise ValueError(
                         f"{tile.path}: {len(data)} bytes, expected {tile.width * _HASH_SIZE}"
                     )
-                sha = hashlib.sha256(data).hexdigest()
-                staged.append((kind, tile.index, tile.width, sha, len(data), self._stage(data)))
-            now = time.time()
-            with self._write() as db:
-                for kind, index, width, sha, size, tmp in staged:
-                    old = db.execute(
-                        "SELECT width, sha, size FROM tiles WHERE kind = ? AND idx = ?",
-                        (kind, index),
-                    ).fetchone()
-                    if old is not None and old[0] >= width:
+                key = (kind, tile.index)
+                prev = staged.get(key)
+                if prev is not None:
+                    if prev[0] >= tile.width:
                         continue
-                    final = self._blob_path(sha)
-                    if not final.exists():
-                        final.parent.mkdir(exist_ok=True)
-                        os.replace(tmp, final)
-                        if self._fsync:
-                            _fsync_dir(final.parent)
-                    db.execute(
-                        "INSERT OR REPLACE INTO tiles VALUES (?, ?, ?, ?, ?, ?)",
-                        (kind, index, width, sha, size, now),
-                    )
-                    delta = size - (old[2] if old else 0)
-                    self._add_bytes(db, delta)
-                    if old is not None and old[1] != sha:
-                        self._unlink_unreferenced(db, old[1])
-                self._evict(db)
+                    os.unlink(prev[3])
+                sha = hashlib.sha256(data).hexdigest()
+                staged[key] = (tile.width, sha, len(data), self._stage(data))
+            if staged:
+                self._commit(staged)
         finally:
-            for *_, tmp in staged:
+            for *_, tmp in staged.values():
                 with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+                    os.unlink(tmp)
 
-    def _stage(self, data: bytes) -> Path:
-        tmp = self._tmp / f"{os.getpid()}-{threading.get_ident()}-{os.urandom(6).hex()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
+    def _commit(self, staged: dict[tuple[int, int], tuple[int, str, int, str]]) -> None:
+        """Moves staged blobs into place and indexes them, in one write transaction."""
+        now = time.time()
+        with self._write() as db:
+            old = self._rows(db, staged.keys())
+            rows, superseded, dirs, delta = [], set(), set(), 0
+            for (kind, index), (width, sha, size, tmp) in staged.items():
+                prev = old.get((kind, index))
+                if prev is not None and prev[0] >= width:
+                    continue
+                final = self._blob_path(sha)
+                if final.parent not in self._dirs:
+                    final.parent.mkdir(exist_ok=True)
+                    self._dirs.add(final.parent)
+                os.replace(tmp, final)  # same name, same content: replacing is harmless
+                dirs.add(final.parent)
+                rows.append((kind, index, width, sha, size, now))
+                delta += size - (prev[2] if prev else 0)
+                if prev is not None and prev[1] != sha:
+                    superseded.add(prev[1])
             if self._fsync:
-                f.flush()
-                os.fsync(f.fileno())
+                for d in dirs:
+                    _fsync_dir(d)
+            db.executemany("INSERT OR REPLACE INTO tiles VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._add_bytes(db, delta)
+            for sha in superseded:
+                self._unlink_unreferenced(db, sha)
+            self._evict(db)
+
+    @staticmethod
+    def _rows(
+        db: sqlite3.Connection, keys: Iterable[tuple[int, int]]
+    ) -> dict[tuple[int, int], tuple[int, str, int]]:
+        """The index rows ``(width, sha, size)`` of ``keys``, in one query per kind."""
+        by_kind: dict[int, list[int]] = {}
+        for kind, index in keys:
+            by_kind.setdefault(kind, []).append(index)
+        found: dict[tuple[int, int], tuple[int, str, int]] = {}
+        for kind, indices in by_kind.items():
+            wanted = set(indices)
+            for index, width, sha, size in db.execute(
+                "SELECT idx, width, sha, size FROM tiles WHERE kind = ? AND idx BETWEEN ? AND ?",
+                (kind, min(indices), max(indices)),
+            ):
+                if index in wanted:
+                    found[(kind, index)] = (width, sha, size)
+        return found
+
+    def _stage(self, data: bytes) -> str:
+        tmp = os.path.join(
+            self._tmp, f"{os.getpid()}-{threading.get_ident()}-{os.urandom(6).hex()}.tmp"
+        )
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if self._fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         return tmp
 
     def _add_bytes(self, db: sqlite3.Connection, delta: int) -> None:

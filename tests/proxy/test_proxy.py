@@ -303,6 +303,8 @@ def test_mirror_sync_caches_every_tile_verified_and_resumes(
     for path in ["tile/entries/000", "tile/entries/003.p/232", "tile/0/002", "tile/1/000.p/3"]:
         assert cache.get_path(path) == httpx.get(f"{log.url}/{path}").content
     assert cache.get_state("proxy.mirror_next_tile") == b"3"  # the partial tile is redone
+    # Level-0 tiles are rebuilt from the verified bundles, never read from the upstream.
+    assert [liar.requests[f"tile/0/00{i}"] for i in range(3)] == [0, 0, 0]
 
 
 def test_edge_sync_and_status_endpoints(

@@ -56,6 +56,23 @@ def test_partial_superseded_by_wider_and_full(tmp_path: Path) -> None:
         assert cache.stats().bytes == len(full)
 
 
+def test_put_many_keeps_the_widest_of_a_batch_and_indexes_it_once(tmp_path: Path) -> None:
+    full = _tile(256, seed=3)
+    with FileSystemTileCache(tmp_path) as cache:
+        cache.put(TileID(0, 5, 8), full[: 8 * 32])
+        batch = [(TileID(0, 5, w), False, full[: w * 32]) for w in (30, 200, 100)]
+        batch += [(TileID(0, k), False, _tile(256, seed=k)) for k in range(6, 70)]
+        cache.put_many(batch)
+        assert cache.widest(TileID(0, 5)) == 200
+        assert cache.get(TileID(0, 5, 200)) == full[: 200 * 32]
+        assert cache.get(TileID(0, 69)) == _tile(256, seed=69)
+        assert cache.stats().tiles == 65
+        assert cache.stats().bytes == 200 * 32 + 64 * 256 * 32
+        for w in (8, 30, 100):  # neither the superseded nor the narrower staged blobs stay
+            assert not _blob(tmp_path, full[: w * 32]).exists()
+        assert list((tmp_path / "tmp").iterdir()) == []
+
+
 def test_bundles_answer_narrower_requests_with_a_prefix(tmp_path: Path) -> None:
     entries = [b"entry %d" % i * (i % 5 + 1) for i in range(256)]
     bundle = encode_entry_bundle(entries)

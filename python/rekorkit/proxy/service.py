@@ -541,41 +541,36 @@ class ProxyService:
     async def mirror_tiles(self, ids: Sequence[TileID]) -> int:
         """Fetch, verify and cache level-0 tiles ``ids`` and their bundles in batch.
 
-        Tiles are checked against their verified parents and bundles against
-        their tiles, each in one native call; the batch is written to the
-        cache in one transaction only after all of it verified. Returns the
-        number of entries mirrored.
+        Only the bundles are read from the upstream: each level-0 tile is
+        rebuilt from its bundle's leaf hashes (c2sp.org/tlog-tiles: a level-0
+        tile is the leaf hashes of its bundle's entries) and checked against
+        its verified parent, or against the verified right edge when partial.
+        That authenticates both, with half the upstream requests. The batch is
+        written to the cache in one transaction only after all of it verified.
+        Returns the number of entries mirrored.
 
         Raises:
-            TileError: a tile or bundle does not verify (nothing of the batch is cached).
+            TileError: a bundle does not verify (nothing of the batch is cached).
         """
-        return await self.store_mirrored(ids, *await self.fetch_mirrored(ids))
+        return await self.store_mirrored(ids, await self.fetch_mirrored(ids))
 
-    async def fetch_mirrored(self, ids: Sequence[TileID]) -> tuple[list[bytes], list[bytes]]:
-        """The first half of :meth:`mirror_tiles`: the level-0 tiles and bundles, unverified."""
+    async def fetch_mirrored(self, ids: Sequence[TileID]) -> list[bytes]:
+        """The first half of :meth:`mirror_tiles`: the entry bundles, unverified."""
         try:
-            level0, bundles = await asyncio.gather(
-                self._reader.tiles([(0, t.index, t.width) for t in ids]),
-                self._reader.entry_bundles([(t.index, t.width) for t in ids]),
-            )
+            bundles = await self._reader.entry_bundles([(t.index, t.width) for t in ids])
         except MalformedError as exc:
-            raise TileError(f"upstream tile or bundle: {exc}", where=exc.where) from exc
-        self.metrics.upstream_bytes.labels("tile").inc(sum(map(len, level0)))
+            raise TileError(f"upstream bundle: {exc}", where=exc.where) from exc
         self.metrics.upstream_bytes.labels("entries").inc(sum(map(len, bundles)))
-        return level0, bundles
+        return bundles
 
-    async def store_mirrored(
-        self, ids: Sequence[TileID], level0: list[bytes], bundles: list[bytes]
-    ) -> int:
+    async def store_mirrored(self, ids: Sequence[TileID], bundles: list[bytes]) -> int:
         """The second half of :meth:`mirror_tiles`: verify, then cache in one transaction."""
         cp = self._checkpoint
         if cp is None or not ids:
             return 0
         try:
+            level0 = await asyncio.to_thread(_level0_from_bundles, ids, bundles)
             await self._verify_level0(ids, level0, cp)
-            await asyncio.to_thread(
-                tiles.verify_bundles_against_tiles, bundles, level0, [t.index for t in ids]
-            )
         except (TileError, MalformedError) as exc:
             self._refuse("mirror", exc, cp, path=ids[0].entries_path)
         items = [(t, False, d) for t, d in zip(ids, level0, strict=True) if not t.is_partial]
@@ -604,3 +599,23 @@ class ProxyService:
             tiles.verify_tiles_against_parents(
                 [level0[k] for k in ks], parent[lo : lo + len(ks)], level=0, first_index=first
             )
+
+
+def _level0_from_bundles(ids: Sequence[TileID], bundles: Sequence[bytes]) -> list[bytes]:
+    """The level-0 tile of each bundle: its entries' leaf hashes (one native call each).
+
+    Raises:
+        TileError: a bundle holds a number of entries other than its tile's width.
+        MalformedError: a bundle does not parse.
+    """
+    level0 = []
+    for t, bundle in zip(ids, bundles, strict=True):
+        hashes = tiles.hash_entry_bundle(bundle)
+        if len(hashes) != t.width:
+            raise TileError(
+                f"{t.entries_path}: {len(hashes)} entries, expected {t.width}",
+                level=0,
+                index=t.index,
+            )
+        level0.append(hashes.tobytes())
+    return level0

@@ -143,14 +143,14 @@ class SyncJob:
         ids = level0_tiles(min(first * TILE_WIDTH, size), size, size)
         batches = [ids[k : k + self.batch_tiles] for k in range(0, len(ids), self.batch_tiles)]
         # The next batch is read while this one is verified and written.
-        ahead: asyncio.Future[tuple[list[bytes], list[bytes]]] | None = None
+        ahead: asyncio.Future[list[bytes]] | None = None
         try:
             for k, batch in enumerate(batches):
                 fetched = await (ahead or svc.fetch_mirrored(batch))
                 ahead = None
                 if k + 1 < len(batches) and not self._stop.is_set():
                     ahead = asyncio.ensure_future(svc.fetch_mirrored(batches[k + 1]))
-                await svc.store_mirrored(batch, *fetched)
+                await svc.store_mirrored(batch, fetched)
                 # A partial last tile is mirrored again once it has grown.
                 done = batch[-1].index + (0 if batch[-1].is_partial else 1)
                 await asyncio.to_thread(svc.cache.set_state, _MIRROR_STATE, str(done).encode())
