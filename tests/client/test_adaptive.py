@@ -165,7 +165,11 @@ def test_latency_growth_shrinks_the_window() -> None:
     assert window.limit == 32  # a clean round: slow start doubles
     for _ in range(32):
         t += 0.001
-        window.on_sample(0.050, t)  # five times the base latency
+        window.on_sample(0.050, t)  # five times the base latency, at the same rate
+    assert window.limit == 32  # one slow round is held, not yet a queue
+    for _ in range(32):
+        t += 0.001
+        window.on_sample(0.050, t)
     assert window.limit == 16  # toward the window that meets the target, at most halved
     assert not window.slow_start
 

@@ -46,10 +46,11 @@ MAX_HEADER_BYTES = 100 * 1024
 # time and reused, connections never queue there.
 MAX_CONNECTING = 4
 # Connections open at once to an origin that closes every connection after one
-# response (HTTP/1.0, ``Connection: close``). Each request there costs a new
-# connect, and a busy single-threaded server accepts them slower than a client
-# opens them: its listen queue overflows and SYNs are dropped. Two keep one
-# request on the wire while the next connects.
+# response (HTTP/1.0, ``Connection: close``), or that has not yet answered with
+# a kept-alive response. Each request there costs a new connect, and a busy
+# single-threaded server accepts them slower than a client opens them: its
+# listen queue overflows and SYNs are dropped. Two keep one request on the
+# wire while the next connects.
 ONE_SHOT_CONNECTIONS = 2
 _Origin = tuple[str, str, int]
 
@@ -283,7 +284,7 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._open = 0
         self._open_to: collections.Counter[_Origin] = collections.Counter()
-        self._one_shot: set[_Origin] = set()
+        self._keeps_alive: set[_Origin] = set()  # origins that answered and kept the connection
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._connecting = asyncio.Semaphore(MAX_CONNECTING)
         self._fallback: httpx.AsyncHTTPTransport | None = None
@@ -393,7 +394,7 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
         return conn
 
     def _origin_has_room(self, origin: _Origin) -> bool:
-        return origin not in self._one_shot or self._open_to[origin] < ONE_SHOT_CONNECTIONS
+        return origin in self._keeps_alive or self._open_to[origin] < ONE_SHOT_CONNECTIONS
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -402,8 +403,11 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
 
     def _release(self, conn: _Connection) -> None:
         """Back to the idle list if the exchange finished cleanly; closed otherwise."""
-        if conn.complete and not conn.keep_alive:
-            self._one_shot.add(conn.origin)  # the server closes after each response
+        if conn.reusable() and conn.origin not in self._keeps_alive:
+            # Connections are reused here: the requests waiting for room may open more.
+            self._keeps_alive.add(conn.origin)
+            for _ in range(len(self._waiters)):
+                self._wake_one()
         if conn.reusable() and not self._closed:
             conn.idle_since = time.monotonic()
             self._idle.setdefault(conn.origin, []).append(conn)

@@ -31,11 +31,12 @@ latency and the current time. :class:`WindowGate` is the asyncio side: an
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from statistics import median
+from statistics import fmean, median
 from typing import ParamSpec, TypeVar
 
 from rekorkit.errors import (
@@ -80,9 +81,11 @@ class WindowPolicy:
         growth: the fraction the window grows by per round after slow start.
         memory: seconds the lowest latency is trusted; after that one round
             runs at a quarter of the window to drain queues and measure it again.
+        payoff: latency above the target is tolerated while more requests in
+            flight still pay: each doubling of them raises the rate by this factor.
     """
 
-    initial: int = 4
+    initial: int = 16
     ceiling: int = 256
     floor: int = 1
     tolerance: float = 2.0
@@ -91,6 +94,7 @@ class WindowPolicy:
     backoff: float = 0.5
     growth: float = 0.125
     memory: float = 10.0
+    payoff: float = 1.2
 
     def __post_init__(self) -> None:
         if not 1 <= self.floor <= self.ceiling:
@@ -99,6 +103,8 @@ class WindowPolicy:
             raise ValueError("ease and backoff must be in (0, 1]")
         if self.tolerance < 1 or self.slack < 0 or self.growth <= 0 or self.memory <= 0:
             raise ValueError("need tolerance >= 1, slack >= 0, growth > 0, memory > 0")
+        if self.payoff <= 1:
+            raise ValueError(f"payoff must be > 1, got {self.payoff}")
 
 
 class AdaptiveWindow:
@@ -106,19 +112,24 @@ class AdaptiveWindow:
 
     Args:
         policy: the bounds and factors (default :class:`WindowPolicy`).
-        now: the current time in seconds (the clock every sample uses).
+        now: the current time in seconds (the clock every sample uses);
+            ``None``: the first request's start, known from the first sample.
     """
 
-    def __init__(self, policy: WindowPolicy | None = None, *, now: float = 0.0) -> None:
+    def __init__(self, policy: WindowPolicy | None = None, *, now: float | None = None) -> None:
         self.policy = p = policy or WindowPolicy()
         self._window = float(min(max(p.initial, p.floor), p.ceiling))
         self.slow_start = True
         self._base: float | None = None  # the path's round trip without queueing
-        self._base_at = now
+        self._base_at = now or 0.0
+        self._started = now is not None
         self._probe_saved: float | None = None  # the window to restore after a probe
         self._best_rate = 0.0
+        # (requests in flight, completions per second) of recent rounds
+        self._points: deque[tuple[float, float]] = deque(maxlen=16)
         self._stalled = 0
-        self._new_round(now)
+        self._queueing = 0  # consecutive rounds that queued without paying
+        self._new_round(now or 0.0)
 
     @property
     def limit(self) -> int:
@@ -149,6 +160,9 @@ class AdaptiveWindow:
             congested: the request failed with a sign of overload (429, 503,
                 a timeout, a refused or reset connection).
         """
+        if not self._started:
+            self._started = True
+            self._round_start = self._base_at = now - latency
         if congested:
             if not self._cut:  # one cut per round: a burst of 503s is one signal
                 if self._probe_saved is not None:
@@ -166,19 +180,43 @@ class AdaptiveWindow:
         rtt = median(self._latencies)
         low = min(self._latencies)
         if self._probe_saved is not None:
-            # A drained round: its minimum is the base round trip as it is now.
+            # A drained round: its minimum is the base round trip as it is now;
+            # rates measured before it may describe another link.
             self._base, self._base_at = low, now
             self._window, self._probe_saved = self._probe_saved, None
+            self._points.clear()
             self._new_round(now)
             return
         if self._base is None or low <= self._base:
             self._base, self._base_at = low, now
         elapsed = now - self._round_start
         rate = len(self._latencies) / elapsed if elapsed > 0 else 0.0
+        # Latency above the target is a queue only if the extra requests in
+        # flight bought no throughput: servers and proxies that batch work
+        # under load answer more per second with more in flight even as each
+        # answer waits longer. In flight is what the round had (Little's law:
+        # rate x mean latency), not the window: a round just after a change
+        # mixes both. The comparison is local: the nearest smaller load seen.
+        load = rate * fmean(self._latencies)
+        first = self.slow_start and not self._points  # nothing to compare with yet
+        lower = [pt for pt in self._points if pt[0] <= 0.8 * load]
+        pays = False
+        if lower:
+            ref_load, ref_rate = max(lower)
+            pays = rate >= ref_rate * p.payoff ** math.log2(load / ref_load)
+        self._points.append((load, rate))
         target = self._base * p.tolerance + p.slack
-        if rtt > target:
-            # Shrink toward the window that queues no more than allowed.
-            self._shrink(min(p.ease, max(0.5, target / rtt)))
+        queued = rtt > target and not (pays or first)
+        # One slow round is noise (a descheduled client, a GC pause); two in a
+        # row are a queue.
+        self._queueing = self._queueing + 1 if queued else 0
+        if self._queueing >= 2:
+            # Shrink toward the window whose queue is half the allowed one
+            # (in a queue, latency is proportional to the window).
+            self._shrink(min(p.ease, max(0.5, (self._base + target) / 2 / rtt)))
+            self._queueing = -1  # the next round still drains the old queue
+        elif queued:
+            pass  # hold the window for one round
         elif self.slow_start:
             if rate > self._best_rate * 1.25:
                 self._best_rate, self._stalled = rate, 0
