@@ -14,9 +14,11 @@ draft-cardwell-iccrg-bbr-congestion-control):
 * **steady growth**: after that it grows by an eighth per round, so a link
   that gets faster is still found quickly;
 * **latency**: a round whose median latency exceeds ``tolerance`` times the
-  path's base round trip plus ``slack`` is building a queue somewhere (server,
-  proxy, the client's own CPU): the window shrinks by at least ``ease``,
-  toward the size that keeps latency within the target; every ``memory``
+  path's base round trip plus ``slack``, while the requests it had in flight
+  (Little's law: rate x mean latency) delivered no more than ``payoff`` per
+  doubling over the nearest smaller load seen, is building a queue somewhere
+  (server, proxy, the client's own CPU); two such rounds in a row shrink the
+  window by at least ``ease``, toward half the allowed queue; every ``memory``
   seconds one round runs with a quarter of the window to drain any standing
   queue and measure the base round trip again (BBR's ProbeRTT);
 * **overload**: a 429 or 503, a timeout or a failed connection cuts it by
