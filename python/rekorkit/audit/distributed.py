@@ -23,21 +23,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
+from cachetools import LRUCache
 
 from rekorkit import merkle, tiles
 from rekorkit.audit.tilelog import RangeError, VerifyReport, check_consistency
@@ -53,6 +57,7 @@ __all__ = [
     "ChunkResult",
     "ChunkTask",
     "chunk_spans",
+    "chunk_tiles_for",
     "verify_chunk",
     "verify_distributed",
     "verify_on_cluster",
@@ -60,7 +65,12 @@ __all__ = [
 
 TILE_WIDTH = tiles.TILE_WIDTH
 HASH = tiles.HASH_SIZE
-DEFAULT_CHUNK_TILES = 64  # 16,384 entries per task
+CHUNKS_PER_WORKER = 3  # evens out a slow worker; few enough that scheduling is noise
+MAX_CHUNK_TILES = 1024  # 262,144 entries: what a lost worker's task costs to redo
+GROUP_TILES = 32  # level-0 tiles fetched, verified and staged together within a chunk
+READ_AHEAD = 2  # groups being fetched while the one before them is verified
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +87,7 @@ class ChunkTask:
         run_id: the audit run, naming its staged rows and files.
         postgres: a ``postgresql://`` URL to stage entries into, or ``None``.
         parquet: a directory to stage Parquet files into, or ``None``.
-        concurrency: requests in flight within the task.
+        concurrency: requests in flight on the worker's reader for this URL.
     """
 
     url: str
@@ -89,12 +99,12 @@ class ChunkTask:
     run_id: str
     postgres: str | None = None
     parquet: str | None = None
-    concurrency: int = 8
+    concurrency: int = 16
 
 
 @dataclass(frozen=True, slots=True)
 class ChunkResult:
-    """What one chunk established.
+    """What one chunk established: all a task sends back is this, a few hundred bytes.
 
     Attributes:
         start, end: the chunk's leaves.
@@ -122,6 +132,19 @@ def chunk_spans(start: int, end: int, size: int, chunk_tiles: int) -> list[tuple
     lo = start - start % TILE_WIDTH
     hi = min(size, -(-end // TILE_WIDTH) * TILE_WIDTH)
     return [(a, min(a + step, hi)) for a in range(lo, hi, step)]
+
+
+def chunk_tiles_for(entries: int, workers: int) -> int:
+    """Level-0 tiles per chunk for ``entries`` on ``workers`` worker threads.
+
+    About :data:`CHUNKS_PER_WORKER` chunks per worker: each task costs a
+    scheduler round trip and a coordinator merge, so fewer, larger tasks lose
+    less; a few per worker still let a fast worker take over a slow one's
+    share. Capped at :data:`MAX_CHUNK_TILES`, the work a retry repeats.
+    """
+    tiles_needed = -(-entries // TILE_WIDTH)
+    per_chunk = -(-tiles_needed // (max(workers, 1) * CHUNKS_PER_WORKER))
+    return max(1, min(MAX_CHUNK_TILES, per_chunk))
 
 
 def _subtrees(begin: int, end: int) -> list[tuple[int, int]]:
@@ -152,21 +175,108 @@ async def _compact_range(reader: AsyncTileReader, size: int, begin: int, end: in
     return merkle.CompactRange(begin, found, end)
 
 
+class _Readers(LRUCache[tuple[str, int], AsyncTileReader]):
+    """A worker's tile readers by ``(url, concurrency)``; an evicted one is closed."""
+
+    def popitem(self) -> tuple[tuple[str, int], AsyncTileReader]:
+        key, reader = super().popitem()
+        asyncio.get_running_loop().create_task(reader.aclose())
+        return key, reader
+
+
+class _WorkerIO:
+    """One process's event loop, on a daemon thread, and its readers, shared by its tasks.
+
+    Dask runs each task on an executor thread; a loop per task
+    (``asyncio.run``) would open a fresh connection pool per task. Here every
+    task of the process drives the same loop, so a worker keeps its
+    connections to the log alive from one chunk to the next.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._readers = _Readers(maxsize=4)
+        threading.Thread(
+            target=self.loop.run_forever, name="rekorkit-chunk-io", daemon=True
+        ).start()
+
+    def run(self, url: str, concurrency: int, work: Callable[[AsyncTileReader], Awaitable[T]]) -> T:
+        """``work(reader)`` on the loop, with this process's reader for ``url``."""
+
+        async def go() -> T:
+            key = (url, concurrency)
+            reader = self._readers.get(key)
+            if reader is None:  # only the loop thread touches the readers
+                reader = self._readers[key] = AsyncTileReader(url, max_concurrency=concurrency)
+            return await work(reader)
+
+        return asyncio.run_coroutine_threadsafe(go(), self.loop).result()
+
+
+@functools.cache
+def _worker_io(pid: int) -> _WorkerIO:
+    """This process's :class:`_WorkerIO` (keyed by pid: a forked child makes its own)."""
+    return _WorkerIO()
+
+
 def verify_chunk(task: ChunkTask) -> ChunkResult:
     """Verify one chunk (runs on a Dask worker); see :class:`ChunkTask`."""
-    return asyncio.run(_verify_chunk(task))
+    io = _worker_io(os.getpid())
+    return io.run(task.url, task.concurrency, lambda reader: _verify_chunk(reader, task))
 
 
-async def _verify_chunk(task: ChunkTask) -> ChunkResult:
+async def _fetch_group(
+    reader: AsyncTileReader, ids: list[tiles.TileID]
+) -> tuple[list[bytes], list[bytes]]:
+    got_tiles, bundles = await asyncio.gather(
+        reader.tiles([(0, t.index, t.width) for t in ids]),
+        reader.entry_bundles([(t.index, t.width) for t in ids]),
+    )
+    return [t[: i.width * HASH] for t, i in zip(got_tiles, ids, strict=True)], bundles
+
+
+async def _verify_chunk(reader: AsyncTileReader, task: ChunkTask) -> ChunkResult:
+    """Stream the chunk in groups: fetch ahead, verify, extend the compact range, stage."""
     ids = tiles.level0_tiles(task.start, task.end, task.size)
-    async with AsyncTileReader(task.url, max_concurrency=task.concurrency) as reader:
-        got_tiles, bundles = await asyncio.gather(
-            reader.tiles([(0, t.index, t.width) for t in ids]),
-            reader.entry_bundles([(t.index, t.width) for t in ids]),
-        )
-    level0 = [t[: i.width * HASH] for t, i in zip(got_tiles, ids, strict=True)]
+    groups = [ids[k : k + GROUP_TILES] for k in range(0, len(ids), GROUP_TILES)]
+    compact = merkle.CompactRange(task.start)
+    fetches: deque[asyncio.Task[tuple[list[bytes], list[bytes]]]] = deque()
+    sink = _Stage(task)
+    nbytes = 0
     try:
-        tiles.verify_bundles_against_tiles(bundles, level0, [t.index for t in ids])
+        for k, group in enumerate(groups):
+            for ahead in groups[k + len(fetches) : k + 1 + READ_AHEAD]:
+                fetches.append(asyncio.ensure_future(_fetch_group(reader, ahead)))
+            level0, bundles = await fetches.popleft()
+            failure = await asyncio.to_thread(
+                _check_group, task, group, level0, bundles, compact, sink
+            )
+            if failure is not None:
+                return ChunkResult(task.start, task.end, (), 0, 0, 0, failure)
+            nbytes += sum(len(b) for b in bundles) - 2 * sum(t.width for t in group)
+        await asyncio.to_thread(sink.finish)
+    finally:
+        for fetch in fetches:
+            fetch.cancel()
+        await asyncio.gather(*fetches, return_exceptions=True)
+        await asyncio.to_thread(sink.close)
+    return ChunkResult(
+        task.start, task.end, tuple(compact.hashes), task.end - task.start, nbytes, sink.staged
+    )
+
+
+def _check_group(
+    task: ChunkTask,
+    group: list[tiles.TileID],
+    level0: list[bytes],
+    bundles: list[bytes],
+    compact: Any,
+    sink: _Stage,
+) -> dict[str, Any] | None:
+    """Bundles against tiles in one native call, then the leaves into the compact range
+    and the entries to the stage; or the failed check, with its evidence."""
+    try:
+        tiles.verify_bundles_against_tiles(bundles, level0, [t.index for t in group])
     except (TileError, MalformedError) as exc:
         evidence = dict(getattr(exc, "evidence", {}) or {})
         if evidence.get("index") is not None and evidence.get("position") is not None:
@@ -174,52 +284,87 @@ async def _verify_chunk(task: ChunkTask) -> ChunkResult:
                 evidence["position"]
             )
         evidence["chunk"] = [task.start, task.end]
-        failure = {"type": type(exc).__name__, "message": str(exc), "evidence": evidence}
-        return ChunkResult(task.start, task.end, (), 0, 0, 0, failure)
+        return {"type": type(exc).__name__, "message": str(exc), "evidence": evidence}
     leaves = np.frombuffer(b"".join(level0), np.uint8).reshape(-1, HASH)
-    compact = merkle.CompactRange(task.start)
     compact.extend(leaves)
-    staged = 0
-    data, offsets = tiles.entry_columns(bundles, 0, task.end - task.start)
     if task.postgres or task.parquet:
-        table = _entries_table(task, data, offsets, leaves)
-        staged = table.num_rows
-        if task.postgres:
-            with PostgresStore(task.postgres) as store:
-                store.stage_entries(task.run_id, table)
-        if task.parquet:
-            _write_atomically(table, Path(task.parquet) / f"part-{task.start:015d}.parquet")
-    return ChunkResult(
-        task.start,
-        task.end,
-        tuple(compact.hashes),
-        task.end - task.start,
-        len(data),
-        staged,
-    )
+        first = group[0].index * TILE_WIDTH
+        sink.add(_entries_table(task, first, bundles, leaves))
+    return None
 
 
-def _entries_table(task: ChunkTask, data: Any, offsets: Any, leaves: np.ndarray) -> pa.Table:
-    n = task.end - task.start
+class _Stage:
+    """Where a chunk's entries wait for the proof: PostgreSQL staging rows and/or one
+    Parquet file, written group by group so memory stays bounded by a group.
+
+    Both are idempotent per chunk: staged rows of the run in a group's index
+    range are replaced, and the Parquet file appears under its chunk's name
+    only when complete (temp, fsync, rename), so a retried task never duplicates.
+    """
+
+    def __init__(self, task: ChunkTask) -> None:
+        self.staged = 0
+        self._task = task
+        self._store: PostgresStore | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._path = (
+            Path(task.parquet) / f"part-{task.start:015d}.parquet" if task.parquet else None
+        )
+        self._tmp = (
+            self._path.with_name(f".{self._path.name}.{uuid.uuid4().hex}.tmp")
+            if self._path
+            else None
+        )
+
+    def add(self, table: pa.Table) -> None:
+        self.staged += table.num_rows
+        if self._task.postgres and table.num_rows:
+            if self._store is None:
+                self._store = PostgresStore(self._task.postgres)
+            self._store.stage_entries(self._task.run_id, table)
+        if self._tmp is not None:
+            if self._writer is None:
+                self._tmp.parent.mkdir(parents=True, exist_ok=True)
+                self._writer = pq.ParquetWriter(self._tmp, table.schema)
+            self._writer.write_table(table)
+
+    def finish(self) -> None:
+        """Put the Parquet file in place (the PostgreSQL rows are already staged)."""
+        if self._writer is None or self._path is None or self._tmp is None:
+            return
+        self._writer.close()
+        self._writer = None
+        with open(self._tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self._tmp, self._path)
+
+    def close(self) -> None:
+        """Release the connection; drop a Parquet file left unfinished."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+
+
+def _entries_table(
+    task: ChunkTask, first: int, bundles: list[bytes], leaves: np.ndarray
+) -> pa.Table:
+    """The group's entries from ``first`` that ``task.keep`` asks for, as an Arrow table."""
+    n = len(leaves)
+    data, offsets = tiles.entry_columns(bundles, 0, n)
     bodies = pa.BinaryArray.from_buffers(
         pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     )
-    batch = entry_batch(task.origin, task.start, bodies, leaves, checkpoint_size=task.size)
-    idx = np.arange(task.start, task.end)
+    batch = entry_batch(task.origin, first, bodies, leaves, checkpoint_size=task.size)
+    idx = np.arange(first, first + n)
     mask = np.zeros(n, bool)
     for a, b in task.keep:
         mask |= (idx >= a) & (idx < b)
     return pa.Table.from_batches([batch]).filter(pa.array(mask))
-
-
-def _write_atomically(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file by temp, fsync and rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 async def verify_distributed(
@@ -232,8 +377,8 @@ async def verify_distributed(
     start: int | None = None,
     end: int | None = None,
     origin: str | None = None,
-    chunk_tiles: int = DEFAULT_CHUNK_TILES,
-    concurrency: int = 8,
+    chunk_tiles: int | None = None,
+    concurrency: int = 16,
     retries: int = 3,
     progress: Callable[[int, int], None] | None = None,
     on_plan: Callable[[int, int, int], None] | None = None,
@@ -250,8 +395,9 @@ async def verify_distributed(
             coordinator's disk, local clusters only), or ``None``.
         parquet: also write the verified entries as Parquet partitions here.
         start, end, origin: as for ``verify_tile_log``.
-        chunk_tiles: level-0 tiles per task.
-        concurrency: requests in flight per task.
+        chunk_tiles: level-0 tiles per task (default: :func:`chunk_tiles_for` the
+            range and the cluster's worker threads).
+        concurrency: requests in flight per worker process (its one reader).
         retries: Dask retries of a task that raised or lost its worker.
         progress, on_plan: as for ``verify_tile_log``.
 
@@ -283,6 +429,9 @@ async def verify_distributed(
         previous = check_consistency(store, signed, proof)
         gaps = store.missing_ranges(signed.origin, lo, hi) if store else [(lo, hi)]
         gaps = [(a, b) for a, b in gaps if a < b]
+        if chunk_tiles is None:
+            threads = sum((await asyncio.to_thread(client.nthreads)).values())
+            chunk_tiles = chunk_tiles_for(gaps[-1][1] - gaps[0][0] if gaps else 0, threads)
         spans = chunk_spans(gaps[0][0], gaps[-1][1], size, chunk_tiles) if gaps else []
         left = await _compact_range(reader, size, 0, spans[0][0] if spans else size)
         right = await _compact_range(reader, size, spans[-1][1], size) if spans else None
