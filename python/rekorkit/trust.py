@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
@@ -80,7 +81,7 @@ def load_public_key(data: bytes | str | PublicKey) -> PublicKey:
             key: Any = serialization.load_pem_public_key(raw)
         else:
             key = serialization.load_der_public_key(raw)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise MalformedError(f"not a PEM or DER public key: {exc}", what="public key") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
         raise MalformedError(f"unsupported key type {type(key).__name__}", what="public key")

@@ -25,16 +25,7 @@ from fuzz.targets import TARGETS, Keys  # noqa: E402
 
 # Findings in modules outside the core, reported and awaiting their fix: the
 # replay is a strict xfail, so it turns into a failure the day it passes.
-OPEN_FINDINGS = {
-    "bundle_json/crash-d8e1fe2844db32b8": "entries.timestamp lets a ValueError from "
-    "rfc3161-client escape for a malformed RFC 3161 token",
-    "trusted_root/crash-30085036611dbfa4": "trust.load_public_key lets cryptography's "
-    "UnsupportedAlgorithm escape for an unknown key type",
-    "trusted_root/crash-054a24eecefa2787": "trust.load_public_key lets cryptography's "
-    "UnsupportedAlgorithm escape for an unsupported curve",
-    "dsse_envelope/crash-e6f94826bbb401d5": "entries.dsse accepts a payloadType with a lone "
-    "surrogate (a JSON \\udcxx escape); pae() then raises UnicodeEncodeError",
-}
+OPEN_FINDINGS: dict[str, str] = {}
 
 # Targets whose seeds come from the shared test vectors only.
 _VECTOR_SEEDED = {"bundle_json", "trusted_root"}

@@ -97,6 +97,15 @@ class Envelope:
             raise MalformedError(
                 "payloadType must be a string", what="DSSE envelope", where="payloadType"
             )
+        if not ptype.isascii():
+            try:
+                ptype.encode()
+            except UnicodeEncodeError as exc:  # a lone surrogate from a \udcxx escape
+                raise MalformedError(
+                    f"payloadType is not valid Unicode: {exc.reason}",
+                    what="DSSE envelope",
+                    where="payloadType",
+                ) from exc
         payload = _unb64(obj.get("payload"), "payload")
         raw_sigs = obj.get("signatures")
         if not isinstance(raw_sigs, list):
@@ -137,6 +146,10 @@ class Envelope:
         return pae(self.payload_type, self.payload)
 
 
+# The usual ECDSA scheme, built once (immutable): DSSE signatures are verified in bulk.
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
 def verify_signature(
     public_key: PublicKey,
     signature: bytes,
@@ -163,7 +176,10 @@ def verify_signature(
             return True
         alg: Any = utils.Prehashed(prehashed) if prehashed is not None else None
         if isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, ec.ECDSA(alg or hash_algorithm or hashes.SHA256()))
+            ecdsa = _ECDSA_SHA256 if alg is None and hash_algorithm is None else None
+            public_key.verify(
+                signature, data, ecdsa or ec.ECDSA(alg or hash_algorithm or hashes.SHA256())
+            )
             return True
         if isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(

@@ -74,7 +74,9 @@ def decode_timestamp(der: bytes, *, where: str = "signedTimestamp") -> TimeStamp
         MalformedError: not a timestamp response, naming ``where``.
     """
     try:
-        return decode_timestamp_response(bytes(der))
+        response = decode_timestamp_response(bytes(der))
+        _ = response.tst_info.gen_time  # the token inside is parsed on first use
+        return response
     except (ValueError, TypeError, OverflowError) as exc:
         raise MalformedError(
             f"not an RFC 3161 TimeStampResp: {exc}", what="timestamp", where=where
