@@ -18,7 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 from pg import PostgresServer, pg_server, pg_url  # noqa: F401  (fixtures)
 from rekorkit import AsyncTileReader, parse_verifier_key, tiles, verify_tile_log
-from rekorkit.audit.distributed import chunk_spans, verify_distributed
+from rekorkit.audit import distributed
+from rekorkit.audit.distributed import (
+    ChunkTask,
+    chunk_spans,
+    chunk_tiles_for,
+    verify_chunk,
+    verify_distributed,
+)
 from rekorkit.cli import main
 from rekorkit.errors import StoreError
 from rekorkit.store.duckdb import DuckDBStore
@@ -124,7 +131,7 @@ def test_tampered_tile_inside_one_chunk_exits_1_with_evidence(
 
 
 def test_worker_killed_mid_chunk_is_retried_without_duplicates(
-    log: LocalRekor, client: Any, pg_url: str
+    log: LocalRekor, client: Any, pg_url: str, tmp_path: Path
 ) -> None:
     pids = list(client.run(os.getpid).values())
     log.set_faults({"action": "latency", "latency": 0.3, "path_prefix": "/tile/entries"})
@@ -132,7 +139,7 @@ def test_worker_killed_mid_chunk_is_retried_without_duplicates(
     try:
         killer.start()
         with PostgresStore(pg_url) as store:
-            report = _dist(log, client, store=store)
+            report = _dist(log, client, store=store, parquet=tmp_path / "lake")
             assert report.entries == SIZE and store.count(log.origin) == SIZE
     finally:
         killer.cancel()
@@ -140,6 +147,8 @@ def test_worker_killed_mid_chunk_is_retried_without_duplicates(
     with psycopg.connect(pg_url) as con:
         row = con.execute("SELECT count(*), count(DISTINCT log_index) FROM entries").fetchone()
     assert row == (SIZE, SIZE)
+    [part] = list((tmp_path / "lake").iterdir())  # no half-written file of the dead worker
+    assert sorted(pq.read_table(part).column("log_index").to_pylist()) == list(range(SIZE))
     assert pids[0] not in client.run(os.getpid).values()  # that worker really died
 
 
@@ -166,3 +175,59 @@ def test_postgres_restart_mid_run_never_marks_a_half_range(
             assert ranges == [] and after.count() == 0
         else:
             assert ranges == [(0, SIZE)] and after.count(log.origin) == SIZE
+
+
+def test_chunks_sized_to_the_cluster() -> None:
+    assert chunk_tiles_for(262_144, 2) == 171  # 6 tasks: 3 per worker
+    assert chunk_tiles_for(3000, 2) == 2
+    assert chunk_tiles_for(100, 8) == 1 and chunk_tiles_for(0, 2) == 1
+    assert chunk_tiles_for(10**9, 10) == distributed.MAX_CHUNK_TILES  # a retry redoes little
+
+
+def test_default_chunks_and_one_reader_per_worker_across_tasks(
+    log: LocalRekor, client: Any
+) -> None:
+    vkey = parse_verifier_key(log.checkpoint_vkey)
+    report = asyncio.run(verify_distributed(log.url, vkey, client))
+    assert (report.entries, report.root_hash) == (SIZE, _single(log).root_hash)
+
+    def readers() -> list[int]:
+        return [id(r) for r in distributed._worker_io(os.getpid())._readers.values()]
+
+    before = client.run(readers)
+    asyncio.run(verify_distributed(log.url, vkey, client))
+    after = client.run(readers)
+    assert after == before and all(len(ids) == 1 for ids in after.values())
+
+
+def test_a_chunk_streams_in_groups_with_the_same_compact_range(
+    log: LocalRekor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = verify_chunk(ChunkTask(log.url, log.origin, SIZE, 0, SIZE, ((0, SIZE),), "w"))
+    monkeypatch.setattr(distributed, "GROUP_TILES", 2)  # 6 groups, read ahead of each other
+    task = ChunkTask(log.url, log.origin, SIZE, 0, SIZE, ((100, 2900),), "g", parquet=str(tmp_path))
+    grouped = verify_chunk(task)
+    assert grouped.failure is None and grouped.hashes == whole.hashes
+    assert (grouped.entries, grouped.nbytes, grouped.staged) == (SIZE, whole.nbytes, 2800)
+    [part] = list(tmp_path.iterdir())  # one file per chunk, in place only when complete
+    assert part.name == "part-000000000000000.parquet"
+    assert pq.read_table(part).column("log_index").to_pylist() == list(range(100, 2900))
+
+
+def test_a_tampered_tile_in_a_later_group_names_its_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(distributed, "GROUP_TILES", 2)
+    with start_server(seed=2048) as srv:
+        path = srv.data_dir / "tiles" / tiles.TileID(0, 5, 256).path
+        data = bytearray(path.read_bytes())
+        data[9 * 32 + 3] ^= 0x80
+        path.write_bytes(bytes(data))
+        task = ChunkTask(
+            srv.url, srv.origin, 2048, 0, 2048, ((0, 2048),), "t", parquet=str(tmp_path)
+        )
+        result = verify_chunk(task)
+    assert result.failure is not None and result.hashes == ()
+    assert result.failure["evidence"]["entry_index"] == 5 * 256 + 9
+    assert result.failure["evidence"]["chunk"] == [0, 2048]
+    assert list(tmp_path.iterdir()) == []  # the groups before it left no file behind
