@@ -17,10 +17,12 @@ from __future__ import annotations
 import binascii
 import hashlib
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import rfc8785
+from cachetools import LRUCache, cached
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -112,27 +114,39 @@ def load_verifier_pem(pem: bytes | str, *, where: str = "publicKey") -> tuple[Pu
     """Parse a PEM certificate or public key; return the key and its canonical PEM.
 
     A certificate stays a certificate; a key becomes a ``PUBLIC KEY`` PEM (the Rekor hashedrekord
-    v0.0.1 schema).
+    v0.0.1 schema). A batch of entries usually carries one signer's key many
+    times: the last few hundred parsed PEMs are remembered by their bytes.
 
     Raises:
         MalformedError: not a PEM certificate or a supported public key.
     """
     data = pem.encode() if isinstance(pem, str) else bytes(pem)
     try:
-        if b"-----BEGIN CERTIFICATE-----" in data:
-            cert = x509.load_pem_x509_certificate(data)
-            key: Any = cert.public_key()
-            canonical = cert.public_bytes(serialization.Encoding.PEM)
-        else:
-            key = serialization.load_pem_public_key(data)
-            canonical = key.public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+        key, canonical = _parse_pem(data)
     except (ValueError, TypeError) as exc:
         raise MalformedError(f"not a PEM certificate or public key: {exc}", where=where) from exc
     if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
         raise MalformedError(f"unsupported key type {type(key).__name__}", where=where)
     return key, canonical
+
+
+# Parsed keys are immutable; a failed parse raises and is not remembered.
+@cached(LRUCache(maxsize=256), lock=threading.Lock())
+def _parse_pem(data: bytes) -> tuple[Any, bytes]:
+    if b"-----BEGIN CERTIFICATE-----" in data:
+        cert = x509.load_pem_x509_certificate(data)
+        return cert.public_key(), cert.public_bytes(serialization.Encoding.PEM)
+    key = serialization.load_pem_public_key(data)
+    return key, key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@cached(LRUCache(maxsize=256), lock=threading.Lock())
+def _parse_der(raw: bytes, certificate: bool) -> Any:
+    if certificate:
+        return x509.load_der_x509_certificate(raw).public_key()
+    return serialization.load_der_public_key(raw)
 
 
 def _verifier_pem(verifier: Verifier) -> bytes:
@@ -339,7 +353,7 @@ def canonicalize_v1(proposed: Mapping[str, Any]) -> bytes:
     )
     if handler is None:
         raise MalformedError(f"unsupported entry kind {kind!r} version {version!r}", where="kind")
-    return rfc8785.dumps(handler(p.get("spec")))
+    return _jcs_of_strings(handler(p.get("spec")))
 
 
 # --------------------------------------------------------------------------- v2
@@ -414,11 +428,7 @@ def canonicalize_v2(request: Mapping[str, Any], *, check_signature: bool = True)
     holder = _obj(pub if pub is not None else cert, f"{vw}.{out_name}", ("rawBytes", "raw_bytes"))
     raw = _unb64(_pick(holder, "rawBytes", "raw_bytes"), f"{vw}.{out_name}.rawBytes", urlsafe=True)
     try:
-        key: Any = (
-            serialization.load_der_public_key(raw)
-            if pub is not None
-            else x509.load_der_x509_certificate(raw).public_key()
-        )
+        key: Any = _parse_der(raw, pub is None)
     except (ValueError, TypeError) as exc:
         raise MalformedError(
             f"cannot parse {out_name}: {exc}", where=f"{vw}.{out_name}.rawBytes"
@@ -453,9 +463,10 @@ def canonicalize_v2(request: Mapping[str, Any], *, check_signature: bool = True)
 
 
 def _jcs_of_strings(obj: dict[str, Any]) -> bytes:
-    """RFC 8785 (JCS) bytes of nested objects whose every leaf value is a string.
+    """RFC 8785 (JCS) bytes of nested objects and arrays whose every leaf value is a string.
 
-    Every value of a v2 leaf is base64 or a name from a fixed table. For
+    Every value of an entry body this module builds (v1 and v2) is base64,
+    hex, or a name from a fixed table or the request. For
     strings that need no escape, sorted-key compact ``json.dumps`` is JCS byte
     for byte (ASCII keys sort the same by code point as by UTF-16 unit), at a
     fraction of the general serializer's cost, paid on every write of a log

@@ -27,6 +27,7 @@ SIGTERM and SIGINT stop claiming; items in flight finish and are recorded.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import json
@@ -80,6 +81,13 @@ Submitter = AsyncRekorV1Client | AsyncRekorV2Client
 # How far back a v2 lookup scans when no log size was recorded at claim time:
 # 64 level-0 tiles (c2sp.org/tlog-tiles: 256 hashes each).
 _MAX_SCAN_TILES = 64
+
+# Claimed items waiting to be sent, in batches of the in-flight limit: enough that
+# an item finishing is replaced at once, while the next claim runs.
+_CLAIM_AHEAD = 2
+
+# Seconds an outcome may wait for others to share its transaction.
+_RECORD_DELAY = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +199,12 @@ def _done(entry: LogEntry | TransparencyLogEntry, *, resolved: bool = False) -> 
     return Done(receipt=receipt, log_index=entry.log_index, resolved=resolved)
 
 
+def _ignore_store_error(future: asyncio.Future[Any]) -> None:
+    exc = None if future.cancelled() else future.exception()
+    if exc is not None:
+        log.warning("giving back unused leases failed (they expire instead): %s", exc)
+
+
 def _log_outcome(claim: Claim, outcome: Outcome, kind: str) -> None:
     """One log record per recorded outcome, its fields also as record attributes."""
     if not log.isEnabledFor(logging.WARNING if isinstance(outcome, Dead) else logging.INFO):
@@ -280,6 +294,8 @@ class SubmissionWorker:
         self._clients: dict[str, Submitter] = dict(self._given)
         self._owned: list[Submitter] = []
         self._buckets: dict[str, _Bucket] = {}
+        self._backends: list[str] | None = None
+        self._backends_at = 0.0
         self._in_flight: dict[str, int] = {}
         self._stop = asyncio.Event()
         self.metrics = metrics or QueueMetrics()
@@ -468,9 +484,10 @@ class SubmissionWorker:
     def _limit(self, backend: str) -> BackendLimits:
         return self.limits.get(backend, self.default_limits)
 
-    def _room(self, backend: str, free: int) -> int:
+    def _room(self, backend: str, waiting: int) -> int:
+        """Items to claim for a backend: its in-flight limit, and ``_CLAIM_AHEAD`` times more."""
         limit = self._limit(backend)
-        room = min(free, limit.max_in_flight - self._in_flight.get(backend, 0))
+        room = (1 + _CLAIM_AHEAD) * limit.max_in_flight - self._in_flight.get(backend, 0) - waiting
         if limit.max_rate is not None:
             bucket = self._buckets.setdefault(backend, _Bucket(limit.max_rate, time.monotonic))
             room = min(room, bucket.available())
@@ -478,6 +495,12 @@ class SubmissionWorker:
 
     async def run(self, *, once: bool = False, handle_signals: bool = True) -> WorkerReport:
         """Work until stopped (or, with ``once``, until nothing is pending or leased).
+
+        Claims run ahead of the submissions, in the background: when
+        an item finishes, the next one starts at once, so the log sees as many
+        requests in flight as the verified client alone would keep. Outcomes
+        are written in batches, also off the event loop. Claims still waiting
+        when the worker stops are given back unused.
 
         Args:
             once: drain and return: wait out retry delays, return when every item is
@@ -498,14 +521,21 @@ class SubmissionWorker:
                     loop.add_signal_handler(sig, self.stop)
                     installed.append(sig)
         tasks: dict[asyncio.Task[Outcome], Claim] = {}
+        ready: dict[str, collections.deque[Claim]] = {}
         outcomes: list[tuple[Claim, Outcome]] = []
         flushing: asyncio.Future[list[bool]] | None = None
         flushed: list[tuple[Claim, Outcome]] = []
+        claiming: asyncio.Task[int] | None = None
+        # The last claim found nothing due: claim again after a poll interval, not at once.
+        idle_since: float | None = None
         stopper = asyncio.ensure_future(self._stop.wait())
         watcher = asyncio.ensure_future(self._watch(call))
         server = None
-        # Claim in batches: one transaction for several items, not one per item.
-        low_water = max(1, self.concurrency // 4)
+        # One transaction per batch of claims and per batch of outcomes, not per item:
+        # claim once a batch's worth of room is free, record once half a batch is
+        # waiting (or after _RECORD_DELAY, or when nothing else is in flight).
+        record_batch = max(1, self.concurrency // 2)
+        outcomes_since = 0.0
         try:
             if self.metrics_port is not None:
                 server = await self._serve()
@@ -517,24 +547,48 @@ class SubmissionWorker:
                         outcomes = flushed + outcomes
                         await self._store_failed(exc)
                     flushing = None
-                if flushing is None and outcomes:
+                stopping = self._stop.is_set()
+                if (
+                    flushing is None
+                    and outcomes
+                    and (
+                        len(outcomes) >= record_batch
+                        or not tasks
+                        or stopping
+                        or loop.time() - outcomes_since >= _RECORD_DELAY
+                    )
+                ):
                     flushed, outcomes = outcomes, []
                     flushing = call(storage.record, flushed, now=time.time())
-                if self._stop.is_set() and not tasks:
-                    break
-                free = self.concurrency - len(tasks)
-                if not self._stop.is_set() and (free >= low_water or not tasks):
+                if claiming is not None and claiming.done():
                     try:
-                        await self._claim(call, tasks, free)
+                        idle_since = None if claiming.result() else time.monotonic()
                     except RekorKitError as exc:
+                        claiming = None
                         await self._store_failed(exc)
-                if tasks:
-                    waiting: set[asyncio.Future[Any]] = {*tasks, stopper}
-                    if flushing is not None:
-                        waiting.add(flushing)
+                    claiming = None
+                if not stopping:
+                    self._start(ready, tasks, call)
+                if stopping and not tasks and claiming is None:
+                    break
+                buffered = sum(map(len, ready.values()))
+                want = (1 + _CLAIM_AHEAD) * self.concurrency - len(tasks) - buffered
+                rested = idle_since is None or time.monotonic() - idle_since >= self.poll_interval
+                if not stopping and claiming is None and want >= self.concurrency and rested:
+                    claiming = asyncio.ensure_future(self._claim(call, ready, want))
+                if tasks or claiming is not None:
+                    waiting: set[asyncio.Future[Any]] = set(tasks)
+                    for pending in (flushing, claiming, None if stopping else stopper):
+                        if pending is not None:
+                            waiting.add(pending)
+                    timeout = self.poll_interval
+                    if outcomes and flushing is None:
+                        timeout = max(0.0, outcomes_since + _RECORD_DELAY - loop.time())
                     done, _ = await asyncio.wait(
-                        waiting, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+                        waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                     )
+                    if not outcomes:
+                        outcomes_since = loop.time()
                     for task in done & tasks.keys():
                         claim = tasks.pop(task)  # type: ignore[call-overload]
                         key = claim.submission.backend
@@ -545,8 +599,11 @@ class SubmissionWorker:
                     if flushing is not None:
                         await asyncio.wait({flushing})
                     continue
-                if self._stop.is_set():
+                if stopping:
                     break
+                if buffered:  # waiting for a backend's rate or in-flight limit
+                    await asyncio.wait({stopper}, timeout=self.poll_interval / 4)
+                    continue
                 try:
                     counts = await call(storage.counts, now=time.time())
                 except RekorKitError as exc:
@@ -559,11 +616,19 @@ class SubmissionWorker:
                 if counts.next_due_at is not None and not counts.due:
                     wait = min(wait, max(0.0, counts.next_due_at - time.time()))
                 await asyncio.wait({stopper}, timeout=wait)
+                idle_since = None
         finally:
+            if claiming is not None:
+                with contextlib.suppress(Exception):
+                    await claiming
             if tasks:  # an error in the loop itself: let what is in flight finish
                 for task, claim in list(tasks.items()):
                     with contextlib.suppress(Exception):
                         outcomes.append((claim, await task))
+            unused = [c for waiting_claims in ready.values() for c in waiting_claims]
+            if unused:  # claimed ahead, never sent: due again at once
+                with contextlib.suppress(RekorKitError):
+                    await call(storage.release, unused)
             if flushing is not None:
                 self._count(flushed, await flushing)
             if outcomes:
@@ -606,12 +671,18 @@ class SubmissionWorker:
     async def _claim(
         self,
         call: Callable[..., asyncio.Future[Any]],
-        tasks: dict[asyncio.Task[Outcome], Claim],
-        free: int,
-    ) -> None:
-        backends = [b.key for b in await call(self.queue.storage.backends)]
-        for key in backends:
-            room = self._room(key, self.concurrency - len(tasks))
+        ready: dict[str, collections.deque[Claim]],
+        want: int,
+    ) -> int:
+        """Lease up to ``want`` due items into ``ready``, per backend within its limits."""
+        now = time.monotonic()
+        if self._backends is None or now - self._backends_at >= self.poll_interval:
+            self._backends = [b.key for b in await call(self.queue.storage.backends)]
+            self._backends_at = now
+        claimed = 0
+        for key in self._backends:
+            waiting = ready.setdefault(key, collections.deque())
+            room = min(want - claimed, self._room(key, len(waiting)))
             if room <= 0:
                 continue
             client = await self._client(key)
@@ -627,10 +698,33 @@ class SubmissionWorker:
             )
             if key in self._buckets:
                 self._buckets[key].take(len(claims))
-            for claim in claims:
-                task = asyncio.ensure_future(self._run_one(client, claim))
+            waiting.extend(claims)
+            claimed += len(claims)
+        return claimed
+
+    def _start(
+        self,
+        ready: dict[str, collections.deque[Claim]],
+        tasks: dict[asyncio.Task[Outcome], Claim],
+        call: Callable[..., asyncio.Future[Any]],
+    ) -> None:
+        """Submit claimed items while there is room; give back those whose lease ran low."""
+        stale: list[Claim] = []
+        for key, waiting in ready.items():
+            limit = self._limit(key).max_in_flight
+            while waiting and len(tasks) < self.concurrency and self._in_flight.get(key, 0) < limit:
+                claim = waiting.popleft()
+                if claim.lease_expires - time.time() < self.lease / 2:
+                    stale.append(claim)
+                    continue
+                task = asyncio.ensure_future(self._run_one(self._clients[key], claim))
                 tasks[task] = claim
                 self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        if stale:
+            # Waited too long behind a slow log: due again, no attempt counted (if this
+            # fails, the leases simply expire).
+            release = call(self.queue.storage.release, stale)
+            release.add_done_callback(_ignore_store_error)
 
     def _count(self, outcomes: list[tuple[Claim, Outcome]], applied: list[bool]) -> None:
         for (claim, outcome), ok in zip(outcomes, applied, strict=True):
