@@ -31,13 +31,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from rekorkit.tiles import TileID, bundle_prefix_len, edge_tiles_for_size, parse_tile_path
+import cachetools
+
+from rekorkit.tiles import (
+    TILE_WIDTH,
+    TileID,
+    bundle_prefix_len,
+    edge_tiles_for_size,
+    parse_tile_path,
+)
 
 __all__ = ["CacheStats", "FileSystemTileCache", "TileCache"]
 
 _HASH_SIZE = 32  # SHA-256; a hash tile of width W is W * 32 bytes (c2sp.org/tlog-tiles)
 _ENTRIES = -1  # the ``kind`` of entry bundles in the index; hash tiles use their level
 _TOUCH_FLUSH = 256  # remembered reads flushed to the index in one transaction
+_FULL_MEMO = 1 << 20  # full tiles whose blob name is remembered (about 150 bytes each)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tiles (
     kind  INTEGER NOT NULL,
@@ -124,8 +133,17 @@ class FileSystemTileCache:
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(exist_ok=True)
         self._lock = threading.RLock()
-        self._dirs: set[Path] = set()  # blob subdirectories known to exist
+        self._blobs_dir = os.fspath(self._blobs)
+        self._dirs: set[str] = set()  # blob subdirectories known to exist
+        # Guards the two below; never held across index queries or file reads.
+        self._memo_lock = threading.Lock()
         self._touched: dict[tuple[int, int], float] = {}
+        # The blob (sha, size) of full tiles and bundles seen in the index: their
+        # content never changes, so reads of them skip the index. A blob that
+        # has gone (evicted or dropped by any process) is a miss that asks it again.
+        self._full: cachetools.LRUCache[tuple[int, int], tuple[str, int]] = cachetools.LRUCache(
+            maxsize=_FULL_MEMO
+        )
         self._db = sqlite3.connect(
             self.directory / "index.sqlite",
             timeout=30.0,
@@ -170,12 +188,13 @@ class FileSystemTileCache:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                if self._touched:
+                with self._memo_lock:
+                    touched, self._touched = self._touched, {}
+                if touched:
                     self._db.executemany(
                         "UPDATE tiles SET atime = ? WHERE kind = ? AND idx = ?",
-                        [(t, k, i) for (k, i), t in self._touched.items()],
+                        [(t, k, i) for (k, i), t in touched.items()],
                     )
-                    self._touched.clear()
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -184,8 +203,8 @@ class FileSystemTileCache:
 
     # -- reads -------------------------------------------------------------
 
-    def _blob_path(self, sha: str) -> Path:
-        return self._blobs / sha[:2] / sha
+    def _blob_path(self, sha: str) -> str:
+        return f"{self._blobs_dir}/{sha[:2]}/{sha}"
 
     def get(self, tile: TileID, *, entries: bool = False) -> bytes | None:
         """The bytes of ``tile`` (its entry bundle with ``entries``), or ``None``.
@@ -202,27 +221,34 @@ class FileSystemTileCache:
         """:meth:`get`, plus the SHA-256 of the bytes (checked on this read) when they
         are the whole stored blob, ``None`` when they are a prefix of it."""
         kind = _kind(tile, entries)
-        with self._lock:
-            row = self._db.execute(
-                "SELECT width, sha FROM tiles WHERE kind = ? AND idx = ?", (kind, tile.index)
-            ).fetchone()
-        if row is None or row[0] < tile.width:
-            self.misses += 1
-            return None
-        stored_width, sha = row
-        try:
-            data = self._blob_path(sha).read_bytes()
-        except FileNotFoundError:
-            data = None
+        key = (kind, tile.index)
+        with self._memo_lock:
+            known = self._full.get(key) if tile.width == TILE_WIDTH else None
+        if known is None:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT width, sha, size FROM tiles WHERE kind = ? AND idx = ?", key
+                ).fetchone()
+            if row is None or row[0] < tile.width:
+                self.misses += 1
+                return None
+            stored_width, sha, size = row
+        else:
+            stored_width, (sha, size) = TILE_WIDTH, known
+        data = self._read_blob(sha, size)
         digest = None if data is None else hashlib.sha256(data).digest()
         if data is None or digest is None or digest.hex() != sha:
+            with self._memo_lock:
+                self._full.pop(key, None)
             self._drop_blob(sha)
             self.dropped_corrupt += 1
             self.misses += 1
             return None
         self.hits += 1
-        with self._lock:
-            self._touched[(kind, tile.index)] = time.time()
+        with self._memo_lock:
+            if stored_width == TILE_WIDTH:
+                self._full[key] = (sha, size)
+            self._touched[key] = time.time()
             flush = len(self._touched) >= _TOUCH_FLUSH
         if flush:
             with self._write():
@@ -230,6 +256,18 @@ class FileSystemTileCache:
         if tile.width == stored_width:
             return data, digest
         return _prefix(data, tile.width, stored_width, entries), None
+
+    def _read_blob(self, sha: str, size: int) -> bytes | None:
+        """The blob's bytes (one byte more than ``size`` if it grew: the hash check
+        catches any change), or ``None`` if it is gone."""
+        try:
+            fd = os.open(self._blob_path(sha), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            return os.read(fd, size + 1)
+        finally:
+            os.close(fd)
 
     def get_path(self, path: str) -> bytes | None:
         """:meth:`get` by tlog-tiles path (``tile/0/x001/234.p/5``, ``tile/entries/...``).
@@ -304,12 +342,16 @@ class FileSystemTileCache:
                 if prev is not None and prev[0] >= width:
                     continue
                 final = self._blob_path(sha)
-                if final.parent not in self._dirs:
-                    final.parent.mkdir(exist_ok=True)
-                    self._dirs.add(final.parent)
+                parent = os.path.dirname(final)
+                if parent not in self._dirs:
+                    os.makedirs(parent, exist_ok=True)
+                    self._dirs.add(parent)
                 os.replace(tmp, final)  # same name, same content: replacing is harmless
-                dirs.add(final.parent)
+                dirs.add(parent)
                 rows.append((kind, index, width, sha, size, now))
+                if width == TILE_WIDTH:
+                    with self._memo_lock:
+                        self._full[(kind, index)] = (sha, size)
                 delta += size - (prev[2] if prev else 0)
                 if prev is not None and prev[1] != sha:
                     superseded.add(prev[1])
@@ -366,7 +408,7 @@ class FileSystemTileCache:
     def _unlink_unreferenced(self, db: sqlite3.Connection, sha: str) -> None:
         if db.execute("SELECT 1 FROM tiles WHERE sha = ? LIMIT 1", (sha,)).fetchone() is None:
             with contextlib.suppress(FileNotFoundError):
-                self._blob_path(sha).unlink()
+                os.unlink(self._blob_path(sha))
 
     def _drop_blob(self, sha: str) -> None:
         """Forgets every tile stored as blob ``sha`` and removes the blob."""
@@ -375,7 +417,7 @@ class FileSystemTileCache:
             self._add_bytes(db, -int(size.fetchone()[0]))
             db.execute("DELETE FROM tiles WHERE sha = ?", (sha,))
             with contextlib.suppress(FileNotFoundError):
-                self._blob_path(sha).unlink()
+                os.unlink(self._blob_path(sha))
 
     # -- the size bound ----------------------------------------------------
 
@@ -417,6 +459,8 @@ class FileSystemTileCache:
             victims.append((kind, index, sha, size))
             total -= size
         for kind, index, sha, size in victims:
+            with self._memo_lock:
+                self._full.pop((kind, index), None)
             db.execute("DELETE FROM tiles WHERE kind = ? AND idx = ?", (kind, index))
             self._add_bytes(db, -size)
             self._unlink_unreferenced(db, sha)
@@ -462,7 +506,7 @@ class FileSystemTileCache:
         )
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

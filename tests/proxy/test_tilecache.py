@@ -112,6 +112,24 @@ def test_corrupt_or_missing_blob_is_dropped(tmp_path: Path) -> None:
         assert cache.get(TileID(0, 1)) == a
 
 
+def test_a_remembered_full_tile_evicted_by_another_instance_is_a_miss(tmp_path: Path) -> None:
+    tile_bytes = 256 * 32
+    a, b = _tile(256, 1), _tile(256, 2)
+    with (
+        FileSystemTileCache(tmp_path) as reader,
+        FileSystemTileCache(tmp_path, max_bytes=tile_bytes) as writer,
+    ):
+        reader.put(TileID(0, 1), a)
+        assert reader.get(TileID(0, 1)) == a  # read once: its blob name is remembered
+        writer.put(TileID(0, 2), b)  # over the bound: the other instance evicts tile 1
+        assert reader.get(TileID(0, 1)) is None
+        assert reader.get(TileID(0, 2)) == b
+        writer.put(TileID(0, 1), a)  # back again (evicting 2): served again, no stale name
+        assert reader.get(TileID(0, 1)) == a
+        assert reader.get(TileID(0, 2)) is None
+        assert reader.stats().tiles == 1
+
+
 def test_eviction_keeps_the_bound_and_the_pinned_edge(tmp_path: Path) -> None:
     tile_bytes = 256 * 32
     with FileSystemTileCache(tmp_path, max_bytes=10 * tile_bytes) as cache:

@@ -132,11 +132,13 @@ class ProxyService:
             max_concurrency=max_concurrency,
             failover=Failover(urls, failure_threshold=5, reset_timeout=2.0),
         )
+        # Verified hash tiles (what children are checked against), apart from the
+        # bodies, so that a scan of large bundles cannot push them out.
         self._hot: cachetools.LRUCache[tuple[int, int, int], bytes] = cachetools.LRUCache(
-            maxsize=memory_bytes, getsizeof=len
+            maxsize=memory_bytes // 4, getsizeof=len
         )
         self._served: cachetools.LRUCache[tuple[int, int, int], Served] = cachetools.LRUCache(
-            maxsize=memory_bytes // 4, getsizeof=lambda s: len(s.body)
+            maxsize=memory_bytes, getsizeof=lambda s: len(s.body)
         )
         # SHA-256 of each tile verified in this process: a cached blob with that
         # digest (re-hashed by the cache on every read) needs no second verification.
@@ -421,11 +423,10 @@ class ProxyService:
             self.metrics.hits.labels("entries").inc()
             return hit
         cp = await self._size_for(0, index, width)
-        data = await self._verified_bundle(index, cp)
-        digest = self._digests.get((_ENTRIES, index, width))
-        if width < _width_in(0, index, cp.size):
-            data, digest = data[: tiles.bundle_prefix_len(data, width)], None
-        served = _served(data, width == TILE_WIDTH, digest)
+        whole = await self._verified_bundle(index, cp)
+        if width == _width_in(0, index, cp.size):
+            return whole
+        served = _served(whole.body[: tiles.bundle_prefix_len(whole.body, width)], False)
         self._served[key] = served
         return served
 
@@ -486,16 +487,17 @@ class ProxyService:
         self._digests[key] = digest or hashlib.sha256(data).digest()
         return data
 
-    async def _verified_bundle(self, index: int, cp: SignedCheckpoint) -> bytes:
+    async def _verified_bundle(self, index: int, cp: SignedCheckpoint) -> Served:
+        """Bundle ``index`` at its width in ``cp``'s tree, verified up to ``cp``."""
         width = _width_in(0, index, cp.size)
-        hot = self._hot.get((_ENTRIES, index, width))
-        if hot is not None:
-            return hot
+        hit = self._served.get((_ENTRIES, index, width))
+        if hit is not None:
+            return hit
         return await self._once(
             ("entries", index, width), lambda: self._load_bundle(index, width, cp)
         )
 
-    async def _load_bundle(self, index: int, width: int, cp: SignedCheckpoint) -> bytes:
+    async def _load_bundle(self, index: int, width: int, cp: SignedCheckpoint) -> Served:
         tid = TileID(0, index, width)
         tile = await self._verified_tile(0, index, cp)
         key = (_ENTRIES, index, width)
@@ -511,8 +513,8 @@ class ProxyService:
             self._digests[key] = hashlib.sha256(data).digest()
         else:
             self.metrics.hits.labels("entries").inc()
-        self._hot[key] = data
-        return data
+        served = self._served[key] = _served(data, width == TILE_WIDTH, self._digests.get(key))
+        return served
 
     def _refuse(self, kind: str, exc: Exception, cp: SignedCheckpoint, *, path: str) -> NoReturn:
         """Raise the upstream's bad tile as a TileError carrying re-checkable evidence."""
