@@ -33,6 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from rekorkit.errors import MalformedError
+from rekorkit.store import normalize_digest
 
 __all__ = [
     "OID_ISSUER",
@@ -218,16 +219,6 @@ class WatchMatch:
     fingerprint: str | None
 
 
-def _normalize_digest(text: str) -> str:
-    d = text.strip().lower()
-    d = d.split(":", 1)[1] if ":" in d else d
-    try:
-        bytes.fromhex(d)
-    except ValueError as exc:
-        raise MalformedError(f"digest {text!r} is not hex", what="watchlist") from exc
-    return d
-
-
 class Watchlist:
     """Identities, digests, key fingerprints and extension values to watch for.
 
@@ -249,7 +240,7 @@ class Watchlist:
         cache_size: int = 65536,
     ) -> None:
         self.identities = tuple(identities)
-        self.digests = frozenset(_normalize_digest(d) for d in digests)
+        self.digests = frozenset(normalize_digest(d) for d in digests)
         self.fingerprints = frozenset(f.strip().lower().replace(":", "") for f in fingerprints)
         self.oids = tuple(oids)
         for w in self.identities:
