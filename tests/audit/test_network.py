@@ -22,6 +22,7 @@ import pytest
 from rekorkit.audit import verify_tile_log
 from rekorkit.cli import main
 from rekorkit.client import AsyncTileReader, RetryPolicy
+from rekorkit.client.adaptive import AdaptiveWindow, WindowGate, WindowPolicy
 from rekorkit.note import parse_verifier_key
 from rekorkit.testing import LocalRekor, start_server
 
@@ -133,3 +134,70 @@ def test_fixed_concurrency_bounds_requests_in_flight(log: LocalRekor) -> None:
 
     assert asyncio.run(run()) == SEEDED
     assert peak == 2
+
+
+class _Recording(AdaptiveWindow):
+    """An adaptive window that keeps the connect times and samples it was told."""
+
+    def __init__(self, policy: WindowPolicy) -> None:
+        super().__init__(policy)
+        self.connects: list[float] = []
+        self.samples = 0
+
+    def on_connect(self, seconds: float, now: float) -> None:
+        self.connects.append(seconds)
+        super().on_connect(seconds, now)
+
+    def on_sample(self, latency: float, now: float, *, congested: bool = False) -> None:
+        self.samples += 1
+        super().on_sample(latency, now, congested=congested)
+
+
+def test_reader_batches_and_the_engine_share_the_readers_adaptive_gate(log: LocalRekor) -> None:
+    """By default ``AsyncTileReader``'s batch calls and ``verify_tile_log`` read through
+    ``reader.gate``, an adaptive window fed each read's latency and each connect's time."""
+    ids = [(i, 256) for i in range(SEEDED // 256)]
+
+    async def run() -> tuple[list[bytes], list[bytes], int]:
+        async with AsyncTileReader(log.url, max_concurrency=32) as reader:
+            assert isinstance(reader.gate.window, AdaptiveWindow)
+            assert reader.gate.window.policy.ceiling == 32
+            window = _Recording(WindowPolicy(ceiling=32))
+            reader.gate = WindowGate(window)
+            batch = await reader.entry_bundles(ids)
+            one_by_one = [await reader.entry_bundle(i, w) for i, w in ids]
+            assert window.samples == len(ids)  # single reads are not gated
+            report = await verify_tile_log(reader, parse_verifier_key(log.checkpoint_vkey))
+            assert report.entries == SEEDED
+            assert window.samples >= 3 * len(ids)  # the engine's tiles and bundles too
+            assert window.connects and all(0 < c < 10 for c in window.connects)
+            return batch, one_by_one, window.limit
+
+    batch, one_by_one, limit = asyncio.run(run())
+    assert batch == one_by_one
+    assert 1 <= limit <= 32
+
+
+def test_a_fixed_gate_bounds_the_readers_batches(log: LocalRekor) -> None:
+    peak = in_flight = 0
+
+    async def run() -> list[bytes]:
+        async with AsyncTileReader(log.url, max_concurrency=64) as reader:
+            reader.gate = WindowGate(3)
+            original = reader.tile
+
+            async def counted(level: int, index: int, width: int = 256) -> bytes:
+                nonlocal peak, in_flight
+                in_flight += 1
+                peak = max(peak, in_flight)
+                try:
+                    await asyncio.sleep(0.002)
+                    return await original(level, index, width)
+                finally:
+                    in_flight -= 1
+
+            reader.tile = counted  # type: ignore[method-assign]
+            return await reader.tiles([(0, i, 256) for i in range(SEEDED // 256)])
+
+    assert len(asyncio.run(run())) == SEEDED // 256
+    assert peak == 3

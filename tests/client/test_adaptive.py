@@ -244,3 +244,36 @@ def test_fixed_gate_and_cancelled_waiters() -> None:
     assert asyncio.run(main()) == 0
     with pytest.raises(ValueError):
         WindowGate(0)
+
+
+def test_a_slow_connect_is_an_overload_signal() -> None:
+    """A connect slower than ``connect_factor`` x the base round trip (a SYN dropped
+    by a full listen queue waits out a one-second retransmit) cuts the window."""
+    window = AdaptiveWindow(WindowPolicy(initial=32, ceiling=64, connect_factor=4.0, slack=0.0))
+    window.on_connect(0.010, 0.0)  # before any request: the fastest connect is the base
+    assert window.limit == 32
+    for k in range(32):
+        window.on_sample(0.050, 0.1 + k * 0.001)  # base round trip: 50 ms
+    assert window.limit == 64 and window.min_latency == 0.050
+    window.on_connect(0.150, 0.2)  # three round trips: a slow path, not a dropped SYN
+    assert window.limit == 64
+    window.on_connect(1.05, 1.3)  # a retransmitted SYN
+    assert window.limit == 32 and not window.slow_start
+    window.on_connect(1.05, 1.3)  # a burst of slow connects is one signal per round
+    assert window.limit == 32
+
+
+def test_the_first_slow_connect_is_judged_against_the_fastest() -> None:
+    window = AdaptiveWindow(WindowPolicy(initial=16, slack=0.005))
+    window.on_connect(0.001, 0.0)
+    window.on_connect(1.0, 1.0)
+    assert window.limit == 8
+
+
+def test_gate_passes_connect_times_to_its_window() -> None:
+    window = AdaptiveWindow(WindowPolicy(initial=16))
+    gate = WindowGate(window, clock=lambda: 5.0)
+    gate.on_connect(0.001)
+    gate.on_connect(2.0)
+    assert window.limit == 8
+    WindowGate(4).on_connect(2.0)  # a fixed gate has nothing to adapt

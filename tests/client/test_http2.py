@@ -9,12 +9,14 @@ so the tests can check that many reads shared one connection.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -24,6 +26,8 @@ import trustme
 from rekorkit.audit import verify_tile_log
 from rekorkit.cli import main
 from rekorkit.client import AsyncTileReader
+from rekorkit.client.adaptive import AdaptiveWindow, WindowGate
+from rekorkit.errors import RekorKitError
 from rekorkit.note import parse_verifier_key
 from rekorkit.testing import LocalRekor, start_server
 
@@ -197,9 +201,65 @@ def test_verify_command_picks_http2_for_https(
     assert status == 0, report
     assert report["entries"] == SEEDED
     new = h2_server.counts.alpn[before:]
-    # The API probe may speak HTTP/1.1; the verify run reads over one h2 connection.
-    assert new.count("h2") == 1, new
-    assert h2_server.counts.connections - before <= 3
+    # The API probe and the verify run each open one connection, both h2.
+    assert new == ["h2"] * len(new) and 1 <= len(new) <= 2, new
+
+
+class _RecordingWindow(AdaptiveWindow):
+    """An adaptive window that also keeps the connect times it was told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connects: list[float] = []
+
+    def on_connect(self, seconds: float, now: float) -> None:
+        self.connects.append(seconds)
+        super().on_connect(seconds, now)
+
+
+def test_async_reader_offers_http2_by_default_and_reports_its_connect(
+    log: LocalRekor, h2_server: H2Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ``http2`` argument: ALPN offers h2 (``"auto"``, h2 installed), one connection
+    carries the batch, and its TCP connect time reaches the gate's window."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(h2_server.ca_file))
+    before = len(h2_server.counts.alpn)
+    window = _RecordingWindow()
+
+    async def run() -> list[bytes]:
+        async with AsyncTileReader(h2_server.url) as reader:
+            reader.gate = WindowGate(window)
+            return await reader.entry_bundles([(i, 256) for i in range(SEEDED // 256)])
+
+    bundles = asyncio.run(run())
+    assert len(bundles) == SEEDED // 256 and all(bundles)
+    assert h2_server.counts.alpn[before:] == ["h2"]
+    assert len(window.connects) == 1 and 0 < window.connects[0] < 10
+
+
+@pytest.mark.parametrize("how", ["http2=False", "auto without h2"])
+def test_http1_when_asked_or_when_h2_is_missing(
+    log: LocalRekor, h2_server: H2Server, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(h2_server.ca_file))
+    kwargs: dict[str, Any] = {}
+    if how == "http2=False":
+        kwargs["http2"] = False
+    else:
+        real = importlib.util.find_spec
+        monkeypatch.setattr(
+            importlib.util, "find_spec", lambda name, *a: None if name == "h2" else real(name, *a)
+        )
+        with pytest.raises(RekorKitError, match="http2"):
+            AsyncTileReader(h2_server.url, http2=True)
+    before = len(h2_server.counts.alpn)
+
+    async def run() -> bytes:
+        async with AsyncTileReader(h2_server.url, **kwargs) as reader:
+            return await reader.tile(0, 0)
+
+    assert len(asyncio.run(run())) == 256 * 32
+    assert h2_server.counts.alpn[before:] == ["http/1.1"]
 
 
 def test_untrusted_certificate_is_a_network_error(

@@ -37,7 +37,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 from rekorkit import merkle, tiles
 from rekorkit.audit.committer import OrderedCommitter
 from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint
-from rekorkit.client.adaptive import AdaptiveWindow, WindowGate, WindowPolicy
+from rekorkit.client.adaptive import WindowGate
 from rekorkit.client.tilereader import AsyncTileReader
 from rekorkit.errors import (
     ConsistencyError,
@@ -417,10 +417,11 @@ async def verify_tile_log(
         start: first index (default: where the store left off, else 0).
         end: end index, exclusive (default: the checkpoint size).
         origin: the expected checkpoint origin (default: from the key name).
-        concurrency: requests in flight, fixed; ``None`` (default) adapts it to
-            the link (:class:`~rekorkit.client.adaptive.AdaptiveWindow`: grows
-            while throughput grows, backs off on latency growth, 429/503 and
-            errors) up to the reader's ``max_concurrency``. Groups are read
+        concurrency: requests in flight, fixed; ``None`` (default) reads
+            through the reader's gate (``AsyncTileReader.gate``: by default an
+            :class:`~rekorkit.client.adaptive.AdaptiveWindow` that grows while
+            throughput grows, backs off on queueing, 429/503, errors and slow
+            connects, up to the reader's ``max_concurrency``). Groups are read
             ahead to keep about twice that many tiles and bundles coming.
         group_size: bundles read as one batch and hashed per native call.
         url: the log URL, for the report.
@@ -458,11 +459,7 @@ async def verify_tile_log(
     committer = OrderedCommitter(
         store, commit_rows=ROW_GROUP_ROWS, aligned=True, checkpoint=stored_cp
     )
-    gate = WindowGate(
-        concurrency
-        if concurrency is not None
-        else AdaptiveWindow(WindowPolicy(ceiling=reader.max_concurrency))
-    )
+    gate = reader.gate if concurrency is None else WindowGate(concurrency)
     verified = verified_bytes = 0
     for a, b in gaps:
         n, nbytes = await _stream_gap(

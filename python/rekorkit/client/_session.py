@@ -16,6 +16,16 @@ CPU time. Plain-http origins with no proxy, in the async session, go to the
 lean HTTP/1.1 transport (``_transport``), which wins there by measurement
 (``benches/bench_client.py``); everything else (proxies, TLS, HTTP/2) goes to
 httpx's own transports.
+
+HTTP/2 is on by default (``http2="auto"``) wherever ``h2`` is installed: httpx
+offers it over TLS by ALPN (RFC 9113 §3.2, RFC 7301) and a server that does not
+choose it is spoken to in HTTP/1.1, so many reads share one connection where
+the log's server allows it. Cleartext stays HTTP/1.1 (no prior knowledge).
+
+Connect times are reported to :meth:`AsyncSession.watch_connects` callbacks
+(the adaptive window counts a slow connect as congestion): from the lean
+transport directly, from httpx's transports through httpcore's ``trace``
+request extension.
 """
 
 from __future__ import annotations
@@ -24,8 +34,8 @@ import asyncio
 import importlib.util
 import os
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal
 
 import httpx
 
@@ -41,7 +51,10 @@ from rekorkit.client._transport import AsyncHTTP1Transport
 from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
 from rekorkit.errors import RekorKitError, RequestTimeoutError
 
-__all__ = ["AsyncSession", "SyncSession", "base_urls"]
+__all__ = ["HTTP2", "AsyncSession", "SyncSession", "base_urls", "resolve_http2"]
+
+HTTP2 = bool | Literal["auto"]
+"""``True``/``False``, or ``"auto"``: HTTP/2 over TLS when ``h2`` is installed."""
 
 _PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
 
@@ -54,11 +67,20 @@ def base_urls(base_url: str | Sequence[str]) -> list[str]:
     return [u.rstrip("/") for u in urls]
 
 
-def _check_http2(http2: bool) -> None:
-    if http2 and importlib.util.find_spec("h2") is None:
+def resolve_http2(http2: HTTP2) -> bool:
+    """Whether to offer HTTP/2: ``"auto"`` when ``h2`` is installed.
+
+    Raises:
+        RekorKitError: ``http2=True`` without ``h2``.
+    """
+    installed = importlib.util.find_spec("h2") is not None
+    if http2 == "auto":
+        return installed
+    if http2 and not installed:
         raise RekorKitError(
             "http2=True needs the optional dependency: pip install 'rekorkit[http2]'"
         )
+    return bool(http2)
 
 
 def _needs_tls(failover: Failover, trust_env: bool) -> bool:
@@ -92,16 +114,15 @@ class _Core:
         retry: RetryPolicy | None,
         timeout: float | Timeouts | None,
         failover: Failover | None,
-        http2: bool,
+        http2: HTTP2,
         max_concurrency: int,
         trust_env: bool,
     ) -> None:
-        _check_http2(http2)
         self.failover = failover or Failover(base_urls(base_url))
         self.retry = retry if retry is not None else RetryPolicy()
         self.timeouts = Timeouts.of(timeout)
         self.limits = _limits(max_concurrency)
-        self.http2 = http2
+        self.http2 = resolve_http2(http2)
         self.trust_env = trust_env
         self.verify = _needs_tls(self.failover, trust_env)
         total = self.timeouts.total
@@ -134,7 +155,7 @@ class SyncSession:
         retry: RetryPolicy | None = None,
         timeout: float | Timeouts | None = None,
         failover: Failover | None = None,
-        http2: bool = False,
+        http2: HTTP2 = "auto",
         max_concurrency: int = 16,
         trust_env: bool = True,
     ) -> None:
@@ -151,7 +172,7 @@ class SyncSession:
         self._client = httpx.Client(
             transport=transport,
             trust_env=trust_env,
-            http2=http2,
+            http2=core.http2,
             limits=core.limits,
             verify=core.verify,
             follow_redirects=False,
@@ -216,7 +237,7 @@ class AsyncSession:
         retry: RetryPolicy | None = None,
         timeout: float | Timeouts | None = None,
         failover: Failover | None = None,
-        http2: bool = False,
+        http2: HTTP2 = "auto",
         max_concurrency: int = 16,
         trust_env: bool = True,
     ) -> None:
@@ -233,7 +254,7 @@ class AsyncSession:
         self._client = httpx.AsyncClient(
             transport=transport,
             trust_env=trust_env,
-            http2=http2,
+            http2=core.http2,
             limits=core.limits,
             verify=core.verify,
             follow_redirects=False,
@@ -242,6 +263,28 @@ class AsyncSession:
         self._max_concurrency = max_concurrency
         self._explicit = transport is not None
         self._routes: dict[str, httpx.AsyncBaseTransport] = {}
+        self._connect_watchers: list[Callable[[float], None]] = []
+
+    def watch_connects(self, callback: Callable[[float], None]) -> None:
+        """Call ``callback(seconds)`` after each new connection's TCP handshake."""
+        self._connect_watchers.append(callback)
+
+    def _connected(self, seconds: float) -> None:
+        for callback in self._connect_watchers:
+            callback(seconds)
+
+    def _connect_trace(self) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+        """An httpcore ``trace`` extension timing this request's TCP connect, if it makes one."""
+        started = 0.0
+
+        async def trace(event: str, info: dict[str, Any]) -> None:
+            nonlocal started
+            if event == "connection.connect_tcp.started":
+                started = time.monotonic()
+            elif event == "connection.connect_tcp.complete":
+                self._connected(time.monotonic() - started)
+
+        return trace
 
     async def aclose(self) -> None:
         """Close the connection pools."""
@@ -258,11 +301,13 @@ class AsyncSession:
         if route is None:
             chosen: Any = self._client._transport_for_url(url)
             direct = chosen is self._client._transport
-            if direct and not self._explicit and not self._core.http2 and url.scheme == "http":
-                # No proxy, no TLS, HTTP/1.1: the lean transport (see module docstring).
+            if direct and not self._explicit and url.scheme == "http":
+                # No proxy, no TLS (so no HTTP/2): the lean transport (see module docstring).
                 if self._lean is None:
                     self._lean = AsyncHTTP1Transport(
-                        max_connections=self._max_concurrency, verify=False
+                        max_connections=self._max_concurrency,
+                        verify=False,
+                        on_connect=self._connected,
                     )
                 chosen = self._lean
             route = self._routes[base] = chosen
@@ -270,8 +315,11 @@ class AsyncSession:
 
     async def _exchange(self, base: str, spec: RequestSpec, request: httpx.Request) -> RawResponse:
         url = str(request.url)
+        transport = self._transport(base, request.url)
+        if self._connect_watchers and transport is not self._lean:
+            request.extensions["trace"] = self._connect_trace()
         with translate_errors(url):
-            response = await self._transport(base, request.url).handle_async_request(request)
+            response = await transport.handle_async_request(request)
             try:
                 reader = body_reader(response, spec.max_bytes, url)
                 async for chunk in araw_chunks(response):

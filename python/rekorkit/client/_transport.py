@@ -24,7 +24,7 @@ import asyncio
 import collections
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import httptools
@@ -273,9 +273,17 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
         max_connections: connections open at once, over every origin.
         verify: check TLS certificates (True), not (False), or use this context.
             Plain-http origins never load a context.
+        on_connect: called with the seconds each new connection took to open
+            (after waiting for a connect slot), for congestion control.
     """
 
-    def __init__(self, *, max_connections: int = 16, verify: bool | ssl.SSLContext = True) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 16,
+        verify: bool | ssl.SSLContext = True,
+        on_connect: Callable[[float], None] | None = None,
+    ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
         self.max_connections = max_connections
@@ -287,6 +295,7 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
         self._keeps_alive: set[_Origin] = set()  # origins that answered and kept the connection
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._connecting = asyncio.Semaphore(MAX_CONNECTING)
+        self._on_connect = on_connect
         self._fallback: httpx.AsyncHTTPTransport | None = None
         self._closed = False
 
@@ -379,14 +388,18 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         context = self._ssl_context() if scheme == "https" else None
         try:
-            async with self._connecting, asyncio.timeout(timeouts.get("connect")):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(origin),
-                    host,
-                    port,
-                    ssl=context,
-                    server_hostname=host if context is not None else None,
-                )
+            async with self._connecting:
+                began = loop.time()
+                async with asyncio.timeout(timeouts.get("connect")):
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(origin),
+                        host,
+                        port,
+                        ssl=context,
+                        server_hostname=host if context is not None else None,
+                    )
+                if self._on_connect is not None:
+                    self._on_connect(loop.time() - began)
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
         except (OSError, ssl.SSLError) as exc:

@@ -23,6 +23,9 @@ draft-cardwell-iccrg-bbr-congestion-control):
   queue and measure the base round trip again (BBR's ProbeRTT);
 * **overload**: a 429 or 503, a timeout or a failed connection cuts it by
   ``backoff`` at once, at most once per round (RFC 6585 §4, RFC 9110 §15.6.4);
+  so does a connect slower than ``connect_factor`` times the base round trip
+  (plus ``slack``): a full listen queue drops SYNs, and each waits out a
+  retransmission timeout of a second or more (RFC 6298 §2, §5);
 * always within ``[floor, ceiling]``.
 
 The window is pure logic: the caller reports each completion with its
@@ -85,6 +88,8 @@ class WindowPolicy:
             runs at a quarter of the window to drain queues and measure it again.
         payoff: latency above the target is tolerated while more requests in
             flight still pay: each doubling of them raises the rate by this factor.
+        connect_factor: a connect slower than this multiple of the base round
+            trip (plus ``slack``) is an overload signal.
     """
 
     initial: int = 16
@@ -97,6 +102,7 @@ class WindowPolicy:
     growth: float = 0.125
     memory: float = 10.0
     payoff: float = 1.2
+    connect_factor: float = 4.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.floor <= self.ceiling:
@@ -105,8 +111,8 @@ class WindowPolicy:
             raise ValueError("ease and backoff must be in (0, 1]")
         if self.tolerance < 1 or self.slack < 0 or self.growth <= 0 or self.memory <= 0:
             raise ValueError("need tolerance >= 1, slack >= 0, growth > 0, memory > 0")
-        if self.payoff <= 1:
-            raise ValueError(f"payoff must be > 1, got {self.payoff}")
+        if self.payoff <= 1 or self.connect_factor < 1:
+            raise ValueError("need payoff > 1 and connect_factor >= 1")
 
 
 class AdaptiveWindow:
@@ -131,6 +137,7 @@ class AdaptiveWindow:
         self._points: deque[tuple[float, float]] = deque(maxlen=16)
         self._stalled = 0
         self._queueing = 0  # consecutive rounds that queued without paying
+        self._fastest_connect: float | None = None
         self._new_round(now or 0.0)
 
     @property
@@ -176,6 +183,19 @@ class AdaptiveWindow:
         self._latencies.append(max(latency, 0.0))
         if len(self._latencies) >= self._round_target:
             self._end_round(now)
+
+    def on_connect(self, seconds: float, now: float) -> None:
+        """Record how long a new connection took to open (its TCP handshake).
+
+        Compared with the base round trip (or, before any request completed,
+        the fastest connect seen), a slow connect is an overload signal: the
+        same cut as a 503, at most once per round.
+        """
+        base = self._base if self._base is not None else self._fastest_connect
+        if self._fastest_connect is None or seconds < self._fastest_connect:
+            self._fastest_connect = seconds
+        if base is not None and seconds > base * self.policy.connect_factor + self.policy.slack:
+            self.on_sample(seconds, now, congested=True)
 
     def _end_round(self, now: float) -> None:
         p = self.policy
@@ -275,6 +295,11 @@ class WindowGate:
     def in_flight(self) -> int:
         """Calls in flight now."""
         return self._in_flight
+
+    def on_connect(self, seconds: float) -> None:
+        """Report a new connection's open time to the window (a fixed gate ignores it)."""
+        if isinstance(self.window, AdaptiveWindow):
+            self.window.on_connect(seconds, self._clock())
 
     async def run(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """``await fn(*args, **kwargs)`` once a slot is free; the outcome is a sample."""

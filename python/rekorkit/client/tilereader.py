@@ -21,7 +21,8 @@ from cachetools import LRUCache
 from rekorkit.client._base import AsyncShell, SyncShell, bounded_map
 from rekorkit.client._flow import Flow
 from rekorkit.client._http import RawResponse, RequestSpec
-from rekorkit.client._session import AsyncSession, SyncSession
+from rekorkit.client._session import HTTP2, AsyncSession, SyncSession
+from rekorkit.client.adaptive import AdaptiveWindow, WindowGate, WindowPolicy
 from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
 from rekorkit.errors import MalformedError, NotFoundError
 from rekorkit.tiles import HASH_SIZE, TILE_WIDTH, TileID, bundle_prefix_len, entries_path
@@ -223,7 +224,8 @@ class TileReader(SyncShell):
         retry: the retry policy (default :class:`RetryPolicy`).
         timeout: seconds per request (the deadline), or :class:`Timeouts`.
         failover: a prepared :class:`Failover` (else one over ``base_url``).
-        http2: use HTTP/2 (needs the ``http2`` extra).
+        http2: offer HTTP/2 over TLS; ``"auto"`` (default) when ``h2`` is
+            installed (the ``http2`` extra), ``True`` requires it.
         max_concurrency: the connection-pool size.
         trust_env: honour proxy and CA variables from the environment, as httpx does.
         cache_tiles: keep this many tiles in an LRU (tile paths are immutable).
@@ -239,7 +241,7 @@ class TileReader(SyncShell):
         retry: RetryPolicy | None = None,
         timeout: float | Timeouts | None = None,
         failover: Failover | None = None,
-        http2: bool = False,
+        http2: HTTP2 = "auto",
         max_concurrency: int = 16,
         trust_env: bool = True,
         cache_tiles: int = 0,
@@ -328,9 +330,18 @@ class TileReader(SyncShell):
 
 
 class AsyncTileReader(AsyncShell):
-    """Awaitable twin of :class:`TileReader` with bounded-concurrency batch reads.
+    """Awaitable twin of :class:`TileReader` with adaptive-concurrency batch reads.
 
-    Args: as :class:`TileReader`; ``max_concurrency`` is the most requests in flight.
+    Args: as :class:`TileReader`; ``max_concurrency`` is the most requests in
+    flight (and the connection-pool size).
+
+    Attributes:
+        gate: the bound on the batch calls' (:meth:`tiles`, :meth:`entry_bundles`)
+            reads in flight. By default an adaptive window
+            (:class:`~rekorkit.client.adaptive.AdaptiveWindow`) that grows while
+            throughput grows and backs off on queueing, 429/503, errors and slow
+            connects, up to ``max_concurrency``; assign ``WindowGate(n)`` for a
+            fixed ``n``. ``rekorkit.audit.verify_tile_log`` reads through it too.
     """
 
     def __init__(
@@ -341,7 +352,7 @@ class AsyncTileReader(AsyncShell):
         retry: RetryPolicy | None = None,
         timeout: float | Timeouts | None = None,
         failover: Failover | None = None,
-        http2: bool = False,
+        http2: HTTP2 = "auto",
         max_concurrency: int = 16,
         trust_env: bool = True,
         cache_tiles: int = 0,
@@ -358,6 +369,9 @@ class AsyncTileReader(AsyncShell):
             trust_env=trust_env,
         )
         super().__init__(session, max_concurrency)
+        self.gate = WindowGate(AdaptiveWindow(WindowPolicy(ceiling=max_concurrency)))
+        # Read through the attribute, so a gate assigned later gets the samples.
+        session.watch_connects(lambda seconds: self.gate.on_connect(seconds))
         self._cache = _TileCache(cache_tiles)
         self._store = cache
 
@@ -403,13 +417,13 @@ class AsyncTileReader(AsyncShell):
     async def tiles(
         self, ids: Iterable[TileKey], *, return_exceptions: bool = False
     ) -> list[bytes] | list[bytes | Exception]:
-        """Many hash tiles, in the order given, at most ``max_concurrency`` in flight.
+        """Many hash tiles, in the order given, as many in flight as :attr:`gate` allows.
 
         With ``return_exceptions``, a read that fails (after retries) gives its
         exception in its place instead of raising, as ``asyncio.gather`` does.
         """
         return await bounded_map(
-            lambda k: self.tile(*k),
+            lambda k: self.gate.run(self.tile, *k),
             [_key(t) for t in ids],
             self.max_concurrency,
             return_exceptions=return_exceptions,
@@ -426,12 +440,12 @@ class AsyncTileReader(AsyncShell):
     async def entry_bundles(
         self, ids: Iterable[tuple[int, int]], *, return_exceptions: bool = False
     ) -> list[bytes] | list[bytes | Exception]:
-        """Many entry bundles ``(index, width)``, in order, bounded concurrency.
+        """Many entry bundles ``(index, width)``, in order, through :attr:`gate`.
 
         ``return_exceptions`` as for :meth:`tiles`.
         """
         return await bounded_map(
-            lambda k: self.entry_bundle(*k),
+            lambda k: self.gate.run(self.entry_bundle, *k),
             list(ids),
             self.max_concurrency,
             return_exceptions=return_exceptions,
