@@ -325,3 +325,72 @@ def test_step_shared_postgres_and_a_dask_audit_equal_the_single_process_run(
             assert store.verified_ranges(srv.origin) == [(0, 3000)]
             entry = store.entry(srv.origin, 2999)
             assert entry is not None and entry.leaf_hash == merkle.leaf_hash(entry.body)
+
+
+def test_step_monitors_and_queue_workers_share_one_postgres() -> None:
+    """Issue 17 item 4, in one process: two queue workers drain one PostgreSQL queue into
+    the log, two monitors follow it into the same database; each entry, submission and
+    alert exactly once (the same with real processes: tests/monitor/test_shared_postgres.py)."""
+    import hashlib
+
+    from pg import start_postgres
+    from rekorkit.monitor import (
+        CallbackPublisher,
+        LogConfig,
+        MonitorConfig,
+        RekorSyncService,
+        Watchlist,
+    )
+    from rekorkit.queue import QueueBackend, State, SubmissionQueue, SubmissionWorker
+    from rekorkit.store.open import open_store
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    statements = [
+        json.dumps({"_type": "https://in-toto.io/Statement/v1", "n": i}).encode() for i in range(24)
+    ]
+    requests = [
+        dsse_v001_request(sign_envelope(PAYLOAD_TYPE, s, key), [key.public_key()])
+        for s in statements
+    ]
+    watched = [hashlib.sha256(s).hexdigest() for s in statements[::3]]
+    delivered: list[dict[str, object]] = []
+    with start_server() as srv, start_postgres() as pg:
+        url = pg.create_database()
+        backend = QueueBackend(srv.url, 1, public_key=srv.public_key_pem, vkey=srv.v1_vkey)
+        with SubmissionQueue(url, validation_workers=1) as queue:
+            ids = queue.enqueue_many(requests, backend=backend)
+        config = MonitorConfig(
+            db=url,
+            logs=(LogConfig("local", srv.url, srv.checkpoint_vkey, max_batch=5),),
+            watchlist=Watchlist(digests=watched),
+        )
+
+        async def run() -> list[int]:
+            queues = [SubmissionQueue(url) for _ in range(2)]
+            workers = [SubmissionWorker(q, lease=10) for q in queues]
+            monitors = [
+                RekorSyncService(config, publishers=[CallbackPublisher(delivered.append)])
+                for _ in range(2)
+            ]
+            try:
+                reports = await asyncio.gather(
+                    *(w.run(once=True, handle_signals=False) for w in workers)
+                )
+                for _ in range(2):
+                    await asyncio.gather(*(m.sync_once() for m in monitors))
+            finally:
+                for m in monitors:
+                    await m.stop()
+                for q in queues:
+                    q.close()
+            return [r.done for r in reports]
+
+        done = asyncio.run(run())
+        assert sum(done) == len(ids)
+        with SubmissionQueue(url) as queue:
+            assert {queue.get(i).state for i in ids} == {State.DONE}
+        with open_store(url) as store:
+            assert store.verified_ranges(srv.origin) == [(0, len(ids))]
+            assert store.count(srv.origin) == len(ids)
+    assert sorted(d["evidence"]["value"] for d in delivered) == sorted(watched)  # type: ignore[index]
+    assert len({d["id"] for d in delivered}) == len(delivered)
