@@ -154,3 +154,20 @@ def test_monitor_killed_mid_delivery_leaves_it_to_another_after_the_lease(pg_url
         assert asyncio.run(other.deliver()) == 0
         assert len(receiver.got) == 5 and set(receiver.got.values()) == {1}
         assert line.split()[1] in receiver.got  # the one in flight at the kill, delivered later
+
+
+def test_a_duckdb_outbox_from_before_claims_gains_them(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    with DuckDBStore(path) as store, store.transaction() as con:
+        con.execute(  # the table as it was written before deliveries were claimed
+            "CREATE TABLE monitor_deliveries (seq BIGINT NOT NULL, publisher VARCHAR NOT NULL, "
+            "delivered TIMESTAMP, attempts INTEGER NOT NULL, last_error VARCHAR, "
+            "PRIMARY KEY (seq, publisher))"
+        )
+    with DuckDBStore(path) as store:
+        alerts = AlertStore(store)
+        alerts.add(_alerts(2))
+        first = alerts.alerts()[0].seq
+        alerts.mark_failed(first, "hook", "down")
+        assert [a.seq for a in alerts.claim("hook", owner="a", lease=60)] == [first, first + 1]
+        assert alerts.deliveries(first)["hook"] == (False, 1, "down")

@@ -43,8 +43,10 @@ __all__ = [
     "AlertKind",
     "AlertStorage",
     "AlertStore",
+    "DeliveryRecorder",
     "StoredAlert",
     "open_alert_store",
+    "record_delivery_sql",
     "stored_alert",
 ]
 
@@ -298,7 +300,43 @@ def stored_alert(r: Sequence[Any]) -> StoredAlert:
     )
 
 
-class AlertStore:
+def record_delivery_sql(p: str) -> str:
+    """The upsert recording one delivery attempt, with ``p`` the driver's parameter marker.
+
+    Parameters: seq, publisher, delivered (``None``: failed), error, then the
+    owner four times. The claim ends unless another owner took it over after
+    this one's lease lapsed (that claim stays theirs).
+    """
+    return (
+        "INSERT INTO monitor_deliveries (seq, publisher, delivered, attempts, last_error) "
+        f"VALUES ({p}, {p}, {p}, 1, {p}) ON CONFLICT (seq, publisher) DO UPDATE SET "
+        "delivered = coalesce(monitor_deliveries.delivered, excluded.delivered), "
+        "attempts = monitor_deliveries.attempts + 1, last_error = excluded.last_error, "
+        f"claimed_by = CASE WHEN {p}::text IS NULL OR monitor_deliveries.claimed_by = {p} "
+        "THEN NULL ELSE monitor_deliveries.claimed_by END, "
+        f"claimed_until = CASE WHEN {p}::text IS NULL OR monitor_deliveries.claimed_by = {p} "
+        "THEN NULL ELSE monitor_deliveries.claimed_until END"
+    )
+
+
+class DeliveryRecorder:
+    """``mark_delivered`` and ``mark_failed`` over a backend's ``_delivery`` (both stores)."""
+
+    def _delivery(self, seq: int, publisher: str, error: str | None, owner: str | None) -> None:
+        raise NotImplementedError
+
+    def mark_delivered(self, seq: int, publisher: str, *, owner: str | None = None) -> None:
+        """Record that alert ``seq`` reached ``publisher`` (and end ``owner``'s claim)."""
+        self._delivery(seq, publisher, None, owner)
+
+    def mark_failed(
+        self, seq: int, publisher: str, error: str, *, owner: str | None = None
+    ) -> None:
+        """Record a failed delivery attempt (the alert stays in the outbox, unclaimed)."""
+        self._delivery(seq, publisher, error, owner)
+
+
+class AlertStore(DeliveryRecorder):
     """Deduplicated, durable alerts and their delivery outbox, in a :class:`DuckDBStore`."""
 
     def __init__(self, store: DuckDBStore) -> None:
@@ -421,30 +459,11 @@ class AlertStore:
                 [[seq, publisher, owner] for seq in seqs],
             )
 
-    def mark_delivered(self, seq: int, publisher: str, *, owner: str | None = None) -> None:
-        """Record that alert ``seq`` reached ``publisher`` (and end ``owner``'s claim)."""
-        self._delivery(seq, publisher, None, owner)
-
-    def mark_failed(
-        self, seq: int, publisher: str, error: str, *, owner: str | None = None
-    ) -> None:
-        """Record a failed delivery attempt (the alert stays in the outbox, unclaimed)."""
-        self._delivery(seq, publisher, error, owner)
-
     def _delivery(self, seq: int, publisher: str, error: str | None, owner: str | None) -> None:
         delivered = _now() if error is None else None
         with self.store.transaction() as con:
             con.execute(
-                "INSERT INTO monitor_deliveries (seq, publisher, delivered, attempts, last_error) "
-                "VALUES (?, ?, ?, 1, ?) ON CONFLICT DO UPDATE SET "
-                "delivered = coalesce(monitor_deliveries.delivered, excluded.delivered), "
-                "attempts = monitor_deliveries.attempts + 1, last_error = excluded.last_error, "
-                # A claim taken over by another owner after a lapsed lease stays theirs.
-                "claimed_by = CASE WHEN ?::VARCHAR IS NULL OR monitor_deliveries.claimed_by = ? "
-                "THEN NULL ELSE monitor_deliveries.claimed_by END, "
-                "claimed_until = CASE WHEN ?::VARCHAR IS NULL OR "
-                "monitor_deliveries.claimed_by = ? THEN NULL "
-                "ELSE monitor_deliveries.claimed_until END",
+                record_delivery_sql("?"),
                 [seq, publisher, delivered, error, owner, owner, owner, owner],
             )
 

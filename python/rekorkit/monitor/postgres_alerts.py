@@ -22,7 +22,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rekorkit.errors import StoreError
-from rekorkit.monitor.alerts import SELECT_ALERTS, Alert, AlertKind, StoredAlert, stored_alert
+from rekorkit.monitor.alerts import (
+    SELECT_ALERTS,
+    Alert,
+    AlertKind,
+    DeliveryRecorder,
+    StoredAlert,
+    record_delivery_sql,
+    stored_alert,
+)
 from rekorkit.store.postgres import PostgresStore, apply_migrations
 
 __all__ = ["MIGRATIONS", "PostgresAlertStore"]
@@ -79,7 +87,7 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
 
-class PostgresAlertStore:
+class PostgresAlertStore(DeliveryRecorder):
     """Deduplicated, durable alerts and their delivery outbox, in a :class:`PostgresStore`.
 
     Args:
@@ -203,30 +211,11 @@ class PostgresAlertStore:
                 [list(seqs), publisher, owner],
             )
 
-    def mark_delivered(self, seq: int, publisher: str, *, owner: str | None = None) -> None:
-        """Record that alert ``seq`` reached ``publisher`` (and end ``owner``'s claim)."""
-        self._delivery(seq, publisher, None, owner)
-
-    def mark_failed(
-        self, seq: int, publisher: str, error: str, *, owner: str | None = None
-    ) -> None:
-        """Record a failed delivery attempt (the alert stays in the outbox, unclaimed)."""
-        self._delivery(seq, publisher, error, owner)
-
     def _delivery(self, seq: int, publisher: str, error: str | None, owner: str | None) -> None:
         delivered = _now() if error is None else None
         with self.store.transaction() as cur:
             cur.execute(
-                "INSERT INTO monitor_deliveries (seq, publisher, delivered, attempts, last_error) "
-                "VALUES (%s, %s, %s, 1, %s) ON CONFLICT (seq, publisher) DO UPDATE SET "
-                "delivered = coalesce(monitor_deliveries.delivered, excluded.delivered), "
-                "attempts = monitor_deliveries.attempts + 1, last_error = excluded.last_error, "
-                # A claim taken over by another monitor after a lapsed lease stays theirs.
-                "claimed_by = CASE WHEN %s::text IS NULL OR monitor_deliveries.claimed_by = %s "
-                "THEN NULL ELSE monitor_deliveries.claimed_by END, "
-                "claimed_until = CASE WHEN %s::text IS NULL OR "
-                "monitor_deliveries.claimed_by = %s THEN NULL "
-                "ELSE monitor_deliveries.claimed_until END",
+                record_delivery_sql("%s").encode(),
                 [seq, publisher, delivered, error, owner, owner, owner, owner],
             )
 
