@@ -286,3 +286,21 @@ def test_two_monitors_and_two_queue_workers_on_one_postgres(
             alerts = PostgresAlertStore(store)
             assert {a.alert.alert_id for a in alerts.alerts()} == set(webhook.got)
             assert alerts.pending(f"webhook:{webhook.url}") == []
+
+
+def test_monitor_db_flag_overrides_the_config_store(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rekorkit.cli import main
+
+    cfg = tmp_path / "monitor.toml"
+    with start_server(seed=300) as srv:
+        _write_config(cfg, srv, "unused.duckdb", "http://127.0.0.1:1/hook")
+        assert main(["monitor", "--config", str(cfg), "--db", pg_url, "--once"]) == 0
+        assert json.loads(capsys.readouterr().out)["local"]["frontier"] == 300
+    assert _entry_counts(pg_url) == (300, 300)
+    assert not (tmp_path / "unused.duckdb").exists()
+    down = "postgresql://nobody:hunter2@127.0.0.1:1/none?connect_timeout=2"
+    assert main(["monitor", "--config", str(cfg), "--db", down, "--once"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rekorkit monitor: cannot open PostgreSQL store") and "hunter2" not in err
