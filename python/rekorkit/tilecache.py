@@ -26,7 +26,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -298,12 +298,19 @@ class FileSystemTileCache:
         tile, entries = parse_tile_path(path)
         self.put(tile, data, entries=entries)
 
-    def put_many(self, items: Iterable[tuple[TileID, bool, bytes]]) -> None:
+    def put_many(
+        self,
+        items: Iterable[tuple[TileID, bool, bytes]],
+        *,
+        state: Mapping[str, bytes] | None = None,
+    ) -> None:
         """Stores ``(tile, entries, data)`` items in one index transaction.
 
         A tile narrower than the cached version is ignored (the wider one
         holds it); a wider one supersedes it. Blobs are durable before the
-        index names them; then the size bound is enforced.
+        index names them; then the size bound is enforced. ``state`` values
+        (see :meth:`set_state`) are saved in the same transaction, so progress
+        recorded there is never ahead of the tiles.
 
         Raises:
             ValueError: a hash tile whose length is not ``width * 32``.
@@ -324,14 +331,16 @@ class FileSystemTileCache:
                     os.unlink(prev[3])
                 sha = hashlib.sha256(data).hexdigest()
                 staged[key] = (tile.width, sha, len(data), self._stage(data))
-            if staged:
-                self._commit(staged)
+            if staged or state:
+                self._commit(staged, state or {})
         finally:
             for *_, tmp in staged.values():
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
 
-    def _commit(self, staged: dict[tuple[int, int], tuple[int, str, int, str]]) -> None:
+    def _commit(
+        self, staged: dict[tuple[int, int], tuple[int, str, int, str]], state: Mapping[str, bytes]
+    ) -> None:
         """Moves staged blobs into place and indexes them, in one write transaction."""
         now = time.time()
         with self._write() as db:
@@ -363,6 +372,10 @@ class FileSystemTileCache:
             for sha in superseded:
                 self._unlink_unreferenced(db, sha)
             self._evict(db)
+            db.executemany(
+                "INSERT OR REPLACE INTO state VALUES (?, ?)",
+                [("user:" + name, value) for name, value in state.items()],
+            )
 
     @staticmethod
     def _rows(

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
@@ -565,8 +566,15 @@ class ProxyService:
         self.metrics.upstream_bytes.labels("entries").inc(sum(map(len, bundles)))
         return bundles
 
-    async def store_mirrored(self, ids: Sequence[TileID], bundles: list[bytes]) -> int:
-        """The second half of :meth:`mirror_tiles`: verify, then cache in one transaction."""
+    async def store_mirrored(
+        self,
+        ids: Sequence[TileID],
+        bundles: list[bytes],
+        *,
+        state: Mapping[str, bytes] | None = None,
+    ) -> int:
+        """The second half of :meth:`mirror_tiles`: verify, then cache in one transaction
+        (with ``state``: progress saved with the tiles, see ``FileSystemTileCache.put_many``)."""
         cp = self._checkpoint
         if cp is None or not ids:
             return 0
@@ -577,7 +585,7 @@ class ProxyService:
             self._refuse("mirror", exc, cp, path=ids[0].entries_path)
         items = [(t, False, d) for t, d in zip(ids, level0, strict=True) if not t.is_partial]
         items += [(t, True, b) for t, b in zip(ids, bundles, strict=True)]
-        await asyncio.to_thread(self.cache.put_many, items)
+        await asyncio.to_thread(functools.partial(self.cache.put_many, items, state=state))
         return sum(t.width for t in ids)
 
     async def _verify_level0(

@@ -150,10 +150,9 @@ class SyncJob:
                 ahead = None
                 if k + 1 < len(batches) and not self._stop.is_set():
                     ahead = asyncio.ensure_future(svc.fetch_mirrored(batches[k + 1]))
-                await svc.store_mirrored(batch, fetched)
                 # A partial last tile is mirrored again once it has grown.
                 done = batch[-1].index + (0 if batch[-1].is_partial else 1)
-                await asyncio.to_thread(svc.cache.set_state, _MIRROR_STATE, str(done).encode())
+                await svc.store_mirrored(batch, fetched, state={_MIRROR_STATE: b"%d" % done})
                 self.status.mirrored_entries = min(done * TILE_WIDTH, size)
                 svc.metrics.sync_position.set(self.status.mirrored_entries)
                 if self._stop.is_set():
