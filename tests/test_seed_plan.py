@@ -394,3 +394,47 @@ def test_step_monitors_and_queue_workers_share_one_postgres() -> None:
             assert store.count(srv.origin) == len(ids)
     assert sorted(d["evidence"]["value"] for d in delivered) == sorted(watched)  # type: ignore[index]
     assert len({d["id"] for d in delivered}) == len(delivered)
+
+
+def test_step_default_verify_reads_a_small_static_mirror_without_connection_storms(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 16: ``rekorkit verify`` with default flags (adaptive window, paced connects)
+    against ``python -m http.server`` (HTTP/1.0, listen backlog 5) verifies the log
+    and agrees with ``--concurrency 1``."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from rekorkit.cli import main
+
+    with start_server(tmp_path / "log", seed=2500, fsync=False) as srv, socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+        static = subprocess.Popen(
+            [*argv, "--directory", str(srv.data_dir / "tiles")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(600):  # at most about 30 s for the server to listen
+                try:
+                    httpx.get(url + "/checkpoint", timeout=1).raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+            reports = []
+            for extra in ([], ["--concurrency", "1"]):
+                flags = ["--key", srv.checkpoint_vkey, "--no-store", "--json", *extra]
+                assert main(["verify", url, *flags]) == 0
+                reports.append(json.loads(capsys.readouterr().out))
+        finally:
+            static.terminate()
+            static.wait(timeout=30)
+    assert [r["entries"] for r in reports] == [2500, 2500]
+    assert reports[0]["root_hash"] == reports[1]["root_hash"]

@@ -42,9 +42,13 @@ _GZIP_MAGIC = b"\x1f\x8b\x08"
 
 
 class _HasTileCoords(Protocol):
-    level: int
-    index: int
-    width: int
+    # Read-only, so frozen dataclasses (rekorkit.tiles.TileID) match.
+    @property
+    def level(self) -> int: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def width(self) -> int: ...
 
 
 # A rekorkit.tiles.TileID or a plain (level, index, width) tuple.
