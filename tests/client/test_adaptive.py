@@ -157,7 +157,7 @@ def test_overload_cut_is_once_per_round_and_respects_the_floor() -> None:
 
 
 def test_latency_growth_shrinks_the_window() -> None:
-    window = AdaptiveWindow(WindowPolicy(initial=16, ceiling=64, slack=0.0))
+    window = AdaptiveWindow(WindowPolicy(initial=16, ceiling=64, slack=0.0, startup_gain=2.0))
     t = 0.0
     for _ in range(16):
         t += 0.001
@@ -176,7 +176,16 @@ def test_latency_growth_shrinks_the_window() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"floor": 0}, {"floor": 5, "ceiling": 4}, {"ease": 0.0}, {"backoff": 1.5}, {"tolerance": 0.5}],
+    [
+        {"floor": 0},
+        {"floor": 5, "ceiling": 4},
+        {"ease": 0.0},
+        {"backoff": 1.5},
+        {"tolerance": 0.5},
+        {"payoff": 1.0},
+        {"startup_gain": 1.0},
+        {"connect_factor": 0.5},
+    ],
 )
 def test_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):

@@ -88,6 +88,8 @@ class WindowPolicy:
             runs at a quarter of the window to drain queues and measure it again.
         payoff: latency above the target is tolerated while more requests in
             flight still pay: each doubling of them raises the rate by this factor.
+        startup_gain: the factor the window grows by per round in slow start
+            (TCP's slow start doubles; BBR's startup uses 2/ln 2, about 2.89).
         connect_factor: a connect slower than this multiple of the base round
             trip (plus ``slack``) is an overload signal.
     """
@@ -102,6 +104,7 @@ class WindowPolicy:
     growth: float = 0.125
     memory: float = 10.0
     payoff: float = 1.2
+    startup_gain: float = 2.89
     connect_factor: float = 4.0
 
     def __post_init__(self) -> None:
@@ -111,8 +114,8 @@ class WindowPolicy:
             raise ValueError("ease and backoff must be in (0, 1]")
         if self.tolerance < 1 or self.slack < 0 or self.growth <= 0 or self.memory <= 0:
             raise ValueError("need tolerance >= 1, slack >= 0, growth > 0, memory > 0")
-        if self.payoff <= 1 or self.connect_factor < 1:
-            raise ValueError("need payoff > 1 and connect_factor >= 1")
+        if self.payoff <= 1 or self.connect_factor < 1 or self.startup_gain <= 1:
+            raise ValueError("need payoff > 1, startup_gain > 1 and connect_factor >= 1")
 
 
 class AdaptiveWindow:
@@ -247,7 +250,7 @@ class AdaptiveWindow:
             if self._stalled >= 3:  # the pipe is full (BBR's test)
                 self.slow_start = False
             else:
-                self._window = min(float(p.ceiling), self._window * 2)
+                self._window = min(float(p.ceiling), self._window * p.startup_gain)
         else:
             self._window = min(float(p.ceiling), self._window * (1 + p.growth))
         if now - self._base_at > p.memory and self._window > p.floor:
