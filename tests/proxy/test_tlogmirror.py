@@ -1,0 +1,175 @@
+"""The c2sp.org/tlog-mirror mirror: a real local log pushed to it over HTTP, and bad pushes."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from rekorkit import merkle, tiles
+from rekorkit.note import CosignatureSigner, parse_verifier_key, verify_note
+from rekorkit.proxy import serve_in_thread
+from rekorkit.proxy.mirror_app import create_mirror_app
+from rekorkit.proxy.subtree import subtree_consistency_proof
+from rekorkit.proxy.tlogmirror import TlogMirror
+from rekorkit.testing import LocalRekor, start_server
+from rekorkit.tilecache import FileSystemTileCache
+
+SIZE = 1000  # bundles 0-2 full, bundle 3 partial (232 entries)
+
+
+@dataclass
+class Log:
+    server: LocalRekor
+    checkpoint: bytes
+    entries: list[bytes]
+    leaves: list[bytes]
+
+
+@pytest.fixture(scope="module")
+def log() -> Iterator[Log]:
+    with start_server(seed=SIZE) as srv:
+        cp = httpx.get(f"{srv.url}/checkpoint").content
+        entries: list[bytes] = []
+        for t in tiles.level0_tiles(0, SIZE, SIZE):
+            path = t.entries_path
+            entries += tiles.parse_entry_bundle(httpx.get(f"{srv.url}/{path}").content)
+        yield Log(srv, cp, entries, [merkle.leaf_hash(e) for e in entries])
+
+
+def _header(origin: str, start: int, end: int, ticket: bytes = b"") -> bytes:
+    o = origin.encode()
+    return (
+        len(o).to_bytes(2, "big")
+        + o
+        + start.to_bytes(8, "big")
+        + end.to_bytes(8, "big")
+        + len(ticket).to_bytes(2, "big")
+        + ticket
+    )
+
+
+def _packages(log: Log, start: int, end: int, *, only: int | None = None) -> bytes:
+    """The canonical package sequence for [start, end) of the log of size ``end``."""
+    out = b""
+    bases = list(range(start - start % 256, end, 256))[:only]
+    for base in bases:
+        s, e = max(start, base), min(end, base + 256)
+        out += b"".join(len(x).to_bytes(2, "big") + x for x in log.entries[s:e])
+        proof = subtree_consistency_proof(base, e, log.leaves[:end])
+        out += bytes([len(proof)]) + b"".join(proof)
+    return out
+
+
+@dataclass
+class Mirror:
+    url: str
+    mirror: TlogMirror
+    signer: CosignatureSigner
+
+
+@pytest.fixture
+def mirror(log: Log, tmp_path: Path) -> Iterator[Mirror]:
+    signer = CosignatureSigner.generate("mirror.example/m1")
+    with FileSystemTileCache(tmp_path / "mirror") as cache:
+        m = TlogMirror(cache, parse_verifier_key(log.server.checkpoint_vkey), signer)
+        with serve_in_thread(create_mirror_app(m)) as url:
+            yield Mirror(url, m, signer)
+
+
+def _post(url: str, path: str, body: bytes) -> httpx.Response:
+    return httpx.post(f"{url}/{path}", content=body, timeout=30)
+
+
+def test_push_checkpoint_then_entries_then_cosigned_copy_is_served(
+    log: Log, mirror: Mirror
+) -> None:
+    origin = log.server.origin
+    r = _post(mirror.url, "add-checkpoint", b"old 0\n\n" + log.checkpoint)
+    assert r.status_code == 200, r.text
+    # A prefix of the packages (two of four): 202 with the advanced next entry.
+    r = _post(mirror.url, "add-entries", _header(origin, 0, SIZE) + _packages(log, 0, SIZE, only=2))
+    assert r.status_code == 202, r.text
+    assert r.headers["content-type"].startswith("text/x.tlog.mirror-info")
+    assert r.text == f"{SIZE}\n512\n\n"
+    assert _post(mirror.url, "add-entries", b"").status_code == 400
+    # Resume from the advertised next entry (gzipped, as clients SHOULD send it):
+    # 200 with the mirror's cosignature.
+    rest = gzip.compress(_header(origin, 512, SIZE) + _packages(log, 512, SIZE))
+    r = httpx.post(f"{mirror.url}/add-entries", content=rest, headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 200, r.text
+    assert r.text.startswith("\u2014 mirror.example/m1 ")
+    prefix = f"{mirror.url}/{hashlib.sha256(origin.encode()).hexdigest()}"
+    served = httpx.get(f"{prefix}/checkpoint").content
+    assert served == log.checkpoint + r.content
+    verified = verify_note(
+        served,
+        [parse_verifier_key(log.server.checkpoint_vkey), mirror.signer.verifier()],
+        required=[mirror.signer.name],
+    )
+    assert mirror.signer.name in verified.verified_names
+    for path in ["tile/entries/000", "tile/entries/003.p/232", "tile/0/002", "tile/1/000.p/3"]:
+        assert (
+            httpx.get(f"{prefix}/{path}").content == httpx.get(f"{log.server.url}/{path}").content
+        )
+    assert httpx.get(f"{prefix}/tile/entries/004").status_code == 404
+    assert httpx.get(f"{prefix}/tile/../../etc/passwd").status_code in (400, 404)
+    # The same upload again: already held and cosigned, the same cosignature back.
+    again = _post(mirror.url, "add-entries", _header(origin, 768, SIZE) + _packages(log, 768, SIZE))
+    assert again.status_code == 200 and again.content == r.content
+
+
+def test_a_reopened_mirror_resumes_at_its_next_entry(log: Log, tmp_path: Path) -> None:
+    signer = CosignatureSigner.generate("mirror.example/m1")
+    vkey = parse_verifier_key(log.server.checkpoint_vkey)
+    origin = log.server.origin
+    with FileSystemTileCache(tmp_path) as cache:
+        m = TlogMirror(cache, vkey, signer)
+        assert m.add_checkpoint(b"old 0\n\n" + log.checkpoint).status == 200
+        assert (
+            m.add_entries(_header(origin, 0, SIZE) + _packages(log, 0, SIZE, only=3)).status == 202
+        )
+    with FileSystemTileCache(tmp_path) as cache:
+        m = TlogMirror(cache, vkey, signer)
+        assert m.next_entry == 768 and m.pending is not None and m.pending.size == SIZE
+        reply = m.add_entries(_header(origin, 768, SIZE) + _packages(log, 768, SIZE))
+        assert reply.status == 200, reply.body
+        assert m.mirror_size() == SIZE
+
+
+def test_bad_pushes_are_refused_and_store_nothing(log: Log, mirror: Mirror) -> None:
+    origin, url, m = log.server.origin, mirror.url, mirror.mirror
+    assert _post(url, "add-checkpoint", b"old 5\n\n" + log.checkpoint).status_code == 409
+    r = _post(url, "add-checkpoint", b"old 0\n\n" + log.checkpoint.replace(b"\n", b"\nx", 1))
+    assert r.status_code in (403, 404)
+    forged = log.checkpoint[:-10] + bytes([log.checkpoint[-10] ^ 1]) + log.checkpoint[-9:]
+    assert _post(url, "add-checkpoint", b"old 0\n\n" + forged).status_code in (400, 403)
+    assert _post(url, "add-checkpoint", b"nonsense").status_code == 400
+    # Entries before any pending checkpoint: 409 with the mirror's state.
+    r = _post(url, "add-entries", _header(origin, 0, SIZE) + _packages(log, 0, SIZE))
+    assert r.status_code == 409 and r.text == "0\n0\n\n"
+    assert _post(url, "add-checkpoint", b"old 0\n\n" + log.checkpoint).status_code == 200
+    size_too_small = b"old %d\nAAAA\n\n" % SIZE
+    assert _post(url, "add-checkpoint", size_too_small + log.checkpoint).status_code == 400
+    assert _post(url, "add-entries", _header("other.example", 0, SIZE)).status_code == 404
+    assert _post(url, "add-entries", _header(origin, 0, 999)).status_code == 409
+    assert _post(url, "add-entries", _header(origin, 300, SIZE)).status_code == 409  # past next
+    assert _post(url, "add-entries", _header(origin, 0, SIZE)[:-3]).status_code == 400
+    # A tampered entry in the second package: the first is stored, then 422.
+    body = bytearray(_header(origin, 0, SIZE) + _packages(log, 0, SIZE))
+    second = len(_header(origin, 0, SIZE) + _packages(log, 0, SIZE, only=1)) + 10
+    body[second] ^= 1
+    r = _post(url, "add-entries", bytes(body))
+    assert r.status_code == 422, r.text
+    assert m.next_entry == 256 and m.checkpoint() is None
+    assert m.cache.get(tiles.TileID(0, 1), entries=True) is None
+    # A proof hash changed: 422 too; the honest upload then completes.
+    body = bytearray(_header(origin, 256, SIZE) + _packages(log, 256, SIZE, only=1))
+    body[-1] ^= 1
+    assert _post(url, "add-entries", bytes(body)).status_code == 422
+    r = _post(url, "add-entries", _header(origin, 256, SIZE) + _packages(log, 256, SIZE))
+    assert r.status_code == 200 and m.mirror_size() == SIZE
