@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from conftest import QUICK, measure, scaled
 from rekorkit.audit import VerifyReport, verify_tile_log
-from rekorkit.audit.distributed import verify_distributed
+from rekorkit.audit.distributed import local_cluster, verify_distributed
 from rekorkit.client import AsyncTileReader
 from rekorkit.note import parse_verifier_key
 from rekorkit.testing import LocalRekor, start_server
@@ -36,14 +36,9 @@ def served() -> Iterator[LocalRekor]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    with (
-        LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as local,
-        Client(local) as client,  # type: ignore[no-untyped-call]
-    ):
+    with local_cluster(2) as local, Client(local) as client:  # type: ignore[no-untyped-call]
         yield client
 
 

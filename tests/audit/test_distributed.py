@@ -23,6 +23,7 @@ from rekorkit.audit.distributed import (
     ChunkTask,
     chunk_spans,
     chunk_tiles_for,
+    local_cluster,
     verify_chunk,
     verify_distributed,
 )
@@ -43,12 +44,9 @@ def log() -> Iterator[LocalRekor]:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
-        Client(cluster) as c,
-    ):
+    with local_cluster(2) as cluster, Client(cluster) as c:  # type: ignore[no-untyped-call]
         yield c
 
 
@@ -231,3 +229,16 @@ def test_a_tampered_tile_in_a_later_group_names_its_entry(
     assert result.failure["evidence"]["entry_index"] == 5 * 256 + 9
     assert result.failure["evidence"]["chunk"] == [0, 2048]
     assert list(tmp_path.iterdir()) == []  # the groups before it left no file behind
+
+
+def test_local_cluster_workers_keep_the_adaptive_mmap_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from distributed import Client
+
+    names = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")
+    monkeypatch.delenv(names[0], raising=False)  # a previous nanny's export
+    with local_cluster(1) as cluster, Client(cluster) as c:  # type: ignore[no-untyped-call]
+        [env] = c.run(lambda: {k: os.environ.get(k) for k in names}).values()
+        [threads] = c.nthreads().values()
+    assert env == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"} and threads == 1
