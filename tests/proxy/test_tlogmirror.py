@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,3 +180,79 @@ def test_bad_pushes_are_refused_and_store_nothing(log: Log, mirror: Mirror) -> N
     assert _post(url, "add-entries", bytes(body)).status_code == 422
     r = _post(url, "add-entries", _header(origin, 256, SIZE) + _packages(log, 256, SIZE))
     assert r.status_code == 200 and m.mirror_size() == SIZE
+
+
+_MIRROR_PROCESS = """
+import sys, time
+from rekorkit.note import CosignatureSigner, parse_verifier_key
+from rekorkit.proxy import TlogMirror, create_mirror_app, serve_in_thread
+from rekorkit.tilecache import FileSystemTileCache
+
+cache_dir, vkey = sys.argv[1], sys.argv[2]
+signer = CosignatureSigner.from_private_key("mirror.example/m1", bytes(32))
+mirror = TlogMirror(FileSystemTileCache(cache_dir), parse_verifier_key(vkey), signer)
+with serve_in_thread(create_mirror_app(mirror)) as url:
+    print(url, flush=True)
+    time.sleep(120)
+"""
+
+
+def _start_mirror_process(cache_dir: Path, vkey: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _MIRROR_PROCESS, str(cache_dir), vkey],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def test_kill_9_while_entries_are_pushed_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    size = 6000  # 24 packages
+    with start_server(seed=size, fsync=True) as srv:
+        cp = httpx.get(f"{srv.url}/checkpoint").content
+        entries: list[bytes] = []
+        for t in tiles.level0_tiles(0, size, size):
+            entries += tiles.parse_entry_bundle(httpx.get(f"{srv.url}/{t.entries_path}").content)
+        big = Log(srv, cp, entries, [merkle.leaf_hash(e) for e in entries])
+        proc, url = _start_mirror_process(tmp_path, srv.checkpoint_vkey)
+        acked = 0
+        try:
+            assert url.startswith("http://"), url
+            assert _post(url, "add-checkpoint", b"old 0\n\n" + cp).status_code == 200
+            deadline = time.monotonic() + 30
+            with httpx.Client(timeout=30) as client:
+                while acked < 3000:  # one package per request, each acknowledged
+                    assert time.monotonic() < deadline
+                    body = _header(srv.origin, acked, size) + _packages(big, acked, size, only=1)
+                    r = client.post(f"{url}/add-entries", content=body)
+                    assert r.status_code == 202, r.text
+                    acked = int(r.text.split("\n")[1])
+                # Then a large request in flight, killed while it is being stored.
+                body = _header(srv.origin, acked, size) + _packages(big, acked, size)
+
+                def push() -> None:
+                    with contextlib.suppress(httpx.HTTPError):  # the server dies mid-request
+                        client.post(f"{url}/add-entries", content=body)
+
+                pending = threading.Thread(target=push)
+                pending.start()
+                time.sleep(0.05)
+                os.kill(proc.pid, signal.SIGKILL)
+                pending.join(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait()
+        signer = CosignatureSigner.from_private_key("mirror.example/m1", bytes(32))
+        with FileSystemTileCache(tmp_path) as cache:
+            m = TlogMirror(cache, parse_verifier_key(srv.checkpoint_vkey), signer)
+            assert m.next_entry >= acked  # nothing acknowledged is lost
+            for t in tiles.level0_tiles(0, m.next_entry, m.next_entry):
+                assert cache.get(t, entries=True) == tiles.encode_entry_bundle(
+                    entries[t.index * 256 : t.index * 256 + t.width]
+                )
+            assert cache.stats().dropped_corrupt == 0
+            start = m.next_entry
+            reply = m.add_entries(_header(srv.origin, start, size) + _packages(big, start, size))
+            assert reply.status == 200, reply.body
+            assert m.checkpoint() == cp + reply.body
