@@ -21,8 +21,7 @@ from rekorkit import merkle, tiles
 from rekorkit.note import CosignatureSigner, parse_verifier_key, verify_note
 from rekorkit.proxy import serve_in_thread
 from rekorkit.proxy.mirror_app import create_mirror_app
-from rekorkit.proxy.subtree import subtree_consistency_proof
-from rekorkit.proxy.tlogmirror import TlogMirror
+from rekorkit.proxy.tlogmirror import TlogMirror, add_entries_body
 from rekorkit.testing import LocalRekor, start_server
 from rekorkit.tilecache import FileSystemTileCache
 
@@ -60,16 +59,17 @@ def _header(origin: str, start: int, end: int, ticket: bytes = b"") -> bytes:
     )
 
 
+def _push(log: Log, start: int, end: int, *, only: int | None = None) -> bytes:
+    """The add-entries body for [start, end) of the log, up to a tree of size ``end``."""
+    origin = log.server.origin
+    return add_entries_body(
+        origin, start, log.entries[start:end], log.leaves[:end], max_packages=only
+    )
+
+
 def _packages(log: Log, start: int, end: int, *, only: int | None = None) -> bytes:
-    """The canonical package sequence for [start, end) of the log of size ``end``."""
-    out = b""
-    bases = list(range(start - start % 256, end, 256))[:only]
-    for base in bases:
-        s, e = max(start, base), min(end, base + 256)
-        out += b"".join(len(x).to_bytes(2, "big") + x for x in log.entries[s:e])
-        proof = subtree_consistency_proof(base, e, log.leaves[:end])
-        out += bytes([len(proof)]) + b"".join(proof)
-    return out
+    """The packages of :func:`_push`, without its header."""
+    return _push(log, start, end, only=only)[len(_header(log.server.origin, start, end)) :]
 
 
 @dataclass

@@ -29,17 +29,18 @@ import binascii
 import hashlib
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rekorkit import merkle, tiles
 from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint
 from rekorkit.errors import ConsistencyError, MalformedError, VerificationError
 from rekorkit.note import CosignatureSigner, NoteSignature, NoteVerifier
-from rekorkit.proxy.subtree import verify_subtree_consistency
+from rekorkit.proxy.subtree import subtree_consistency_proof, verify_subtree_consistency
 from rekorkit.tilecache import FileSystemTileCache
 from rekorkit.tiles import TILE_WIDTH, TileID
 
-__all__ = ["MirrorReply", "TlogMirror"]
+__all__ = ["MirrorReply", "TlogMirror", "add_entries_body"]
 
 _PENDING = "tlogmirror.pending"
 _MIRROR = "tlogmirror.checkpoint"
@@ -57,6 +58,49 @@ class MirrorReply:
     status: int
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
+
+
+def add_entries_body(
+    origin: str,
+    upload_start: int,
+    entries: Sequence[bytes],
+    leaf_hashes: Sequence[bytes],
+    *,
+    ticket: bytes = b"",
+    max_packages: int | None = None,
+) -> bytes:
+    """An ``add-entries`` request body (c2sp.org/tlog-mirror), what a pushing log sends.
+
+    Args:
+        origin: the log's origin.
+        upload_start: the first entry uploaded.
+        entries: the entries ``[upload_start, upload_end)``.
+        leaf_hashes: the leaf hashes of the whole tree of size ``upload_end``
+            (the pending checkpoint's size), for the subtree proofs.
+        ticket: the mirror's last ticket.
+        max_packages: send only this many packages (a prefix; the spec
+            suggests at most 32 per request).
+    """
+    upload_end = len(leaf_hashes)
+    if upload_start + len(entries) != upload_end:
+        raise ValueError(f"{len(entries)} entries do not reach the tree size {upload_end}")
+    raw = origin.encode()
+    parts = [
+        len(raw).to_bytes(2, "big"),
+        raw,
+        upload_start.to_bytes(8, "big"),
+        upload_end.to_bytes(8, "big"),
+        len(ticket).to_bytes(2, "big"),
+        ticket,
+    ]
+    rounded = upload_start - upload_start % TILE_WIDTH
+    bases = range(rounded, upload_end, TILE_WIDTH)[:max_packages]
+    for base in bases:
+        start, end = max(upload_start, base), min(upload_end, base + TILE_WIDTH)
+        parts.append(tiles.encode_entry_bundle(entries[start - upload_start : end - upload_start]))
+        proof = subtree_consistency_proof(base, end, leaf_hashes)
+        parts += [bytes([len(proof)]), *proof]
+    return b"".join(parts)
 
 
 def _error(status: int, message: str) -> MirrorReply:
