@@ -185,6 +185,7 @@ def test_latency_growth_shrinks_the_window() -> None:
         {"payoff": 1.0},
         {"startup_gain": 1.0},
         {"connect_factor": 0.5},
+        {"connect_slack": -1.0},
     ],
 )
 def test_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:

@@ -17,9 +17,10 @@ The engine, for one run:
 5. stores the verified entries in order, committing whole DuckDB row groups,
    so the store never holds an entry past the last verified one.
 
-Memory is bounded by the fetch window (about ``2 x concurrency`` tiles and
-bundles, the concurrency fixed or adapted to the link up to a ceiling) plus
-one row group of entries awaiting commit.
+Memory is bounded by the fetch window (about ``4 x concurrency`` tiles and
+bundles being read, as many read and awaiting verification, the concurrency
+fixed or adapted to the link up to a ceiling) plus one row group of entries
+awaiting commit.
 """
 
 from __future__ import annotations
@@ -560,16 +561,33 @@ async def _stream_gap(
     ids = tiles.level0_tiles(a, b, signed.size)
     chunks = [ids[k : k + group_size] for k in range(0, len(ids), group_size)]
     inflight: deque[asyncio.Task[tuple[Group, Exception | None]]] = deque()
-    pos = verified = verified_bytes = 0
+    pos = reading = verified = verified_bytes = 0
+    stopped = False
+
+    def fill() -> None:
+        # Enough groups being read to keep the gate's window of requests busy
+        # (it moves), topped up as each read finishes, not only between
+        # verifications: a verification waiting on a parent tile must not
+        # drain the link. Read-but-unverified groups are bounded too.
+        nonlocal pos, reading
+        window = max(2, -(-2 * gate.limit // group_size))
+        while not stopped and pos < len(chunks) and reading < window and len(inflight) < 2 * window:
+            task = asyncio.ensure_future(
+                _fetch_group(auth.reader, auth, chunks[pos], fetch_level0, gate)
+            )
+            task.add_done_callback(fetched)
+            inflight.append(task)
+            pos += 1
+            reading += 1
+
+    def fetched(_: asyncio.Task[tuple[Group, Exception | None]]) -> None:
+        nonlocal reading
+        reading -= 1
+        fill()
+
     try:
         while pos < len(chunks) or inflight:
-            # Groups in flight: the one being verified and enough being read
-            # to keep the gate's window of requests busy (it moves).
-            window = max(2, -(-2 * gate.limit // group_size))
-            while pos < len(chunks) and len(inflight) < window:
-                fetch = _fetch_group(auth.reader, auth, chunks[pos], fetch_level0, gate)
-                inflight.append(asyncio.ensure_future(fetch))
-                pos += 1
+            fill()
             group, fetch_error = await inflight.popleft()
             if group:
                 n, nbytes = await _process(auth, committer, signed.origin, signed.size, group, a, b)
@@ -580,6 +598,7 @@ async def _stream_gap(
             if fetch_error is not None:  # what arrived before it is verified and kept
                 raise fetch_error
     except BaseException:
+        stopped = True
         for task in inflight:
             task.cancel()
         await asyncio.gather(*inflight, return_exceptions=True)

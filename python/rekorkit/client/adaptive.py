@@ -24,7 +24,7 @@ draft-cardwell-iccrg-bbr-congestion-control):
 * **overload**: a 429 or 503, a timeout or a failed connection cuts it by
   ``backoff`` at once, at most once per round (RFC 6585 §4, RFC 9110 §15.6.4);
   so does a connect slower than ``connect_factor`` times the base round trip
-  (plus ``slack``): a full listen queue drops SYNs, and each waits out a
+  (plus ``connect_slack``): a full listen queue drops SYNs, and each waits out a
   retransmission timeout of a second or more (RFC 6298 §2, §5);
 * always within ``[floor, ceiling]``.
 
@@ -91,7 +91,10 @@ class WindowPolicy:
         startup_gain: the factor the window grows by per round in slow start
             (TCP's slow start doubles; BBR's startup uses 2/ln 2, about 2.89).
         connect_factor: a connect slower than this multiple of the base round
-            trip (plus ``slack``) is an overload signal.
+            trip (plus ``connect_slack``) is an overload signal.
+        connect_slack: seconds of connect time never counted as overload: a
+            loopback connect takes microseconds and a busy machine's scheduler
+            adds milliseconds; a dropped SYN adds a second.
     """
 
     initial: int = 16
@@ -106,14 +109,17 @@ class WindowPolicy:
     payoff: float = 1.2
     startup_gain: float = 2.89
     connect_factor: float = 4.0
+    connect_slack: float = 0.1
 
     def __post_init__(self) -> None:
         if not 1 <= self.floor <= self.ceiling:
             raise ValueError(f"need 1 <= floor <= ceiling, got {self.floor}, {self.ceiling}")
         if not 0 < self.ease <= 1 or not 0 < self.backoff <= 1:
             raise ValueError("ease and backoff must be in (0, 1]")
-        if self.tolerance < 1 or self.slack < 0 or self.growth <= 0 or self.memory <= 0:
-            raise ValueError("need tolerance >= 1, slack >= 0, growth > 0, memory > 0")
+        if self.tolerance < 1 or min(self.slack, self.connect_slack) < 0:
+            raise ValueError("need tolerance >= 1, slack >= 0, connect_slack >= 0")
+        if self.growth <= 0 or self.memory <= 0:
+            raise ValueError("need growth > 0 and memory > 0")
         if self.payoff <= 1 or self.connect_factor < 1 or self.startup_gain <= 1:
             raise ValueError("need payoff > 1, startup_gain > 1 and connect_factor >= 1")
 
@@ -197,7 +203,8 @@ class AdaptiveWindow:
         base = self._base if self._base is not None else self._fastest_connect
         if self._fastest_connect is None or seconds < self._fastest_connect:
             self._fastest_connect = seconds
-        if base is not None and seconds > base * self.policy.connect_factor + self.policy.slack:
+        p = self.policy
+        if base is not None and seconds > base * p.connect_factor + p.connect_slack:
             self.on_sample(seconds, now, congested=True)
 
     def _end_round(self, now: float) -> None:
