@@ -9,12 +9,19 @@ cores with them; storage is off so only the audit is compared. The cluster
 is started once, outside the timings (a long-lived cluster is how it runs),
 and its workers keep their tile readers (and their connections) from one
 round to the next, as they do from one task to the next.
+
+Wall time on a shared 2-core machine swings with the other load, so each
+case also records ``cpu_s``: the CPU seconds one untimed audit costs every
+process taking part (the engine's process, or the coordinator, scheduler and
+workers; the log server's apart, as ``server_cpu_s``), which the load does
+not change.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -42,6 +49,36 @@ def cluster() -> Iterator[Any]:
         yield client
 
 
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _record_cpu(
+    benchmark: Any, served: LocalRekor, fn: Callable[[], object], client: Any = None
+) -> None:
+    """One untimed run of ``fn``: CPU seconds of the audit's processes and of the server."""
+    import psutil  # type: ignore[import-untyped]  # distributed depends on it
+
+    server = psutil.Process(served.process.pid) if served.process else None
+
+    def others() -> float:
+        if client is None:
+            return 0.0
+        workers = sum(client.run(_cpu).values())
+        # A LocalCluster's scheduler runs in this process, already counted.
+        elsewhere = client.run_on_scheduler(os.getpid) != os.getpid()
+        return float(workers + (client.run_on_scheduler(_cpu) if elsewhere else 0.0))
+
+    def server_cpu() -> float:
+        return sum(server.cpu_times()[:2]) if server else 0.0
+
+    before, server_before, others_before = _cpu(), server_cpu(), others()
+    fn()
+    benchmark.extra_info["cpu_s"] = round(_cpu() - before + others() - others_before, 3)
+    benchmark.extra_info["server_cpu_s"] = round(server_cpu() - server_before, 3)
+
+
 def test_audit_single_process_baseline(benchmark: Any, served: LocalRekor) -> None:
     vkey = parse_verifier_key(served.checkpoint_vkey)
 
@@ -53,10 +90,11 @@ def test_audit_single_process_baseline(benchmark: Any, served: LocalRekor) -> No
         benchmark,
         lambda: asyncio.run(go()),
         ops=N,
-        rounds=1 if QUICK else 3,
+        rounds=1 if QUICK else 5,
         note="single-process verify_tile_log against rekorkit serve on loopback",
     )
     assert report.entries == N
+    _record_cpu(benchmark, served, lambda: asyncio.run(go()))
 
 
 def test_audit_dask_two_workers(benchmark: Any, served: LocalRekor, cluster: Any) -> None:
@@ -72,9 +110,10 @@ def test_audit_dask_two_workers(benchmark: Any, served: LocalRekor, cluster: Any
         benchmark,
         once,
         ops=N,
-        rounds=3,
+        rounds=5,
         baseline="test_audit_single_process_baseline",
         note="2-worker LocalCluster (processes, 1 thread each; compact ranges merged to "
         "the signed root), same log",
     )
     assert report.entries == N and report.checkpoint_size == N
+    _record_cpu(benchmark, served, once, cluster)
