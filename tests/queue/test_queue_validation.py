@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+import rfc8785
 from cryptography.hazmat.primitives.asymmetric import ec
-from queue_requests import KEY, dsse, envelope, hashedrekord_v2
-from rekorkit.entries import dsse_v001_request
+from queue_requests import KEY, PAYLOAD_TYPE, dsse, envelope, hashedrekord_v2
+from rekorkit.entries import dsse_v001_request, intoto_v002_request
+from rekorkit.entries.dsse import sign_envelope
 from rekorkit.errors import MalformedError, SignatureError
 from rekorkit.queue import QueueBackend, SubmissionQueue
-from rekorkit.queue.validation import PARALLEL_MIN_BATCH
+from rekorkit.queue.validation import PARALLEL_MIN_BATCH, validate_requests
 
 V1 = QueueBackend("http://127.0.0.1:1", 1)
 V2 = QueueBackend("http://127.0.0.1:1", 2)
@@ -78,3 +83,60 @@ def test_a_request_over_the_size_limit_is_named_in_a_pooled_batch(
         with pytest.raises(MalformedError, match=r"request 3: .*over the 6000-byte limit") as info:
             q.enqueue_many(big, backend=V1)
         assert info.value.where == "[3].body" and q.status().total == 0
+
+
+def test_a_bad_request_in_the_callers_share_wins_over_a_later_one_in_the_pool(
+    tmp_path: Path, batch: list[dict[str, object]]
+) -> None:
+    bad = list(batch)
+    bad[1] = {"kind": "dsse", "apiVersion": "0.0.1", "spec": {"proposedContent": 7}}
+    bad[N - 1] = {"kind": "nope"}
+    serial, pooled = queues(tmp_path)
+    with serial, pooled:
+        errors = []
+        for q in (serial, pooled):
+            with pytest.raises(MalformedError) as info:
+                q.enqueue_many(bad, backend=V1)
+            errors.append(info.value)
+            assert q.status().total == 0
+        assert errors[0].where == errors[1].where == "[1].spec.proposedContent"
+        assert str(errors[0]) == str(errors[1])
+
+
+def _intoto(n: int, payload_type: str, keyid: str) -> dict[str, Any]:
+    env = sign_envelope(payload_type, b'{"n":%d}' % n, KEY, keyid=keyid)
+    return intoto_v002_request(env, [KEY.public_key()])
+
+
+@pytest.mark.parametrize(
+    "request_for",
+    [
+        dsse,
+        lambda n: _intoto(n, PAYLOAD_TYPE, ""),
+        # Escapes (a quote, non-ASCII, a control character) take the general serializer.
+        lambda n: _intoto(n, 'application/vnd."quoted"+json', "k\u00e9y"),
+        lambda n: _intoto(n, "text/plain\u2028", "key\x01"),
+    ],
+)
+def test_queued_bodies_are_rfc8785_exactly(request_for: Any) -> None:
+    # The leaf hash the queue computes before submitting must be the log's:
+    # the body is JCS (RFC 8785) whichever serializer built it.
+    for n in range(3):
+        [(body, _, _)] = validate_requests([request_for(n)], api_version=1, max_size=1 << 20)
+        assert body == rfc8785.dumps(json.loads(body))
+
+
+def test_a_bad_verifier_is_refused_every_time_with_its_own_position() -> None:
+    # Parsed keys are remembered by their bytes; a key that did not parse is not.
+    good = dsse(1)
+    key_b64 = good["spec"]["proposedContent"]["verifiers"][0]
+    broken = base64.b64encode(base64.b64decode(key_b64).replace(b"\n", b"\n#", 2)).decode()
+    for i in range(3):
+        req = json.loads(json.dumps(good))
+        req["spec"]["proposedContent"]["verifiers"] = [key_b64] * (i % 2) + [broken]
+        with pytest.raises(MalformedError) as info:
+            validate_requests([req], api_version=1, max_size=1 << 20)
+        assert info.value.where == f"spec.proposedContent.verifiers[{i % 2}]"
+    # A remembered key gives the body a first parse gives.
+    [(a, _, _), (b, _, _)] = validate_requests([good, good], api_version=1, max_size=1 << 20)
+    assert a == b

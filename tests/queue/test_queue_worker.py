@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -208,3 +209,46 @@ def test_status_json_shape(srv: LocalRekor, queue: SubmissionQueue) -> None:
     status = queue.status()
     assert status.by_state == {"pending": 3, "leased": 0, "done": 0, "dead": 0}
     assert status.due == 3 and status.open == 3 and status.last_error is None
+
+
+def _slow_posts(srv: LocalRekor, seconds: float) -> None:
+    srv.set_faults(
+        {"action": "latency", "latency": seconds, "method": "POST", "path_prefix": "/api/v1/"}
+    )
+
+
+def test_claims_ahead_are_given_back_on_stop(srv: LocalRekor, queue: SubmissionQueue) -> None:
+    queue.enqueue_many([dsse(i) for i in range(12)], backend=v1_backend(srv))
+    _slow_posts(srv, 0.3)
+    worker = SubmissionWorker(queue, concurrency=2, lease=10, poll_interval=0.05)
+    worker.on_progress = lambda report: worker.stop()
+    report = asyncio.run(worker.run(once=True, handle_signals=False))
+    # Two in flight, four more claimed ahead: those four were never sent.
+    assert report.done >= 2 and report.dead == 0
+    assert queue.status().by_state["leased"] == 0
+    pending = queue.list(state=State.PENDING)
+    assert len(pending) == 12 - report.done
+    assert all(s.attempts == 0 for s in pending)
+    assert httpx.get(srv.url + "/healthz").json()["size"] == report.done
+
+
+def test_a_claim_that_waited_half_its_lease_is_given_back_not_sent(
+    srv: LocalRekor, queue: SubmissionQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue.enqueue_many([dsse(i) for i in range(3)], backend=v1_backend(srv))
+    _slow_posts(srv, 0.8)
+    released: list[str] = []
+    give_back = queue.storage.release
+
+    def spy(claims: list[Any]) -> None:
+        released.extend(c.submission.id for c in claims)
+        give_back(claims)
+
+    monkeypatch.setattr(queue.storage, "release", spy)
+    # One in flight, lease 3 s: the third item claimed at the start waits two
+    # slow POSTs (at least 1.6 s), more than half its lease, so it goes back
+    # and is claimed afresh.
+    worker = SubmissionWorker(queue, concurrency=1, lease=3, poll_interval=0.05, retry=FAST)
+    report = asyncio.run(worker.run(once=True, handle_signals=False))
+    assert released and report.done == 3 and report.dead == 0
+    assert httpx.get(srv.url + "/healthz").json()["size"] == 3  # nothing logged twice

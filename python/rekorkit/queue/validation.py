@@ -5,10 +5,10 @@ OpenAPI, ProposedEntry for v1; the rekor-tiles API for v2): parsed, its
 size limited, every signature verified against the key or certificate it
 carries, and its canonical body built. Most of that is Python (JSON
 canonicalization, RFC 8785) or holds the GIL (``cryptography``'s verify), so
-threads do not overlap it: a large batch is split over a process pool
-instead. The pool is shared by every queue of the process, started on first
-use from a ``forkserver`` (a fork of a clean server process, so the caller's
-threads and open files are not inherited).
+threads do not overlap it: a large batch is split between the calling
+process and a process pool instead. The pool is shared by every queue of the
+process, started on first use from a ``forkserver`` (a fork of a clean server
+process, so the caller's threads and open files are not inherited).
 
 Errors stay precise and the batch all-or-nothing: a chunk stops at its first
 bad request and reports its position; the caller re-checks that one request
@@ -159,8 +159,9 @@ def validate_requests(
         requests: the batch.
         api_version: the log API the requests are for (1 or 2).
         max_size: the largest request body accepted, in bytes.
-        workers: processes for a batch of at least :data:`PARALLEL_MIN_BATCH`
-            (default: one per usable CPU; 1: validate in this process).
+        workers: pool processes for a batch of at least :data:`PARALLEL_MIN_BATCH`,
+            beside the calling one (default: one per usable CPU; 1: validate in this
+            process alone).
 
     Raises:
         MalformedError: the first malformed request (``where`` names its position and field).
@@ -170,17 +171,25 @@ def validate_requests(
     n = workers if workers is not None else default_workers()
     if n <= 1 or len(requests) < PARALLEL_MIN_BATCH:
         return [_validate_at(requests, i, api_version, max_size) for i in range(len(requests))]
-    size = -(-len(requests) // (n * _CHUNKS_PER_WORKER))
-    starts = range(0, len(requests), size)
-    chunks = [requests[s : s + size] for s in starts]
+    # The caller validates the first share itself while n pool processes take the
+    # rest: it would otherwise wait idle, and its share is not pickled.
+    own = len(requests) // (n + 1)
+    size = -(-(len(requests) - own) // (n * _CHUNKS_PER_WORKER))
+    starts = range(own, len(requests), size)
     pool = _shared_pool(n)
-    k = len(chunks)
-    results = pool.map(_validate_chunk, chunks, [api_version] * k, [max_size] * k)
-    out: list[Validated] = []
-    for start, (done, bad) in zip(starts, results, strict=True):
-        out.extend(done)
-        if bad is not None:
-            # Raised here, by the same code as a serial run, for the first bad request.
-            _validate_at(requests, start + bad, api_version, max_size)
-            raise RuntimeError(f"request {start + bad} failed in the pool but validates here")
+    futures = [
+        pool.submit(_validate_chunk, requests[s : s + size], api_version, max_size) for s in starts
+    ]
+    try:
+        out = [_validate_at(requests, i, api_version, max_size) for i in range(own)]
+        for start, future in zip(starts, futures, strict=True):
+            done, bad = future.result()
+            out.extend(done)
+            if bad is not None:
+                # Raised here, by the same code as a serial run, for the first bad request.
+                _validate_at(requests, start + bad, api_version, max_size)
+                raise RuntimeError(f"request {start + bad} failed in the pool but validates here")
+    finally:
+        for future in futures:
+            future.cancel()  # after an error: chunks not started yet are not needed
     return out
