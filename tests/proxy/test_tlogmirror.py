@@ -7,21 +7,27 @@ import gzip
 import hashlib
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from rekorkit import merkle, tiles
+from rekorkit.cli import main
+from rekorkit.errors import MalformedError
 from rekorkit.note import CosignatureSigner, parse_verifier_key, verify_note
-from rekorkit.proxy import serve_in_thread
+from rekorkit.proxy import serve_in_thread, start_proxy_process
 from rekorkit.proxy.mirror_app import create_mirror_app
-from rekorkit.proxy.tlogmirror import TlogMirror, add_entries_body
+from rekorkit.proxy.tlogmirror import (
+    TlogMirror,
+    add_entries_body,
+    format_cosigner_key,
+    parse_cosigner_key,
+)
 from rekorkit.testing import LocalRekor, start_server
 from rekorkit.tilecache import FileSystemTileCache
 
@@ -182,29 +188,36 @@ def test_bad_pushes_are_refused_and_store_nothing(log: Log, mirror: Mirror) -> N
     assert r.status_code == 200 and m.mirror_size() == SIZE
 
 
-_MIRROR_PROCESS = """
-import sys, time
-from rekorkit.note import CosignatureSigner, parse_verifier_key
-from rekorkit.proxy import TlogMirror, create_mirror_app, serve_in_thread
-from rekorkit.tilecache import FileSystemTileCache
-
-cache_dir, vkey = sys.argv[1], sys.argv[2]
-signer = CosignatureSigner.from_private_key("mirror.example/m1", bytes(32))
-mirror = TlogMirror(FileSystemTileCache(cache_dir), parse_verifier_key(vkey), signer)
-with serve_in_thread(create_mirror_app(mirror)) as url:
-    print(url, flush=True)
-    time.sleep(120)
-"""
+_SIGNER = CosignatureSigner.from_private_key("mirror.example/m1", bytes(range(32)))
 
 
-def _start_mirror_process(cache_dir: Path, vkey: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _MIRROR_PROCESS, str(cache_dir), vkey],
-        stdout=subprocess.PIPE,
-        text=True,
+def _start_mirror_process(cache_dir: Path, vkey: str, upstream: str) -> tuple[Any, str]:
+    """``rekorkit proxy ... --mirror-key FILE``: the proxy is also the log's mirror."""
+    key_file = cache_dir.parent / "mirror.key"
+    key_file.write_text(format_cosigner_key(_SIGNER) + "\n")
+    return start_proxy_process(
+        upstream, cache_dir, vkey, "--sync", "off", "--mirror-key", str(key_file)
     )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
+
+
+def test_the_proxy_command_is_a_mirror_with_mirror_key(log: Log, tmp_path: Path) -> None:
+    vkey = log.server.checkpoint_vkey
+    bad = tmp_path / "bad.key"
+    bad.write_text("PRIVATE+KEY+m+00000000+" + "A" * 44 + "\n")
+    args = ["proxy", log.server.url, "--cache", str(tmp_path / "c"), "--key", vkey]
+    assert main([*args, "--mirror-key", str(bad), "--port", "0"]) == 2
+    proc, url = _start_mirror_process(tmp_path / "c", vkey, log.server.url)
+    try:
+        assert _post(url, "add-checkpoint", b"old 0\n\n" + log.checkpoint).status_code == 200
+        r = _post(url, "add-entries", _push(log, 0, SIZE))
+        assert r.status_code == 200, r.text
+        prefix = f"{url}/{hashlib.sha256(log.server.origin.encode()).hexdigest()}"
+        assert httpx.get(f"{prefix}/checkpoint").content == log.checkpoint + r.content
+        assert httpx.get(f"{url}/checkpoint").content == log.checkpoint  # still a proxy
+        assert httpx.get(f"{url}/tile/entries/001").status_code == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
 
 
 def test_kill_9_while_entries_are_pushed_loses_nothing_acknowledged(tmp_path: Path) -> None:
@@ -215,7 +228,7 @@ def test_kill_9_while_entries_are_pushed_loses_nothing_acknowledged(tmp_path: Pa
         for t in tiles.level0_tiles(0, size, size):
             entries += tiles.parse_entry_bundle(httpx.get(f"{srv.url}/{t.entries_path}").content)
         big = Log(srv, cp, entries, [merkle.leaf_hash(e) for e in entries])
-        proc, url = _start_mirror_process(tmp_path, srv.checkpoint_vkey)
+        proc, url = _start_mirror_process(tmp_path / "c", srv.checkpoint_vkey, srv.url)
         acked = 0
         try:
             assert url.startswith("http://"), url
@@ -243,9 +256,8 @@ def test_kill_9_while_entries_are_pushed_loses_nothing_acknowledged(tmp_path: Pa
         finally:
             proc.kill()
             proc.wait()
-        signer = CosignatureSigner.from_private_key("mirror.example/m1", bytes(32))
-        with FileSystemTileCache(tmp_path) as cache:
-            m = TlogMirror(cache, parse_verifier_key(srv.checkpoint_vkey), signer)
+        with FileSystemTileCache(tmp_path / "c" / "tlog-mirror") as cache:
+            m = TlogMirror(cache, parse_verifier_key(srv.checkpoint_vkey), _SIGNER)
             assert m.next_entry >= acked  # nothing acknowledged is lost
             for t in tiles.level0_tiles(0, m.next_entry, m.next_entry):
                 assert cache.get(t, entries=True) == tiles.encode_entry_bundle(
@@ -256,3 +268,20 @@ def test_kill_9_while_entries_are_pushed_loses_nothing_acknowledged(tmp_path: Pa
             reply = m.add_entries(_header(srv.origin, start, size) + _packages(big, start, size))
             assert reply.status == 200, reply.body
             assert m.checkpoint() == cp + reply.body
+
+
+def test_cosigner_keys_round_trip_and_bad_ones_are_refused() -> None:
+    text = format_cosigner_key(_SIGNER)
+    assert text.startswith("PRIVATE+KEY+mirror.example/m1+")
+    again = parse_cosigner_key(text)
+    assert again.key_id == _SIGNER.key_id
+    assert again.sign(b"x\n", timestamp=7) == _SIGNER.sign(b"x\n", timestamp=7)
+    name, key_id, b64 = text.split("+")[2:]
+    for bad in [
+        f"PRIVATE+KEY+{name}+{int(key_id, 16) ^ 1:08x}+{b64}",  # another key's ID
+        f"PRIVATE+KEY+{name}+{key_id}+{b64[:-4]}",  # short
+        f"PRIVATE+KEY+{name}+{key_id}+{b64[:-1]}!",  # not base64
+        f"{name}+{key_id}+{b64}",  # a verifier key's shape
+    ]:
+        with pytest.raises(MalformedError):
+            parse_cosigner_key(bad)

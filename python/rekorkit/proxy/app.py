@@ -31,7 +31,7 @@ import cachetools
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rekorkit.errors import MalformedError, RekorAPIError, VerificationError
@@ -195,8 +195,14 @@ async def admin_status(request: Request) -> Response:
     )
 
 
-def create_app(service: ProxyService, *, job: SyncJob | None = None) -> ASGIApp:
-    """The proxy's ASGI app; its lifespan resumes the service and runs ``job``."""
+def create_app(
+    service: ProxyService, *, job: SyncJob | None = None, mirror: ASGIApp | None = None
+) -> ASGIApp:
+    """The proxy's ASGI app; its lifespan resumes the service and runs ``job``.
+
+    ``mirror`` (a ``create_mirror_app``) answers every other path: the proxy is
+    then also a c2sp.org/tlog-mirror mirror that logs push to.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -217,6 +223,7 @@ def create_app(service: ProxyService, *, job: SyncJob | None = None) -> ASGIApp:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/_admin/status", admin_status, methods=["GET"]),
+            *([Mount("", app=mirror)] if mirror is not None else []),
         ],
         lifespan=lifespan,
     )

@@ -11,6 +11,7 @@ sync batch in hand.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import sys
@@ -58,6 +59,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds before a request makes the proxy ask the upstream for a newer checkpoint",
     )
+    parser.add_argument(
+        "--mirror-key",
+        default=None,
+        metavar="FILE",
+        help="also be a c2sp.org/tlog-mirror mirror of the log, cosigning with this signer key "
+        "(PRIVATE+KEY+...); its copy lives in DIR/tlog-mirror",
+    )
     parser.add_argument("--no-fsync", action="store_true", help="skip fsync (throwaway caches)")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level")
 
@@ -89,6 +97,26 @@ def run(args: argparse.Namespace) -> int:
         memory_bytes=args.memory_bytes,
     )
     job = None if args.sync == "off" else SyncJob(service, mode=args.sync, interval=args.interval)
+    mirror_app, mirror_cache = None, None
+    if args.mirror_key is not None:
+        from rekorkit.errors import MalformedError, VerificationError
+        from rekorkit.proxy.mirror_app import create_mirror_app
+        from rekorkit.proxy.tlogmirror import TlogMirror, parse_cosigner_key
+
+        try:
+            with open(args.mirror_key, encoding="utf-8") as f:
+                signer = parse_cosigner_key(f.read())
+            mirror_cache = FileSystemTileCache(
+                os.path.join(args.cache, "tlog-mirror"), fsync=not args.no_fsync
+            )
+            mirror = TlogMirror(mirror_cache, verifier, signer, origin=args.origin)
+        except (MalformedError, VerificationError, OSError) as exc:
+            print(f"rekorkit proxy: --mirror-key: {exc}", file=sys.stderr)
+            cache.close()
+            if mirror_cache is not None:
+                mirror_cache.close()
+            return 2
+        mirror_app = create_mirror_app(mirror)
     try:
         family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
         # IPPROTO_TCP so asyncio sets TCP_NODELAY (small responses, no delayed-ACK wait).
@@ -98,13 +126,18 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"rekorkit proxy: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         cache.close()
+        if mirror_cache is not None:
+            mirror_cache.close()
         return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"upstream: {args.upstream}", flush=True)
     print(f"cache: {args.cache}", flush=True)
     print(f"listening on http://{host}:{sock.getsockname()[1]}", flush=True)
     config = uvicorn.Config(
-        create_app(service, job=job), log_level=args.log_level, access_log=False, lifespan="on"
+        create_app(service, job=job, mirror=mirror_app),
+        log_level=args.log_level,
+        access_log=False,
+        lifespan="on",
     )
     # uvicorn shuts down gracefully on SIGTERM/SIGINT (the lifespan lets the sync
     # batch in hand finish), then raises the signal again: that is a clean stop.
@@ -115,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         cache.close()
+        if mirror_cache is not None:
+            mirror_cache.close()
     return 0
 
 

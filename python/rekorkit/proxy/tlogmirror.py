@@ -35,18 +35,25 @@ from dataclasses import dataclass
 from rekorkit import merkle, tiles
 from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint
 from rekorkit.errors import ConsistencyError, MalformedError, VerificationError
-from rekorkit.note import CosignatureSigner, NoteSignature, NoteVerifier
+from rekorkit.note import CosignatureSigner, Ed25519Signer, NoteSignature, NoteVerifier
 from rekorkit.proxy.subtree import subtree_consistency_proof, verify_subtree_consistency
 from rekorkit.tilecache import FileSystemTileCache
 from rekorkit.tiles import TILE_WIDTH, TileID
 
-__all__ = ["MirrorReply", "TlogMirror", "add_entries_body"]
+__all__ = [
+    "MirrorReply",
+    "TlogMirror",
+    "add_entries_body",
+    "format_cosigner_key",
+    "parse_cosigner_key",
+]
 
 _PENDING = "tlogmirror.pending"
 _MIRROR = "tlogmirror.checkpoint"
 _NEXT = "tlogmirror.next"
 _MAX_PROOF = 63  # hashes in a consistency proof (c2sp.org/tlog-witness, tlog-mirror)
 _EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 9162 §2.1.1
+_ED25519_TYPE, _COSIGNATURE_TYPE = 0x01, 0x04  # signature types (c2sp.org/signed-note)
 SIZE_TYPE = "text/x.tlog.size"  # c2sp.org/tlog-witness 409 body
 INFO_TYPE = "text/x.tlog.mirror-info"  # c2sp.org/tlog-mirror 409 and 202 bodies
 
@@ -58,6 +65,40 @@ class MirrorReply:
     status: int
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
+
+
+def format_cosigner_key(signer: CosignatureSigner) -> str:
+    """``PRIVATE+KEY+<name>+<key ID>+<base64(0x04 || seed)>``: the signer key form of
+    c2sp.org/signed-note for a tlog-cosignature key (keep it secret)."""
+    seed = signer.private_key.private_bytes_raw()
+    b64 = base64.b64encode(bytes([_COSIGNATURE_TYPE]) + seed).decode()
+    return f"PRIVATE+KEY+{signer.name}+{signer.key_id:08x}+{b64}"
+
+
+def parse_cosigner_key(text: str) -> CosignatureSigner:
+    """The mirror's cosigner from a signer key (see :func:`format_cosigner_key`; an
+    Ed25519 ``0x01`` key is accepted too, its seed then signs cosignatures).
+
+    Raises:
+        MalformedError: not a signer key, or its key ID does not match the key.
+    """
+    parts = text.strip().split("+")
+    if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
+        raise MalformedError("a signer key is PRIVATE+KEY+<name>+<key ID>+<base64 key>")
+    name, key_id, b64 = parts[2:]
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except binascii.Error as exc:
+        raise MalformedError("the signer key is not base64") from exc
+    if len(raw) != 33 or raw[0] not in (_ED25519_TYPE, _COSIGNATURE_TYPE):
+        raise MalformedError("the signer key is not an Ed25519 (0x01 or 0x04) key")
+    signer = CosignatureSigner.from_private_key(name, raw[1:])
+    plain = Ed25519Signer.from_private_key(name, raw[1:])
+    expected = signer.key_id if raw[0] == _COSIGNATURE_TYPE else plain.key_id
+    if key_id.lower() != f"{expected:08x}":
+        raise MalformedError(f"the signer key's ID {key_id} does not match its key")
+    assert isinstance(signer, CosignatureSigner)
+    return signer
 
 
 def add_entries_body(
