@@ -30,6 +30,8 @@ from typing import Any, cast
 import httptools
 import httpx
 
+from rekorkit.client.adaptive import WindowGate
+
 __all__ = ["AsyncHTTP1Transport"]
 
 # A connection idle this long is closed rather than reused: under uvicorn's
@@ -294,7 +296,9 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
         self._open_to: collections.Counter[_Origin] = collections.Counter()
         self._keeps_alive: set[_Origin] = set()  # origins that answered and kept the connection
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._connecting = asyncio.Semaphore(MAX_CONNECTING)
+        # Not an asyncio.Semaphore: before Python 3.12 each acquire scans all
+        # its waiters, quadratic when hundreds of requests wait to connect.
+        self._connecting = WindowGate(MAX_CONNECTING)
         self._on_connect = on_connect
         self._fallback: httpx.AsyncHTTPTransport | None = None
         self._closed = False
@@ -387,24 +391,27 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
         context = self._ssl_context() if scheme == "https" else None
+
+        async def open_connection() -> _Connection:
+            began = loop.time()  # after the wait for a connect slot
+            async with asyncio.timeout(timeouts.get("connect")):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(origin),
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=host if context is not None else None,
+                )
+            if self._on_connect is not None:
+                self._on_connect(loop.time() - began)
+            return conn
+
         try:
-            async with self._connecting:
-                began = loop.time()
-                async with asyncio.timeout(timeouts.get("connect")):
-                    _, conn = await loop.create_connection(
-                        lambda: _Connection(origin),
-                        host,
-                        port,
-                        ssl=context,
-                        server_hostname=host if context is not None else None,
-                    )
-                if self._on_connect is not None:
-                    self._on_connect(loop.time() - began)
+            return await self._connecting.run(open_connection)
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
-        return conn
 
     def _origin_has_room(self, origin: _Origin) -> bool:
         return origin in self._keeps_alive or self._open_to[origin] < ONE_SHOT_CONNECTIONS
