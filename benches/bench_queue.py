@@ -231,18 +231,27 @@ def test_drain_queue_worker_paired_with_raw_client(benchmark: Any, server: Local
     backend = QueueBackend(server.url, 1, public_key=server.public_key_pem, vkey=server.v1_vkey)
     raw_batches = _batches(PAIRED_ROUNDS)
     raw_times: list[float] = []
+    # CPU seconds of this process (every thread) per round: load moves them far less.
+    cpu: dict[str, list[float]] = {"raw": [], "worker": []}
 
     def raw_round() -> tuple[tuple[Any, ...], dict[str, Any]]:
         # pytest-benchmark runs this untimed before each timed worker round.
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         assert asyncio.run(_submit_raw(server, next(raw_batches))) == N_DRAIN
         raw_times.append(time.perf_counter() - start)
+        cpu["raw"].append(time.process_time() - cpu_start)
         return (next(pending),), {}
+
+    def worker_round(q: SubmissionQueue) -> int:
+        cpu_start = time.process_time()
+        done = _drain(q)
+        cpu["worker"].append(time.process_time() - cpu_start)
+        return done
 
     with tempfile.TemporaryDirectory() as tmp:
         pending = _queues(Path(tmp), backend, PAIRED_ROUNDS)
         result = benchmark.pedantic(
-            _drain,
+            worker_round,
             setup=raw_round,
             rounds=1 if QUICK else PAIRED_ROUNDS,
             warmup_rounds=0 if QUICK else 1,
@@ -259,3 +268,5 @@ def test_drain_queue_worker_paired_with_raw_client(benchmark: Any, server: Local
         info["baseline_per_s"] = N_DRAIN / statistics.median(raw_times)
         info["ratio"] = statistics.median(raw / worker for raw, worker in pairs)
         info["worker_time_over_raw"] = [round(worker / raw, 3) for raw, worker in pairs]
+        for name, seconds in cpu.items():
+            info[f"{name}_cpu_us_per_item"] = round(statistics.median(seconds) / N_DRAIN * 1e6)

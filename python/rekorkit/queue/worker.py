@@ -534,7 +534,7 @@ class SubmissionWorker:
         # One transaction per batch of claims and per batch of outcomes, not per item:
         # claim once a batch's worth of room is free, record once half a batch is
         # waiting (or after _RECORD_DELAY, or when nothing else is in flight).
-        record_batch = max(1, self.concurrency // 2)
+        record_batch = self.concurrency
         outcomes_since = 0.0
         try:
             if self.metrics_port is not None:
