@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import sqlite3
 import threading
@@ -134,6 +135,8 @@ class FileSystemTileCache:
         self._tmp.mkdir(exist_ok=True)
         self._lock = threading.RLock()
         self._blobs_dir = os.fspath(self._blobs)
+        self._token = os.urandom(6).hex()
+        self._seq = itertools.count()
         self._dirs: set[str] = set()  # blob subdirectories known to exist
         # Guards the two below; never held across index queries or file reads.
         self._memo_lock = threading.Lock()
@@ -397,9 +400,10 @@ class FileSystemTileCache:
         return found
 
     def _stage(self, data: bytes) -> str:
-        tmp = os.path.join(
-            self._tmp, f"{os.getpid()}-{threading.get_ident()}-{os.urandom(6).hex()}.tmp"
-        )
+        # pid first (stale files of dead processes are removed by it), then a token of
+        # this instance and a counter: unique without a random read per blob.
+        name = f"{os.getpid()}-{self._token}-{threading.get_ident()}-{next(self._seq)}.tmp"
+        tmp = os.path.join(self._tmp, name)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(data)
