@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import socket
 import subprocess
@@ -48,29 +47,28 @@ _FIXED: dict[int, float] = {}
 
 # -- the latency proxy (runs in a child process) -------------------------------
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
-    """Copy bytes, each chunk delivered ``delay`` seconds after it arrived, in order."""
+    """Copy bytes, each chunk delivered ``delay`` seconds after it arrived, in order.
+
+    One timer per chunk and no task: the link emulator's own CPU time should
+    not be what the benchmark measures (a real link costs the client none).
+    """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+    due = 0.0
 
-    async def deliver() -> None:
-        while True:
-            due, data = await queue.get()
-            if not data:
-                break
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            writer.write(data)
-            await writer.drain()
-        writer.close()
+    def later(data: bytes) -> None:
+        nonlocal due
+        due = max(loop.time() + delay, due + 1e-6)  # strictly increasing: FIFO timers
+        if data:
+            loop.call_at(due, writer.write, data)
+        else:
+            loop.call_at(due, writer.close)
 
-    sender = asyncio.ensure_future(deliver())
     try:
         while data := await reader.read(65536):
-            queue.put_nowait((loop.time() + delay, data))
+            later(data)
     except ConnectionError:
         pass
-    queue.put_nowait((loop.time() + delay, b""))
-    with contextlib.suppress(ConnectionError):
-        await sender
+    later(b"")
 
 
 async def _serve_proxy(upstream: int, delay: float) -> None:
