@@ -28,7 +28,7 @@ from rekorkit.audit.distributed import (
     verify_distributed,
 )
 from rekorkit.cli import main
-from rekorkit.errors import StoreError
+from rekorkit.errors import StoreError, TileError
 from rekorkit.store.duckdb import DuckDBStore
 from rekorkit.store.postgres import PostgresStore
 from rekorkit.testing import LocalRekor, start_server
@@ -242,3 +242,23 @@ def test_local_cluster_workers_keep_the_adaptive_mmap_threshold(
         [env] = c.run(lambda: {k: os.environ.get(k) for k in names}).values()
         [threads] = c.nthreads().values()
     assert env == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"} and threads == 1
+
+
+def test_bundles_only_equals_the_default_run(log: LocalRekor, client: Any) -> None:
+    derived = _dist(log, client, fetch_level0=False)
+    assert (derived.entries, derived.root_hash) == (SIZE, _single(log).root_hash)
+
+
+def test_bundles_only_a_tampered_entry_is_named_by_a_second_pass(client: Any) -> None:
+    with start_server(seed=2048) as srv:
+        path = srv.data_dir / "tiles" / tiles.entries_path(5, 256)
+        data = bytearray(path.read_bytes())
+        data[tiles.bundle_prefix_len(bytes(data), 7) + 2 + 10] ^= 1  # a byte of entry 5*256+7
+        path.write_bytes(bytes(data))
+        vkey = parse_verifier_key(srv.checkpoint_vkey)
+        with pytest.raises(TileError) as caught:
+            asyncio.run(
+                verify_distributed(srv.url, vkey, client, chunk_tiles=2, fetch_level0=False)
+            )
+    evidence = caught.value.evidence
+    assert evidence["entry_index"] == 5 * 256 + 7 and evidence["chunk"] == [1024, 1536]

@@ -33,7 +33,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,7 +44,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from cachetools import LRUCache
 
 from rekorkit import merkle, tiles
-from rekorkit.audit.tilelog import RangeError, VerifyReport, check_consistency
+from rekorkit.audit.tilelog import RangeError, VerifyReport, _derive_tile, check_consistency
 from rekorkit.checkpoint import open_checkpoint
 from rekorkit.client.tilereader import AsyncTileReader
 from rekorkit.errors import MalformedError, StoreError, TileError
@@ -89,6 +89,9 @@ class ChunkTask:
         postgres: a ``postgresql://`` URL to stage entries into, or ``None``.
         parquet: a directory to stage Parquet files into, or ``None``.
         concurrency: requests in flight on the worker's reader for this URL.
+        fetch_level0: check each bundle against its served level-0 tile;
+            ``False`` hashes the bundles only (half the requests), leaving the
+            proof to the merged root.
     """
 
     url: str
@@ -101,6 +104,7 @@ class ChunkTask:
     postgres: str | None = None
     parquet: str | None = None
     concurrency: int = 16
+    fetch_level0: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,8 +231,10 @@ def verify_chunk(task: ChunkTask) -> ChunkResult:
 
 
 async def _fetch_group(
-    reader: AsyncTileReader, ids: list[tiles.TileID]
+    reader: AsyncTileReader, ids: list[tiles.TileID], fetch_level0: bool
 ) -> tuple[list[bytes], list[bytes]]:
+    if not fetch_level0:
+        return [], await reader.entry_bundles([(t.index, t.width) for t in ids])
     got_tiles, bundles = await asyncio.gather(
         reader.tiles([(0, t.index, t.width) for t in ids]),
         reader.entry_bundles([(t.index, t.width) for t in ids]),
@@ -247,7 +253,9 @@ async def _verify_chunk(reader: AsyncTileReader, task: ChunkTask) -> ChunkResult
     try:
         for k, group in enumerate(groups):
             for ahead in groups[k + len(fetches) : k + 1 + READ_AHEAD]:
-                fetches.append(asyncio.ensure_future(_fetch_group(reader, ahead)))
+                fetches.append(
+                    asyncio.ensure_future(_fetch_group(reader, ahead, task.fetch_level0))
+                )
             level0, bundles = await fetches.popleft()
             failure = await asyncio.to_thread(
                 _check_group, task, group, level0, bundles, compact, sink
@@ -274,10 +282,14 @@ def _check_group(
     compact: Any,
     sink: _Stage,
 ) -> dict[str, Any] | None:
-    """Bundles against tiles in one native call, then the leaves into the compact range
-    and the entries to the stage; or the failed check, with its evidence."""
+    """Bundles against tiles in one native call (or tiles derived from the bundles),
+    then the leaves into the compact range and the entries to the stage; or the
+    failed check, with its evidence."""
     try:
-        tiles.verify_bundles_against_tiles(bundles, level0, [t.index for t in group])
+        if task.fetch_level0:
+            tiles.verify_bundles_against_tiles(bundles, level0, [t.index for t in group])
+        else:
+            level0 = [_derive_tile(t, b) for t, b in zip(group, bundles, strict=True)]
     except (TileError, MalformedError) as exc:
         evidence = dict(getattr(exc, "evidence", {}) or {})
         if evidence.get("index") is not None and evidence.get("position") is not None:
@@ -380,6 +392,7 @@ async def verify_distributed(
     origin: str | None = None,
     chunk_tiles: int | None = None,
     concurrency: int = 16,
+    fetch_level0: bool = True,
     retries: int = 3,
     progress: Callable[[int, int], None] | None = None,
     on_plan: Callable[[int, int, int], None] | None = None,
@@ -399,6 +412,10 @@ async def verify_distributed(
         chunk_tiles: level-0 tiles per task (default: :func:`chunk_tiles_for` the
             range and the cluster's worker threads).
         concurrency: requests in flight per worker process (its one reader).
+        fetch_level0: read each bundle's level-0 tile too (default), as for
+            ``verify_tile_log``. ``False`` halves the requests: the merged
+            root still proves every entry, and only if it misses are the
+            chunks checked against their served tiles, to name the entry.
         retries: Dask retries of a task that raised or lost its worker.
         progress, on_plan: as for ``verify_tile_log``.
 
@@ -448,21 +465,21 @@ async def verify_distributed(
     try:
         tasks = [
             ChunkTask(url, signed.origin, size, a, b, tuple(gaps), run_id, pg,
-                      str(parts) if parts else None, concurrency)
+                      str(parts) if parts else None, concurrency, fetch_level0)
             for a, b in spans
         ]  # fmt: skip
         results = await asyncio.to_thread(_run_tasks, client, tasks, retries, progress)
-        for r in results:
-            if r.failure is not None:
-                raise TileError(
-                    f"chunk [{r.start}, {r.end}): {r.failure['message']}", **r.failure["evidence"]
-                )
+        _raise_failure(results)
         merged = left
         for r in results:
             merged.merge(merkle.CompactRange(r.start, list(r.hashes), r.end))
         if right is not None:
             merged.merge(right)
         computed = merged.root()
+        if computed != signed.root and not fetch_level0:
+            # Name the entry: the chunks again, each bundle against its served tile.
+            checks = [replace(t, postgres=None, parquet=None, fetch_level0=True) for t in tasks]
+            _raise_failure(await asyncio.to_thread(_run_tasks, client, checks, retries, None))
         if computed != signed.root:
             raise TileError(
                 f"{signed.origin}: the chunks hash to {computed.hex()}, not the checkpoint "
@@ -497,6 +514,15 @@ async def verify_distributed(
         stored=stored,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _raise_failure(results: list[ChunkResult]) -> None:
+    """Raise the first failed chunk's check as a :class:`TileError` with its evidence."""
+    for r in results:
+        if r.failure is not None:
+            raise TileError(
+                f"chunk [{r.start}, {r.end}): {r.failure['message']}", **r.failure["evidence"]
+            )
 
 
 def _run_tasks(
