@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from rekorkit import boundedjson
 from rekorkit.errors import MalformedError
 from rekorkit.note import (
     RSA_IDENTIFIER,
@@ -75,13 +75,13 @@ def load_public_key(data: bytes | str | PublicKey) -> PublicKey:
     """
     if isinstance(data, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
         return data
-    raw = data.encode() if isinstance(data, str) else bytes(data)
     try:
+        raw = data.encode() if isinstance(data, str) else bytes(data)
         if raw.lstrip().startswith(b"-----BEGIN"):
             key: Any = serialization.load_pem_public_key(raw)
         else:
             key = serialization.load_der_public_key(raw)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # UnicodeError is a ValueError
         raise MalformedError(f"not a PEM or DER public key: {exc}", what="public key") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
         raise MalformedError(f"unsupported key type {type(key).__name__}", what="public key")
@@ -343,9 +343,7 @@ def load_trusted_root(source: str | PathLike[str] | Mapping[str, Any]) -> Truste
         obj: Any = source
     else:
         try:
-            obj = json.loads(Path(source).read_bytes())
-        except (ValueError, RecursionError) as exc:
-            raise MalformedError(f"trusted root is not JSON: {exc}", what="trusted root") from exc
+            obj = boundedjson.loads(Path(source).read_bytes(), what="trusted root")
         except OSError as exc:
             raise MalformedError(f"cannot read trusted root: {exc}", what="trusted root") from exc
     if not isinstance(obj, Mapping):

@@ -33,7 +33,6 @@ RFC 3161 timestamp.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -233,8 +232,8 @@ def _log_times(
 
 def _body_check(tle: TransparencyLogEntry) -> Check:
     try:
-        body = json.loads(tle.canonicalized_body)
-    except (ValueError, RecursionError):
+        body = boundedjson.loads(tle.canonicalized_body, what="canonicalized body")
+    except MalformedError:
         body = None
     if not isinstance(body, dict):
         return _check("body", False, "body is not a JSON object")
