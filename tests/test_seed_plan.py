@@ -438,3 +438,44 @@ def test_step_default_verify_reads_a_small_static_mirror_without_connection_stor
             static.wait(timeout=30)
     assert [r["entries"] for r in reports] == [2500, 2500]
     assert reports[0]["root_hash"] == reports[1]["root_hash"]
+
+
+def test_step7_a_log_pushes_to_a_tlog_mirror_whose_cosigned_copy_verifies(
+    tmp_path: Path,
+) -> None:
+    """c2sp.org/tlog-mirror: the log's checkpoint and entry packages are pushed over HTTP;
+    the mirror cosigns, and its served copy audits as the log itself does."""
+    import hashlib
+
+    import httpx
+    from rekorkit.audit import verify_tile_log
+    from rekorkit.client import AsyncTileReader
+    from rekorkit.note import CosignatureSigner, verify_note
+    from rekorkit.proxy import TlogMirror, create_mirror_app, serve_in_thread
+    from rekorkit.proxy.tlogmirror import add_entries_body
+    from rekorkit.tilecache import FileSystemTileCache
+
+    size = 700
+    signer = CosignatureSigner.generate("mirror.example/m1")
+    with start_server(seed=size) as srv, FileSystemTileCache(tmp_path) as cache:
+        vkey = parse_verifier_key(srv.checkpoint_vkey)
+        checkpoint = httpx.get(f"{srv.url}/checkpoint").content
+        entries: list[bytes] = []
+        for t in tiles.level0_tiles(0, size, size):
+            entries += tiles.parse_entry_bundle(httpx.get(f"{srv.url}/{t.entries_path}").content)
+        leaves = [merkle.leaf_hash(e) for e in entries]
+        with serve_in_thread(create_mirror_app(TlogMirror(cache, vkey, signer))) as url:
+            r = httpx.post(f"{url}/add-checkpoint", content=b"old 0\n\n" + checkpoint)
+            assert r.status_code == 200, r.text
+            body = add_entries_body(srv.origin, 0, entries, leaves)
+            r = httpx.post(f"{url}/add-entries", content=body)
+            assert r.status_code == 200, r.text
+            copy = f"{url}/{hashlib.sha256(srv.origin.encode()).hexdigest()}"
+            cosigned = httpx.get(f"{copy}/checkpoint").content
+            assert signer.name in verify_note(cosigned, [vkey, signer.verifier()]).verified_names
+
+            async def audit() -> int:
+                async with AsyncTileReader(copy) as reader:
+                    return (await verify_tile_log(reader, vkey)).entries
+
+            assert asyncio.run(audit()) == size
