@@ -101,7 +101,7 @@ class WindowPolicy:
     ceiling: int = 256
     floor: int = 1
     tolerance: float = 2.0
-    slack: float = 0.005
+    slack: float = 0.002
     ease: float = 0.8
     backoff: float = 0.5
     growth: float = 0.125
