@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
 import pytest
+from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from monitor_support import config, fingerprint, identity_cert, submit_signed
 from rekorkit.errors import MalformedError
 from rekorkit.monitor import (
@@ -18,8 +25,9 @@ from rekorkit.monitor import (
     Watchlist,
     load_monitored_values,
 )
+from rekorkit.monitor.bodyfields import body_fields
 from rekorkit.monitor.watchlist import OID_ISSUER
-from rekorkit.store.duckdb import DuckDBStore
+from rekorkit.store.duckdb import DuckDBStore, entry_batch
 from rekorkit.testing import start_server
 
 ISSUER_A = "https://accounts.example.com"
@@ -170,3 +178,154 @@ def test_bad_watch_items() -> None:
         Watchlist(digests=["sha256:zz"])
     with pytest.raises(MalformedError):
         Watchlist(identities=[IdentityWatch("(", regex=True)])
+
+
+# -- the fields of every body: every signer, any encoding, any kind ------------------
+
+_WATCHED = identity_cert("alice@example.com", ISSUER_A)
+_OTHER = identity_cert("mallory@example.com", ISSUER_A)
+
+
+def _pem_b64(cert: Any) -> str:
+    return base64.b64encode(cert[1].public_bytes(serialization.Encoding.PEM)).decode()
+
+
+def _der_b64(cert: Any) -> str:
+    return base64.b64encode(cert[1].public_bytes(serialization.Encoding.DER)).decode()
+
+
+def _jcs(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _dsse_v1(verifiers: list[str], digest: str = "ab" * 32) -> bytes:
+    sigs = [{"signature": "c2ln", "verifier": v} for v in verifiers]
+    spec = {
+        "envelopeHash": {"algorithm": "sha256", "value": "cd" * 32},
+        "payloadHash": {"algorithm": "sha256", "value": digest},
+        "signatures": sigs,
+    }
+    return _jcs({"apiVersion": "0.0.1", "kind": "dsse", "spec": spec})
+
+
+def _v2(kind: str, digest: bytes, cert: str) -> bytes:
+    verifier = {"keyDetails": "PKIX_ECDSA_P256_SHA_256", "x509Certificate": {"rawBytes": cert}}
+    b64 = base64.b64encode(digest).decode()
+    if kind == "hashedrekord":
+        spec: dict[str, Any] = {
+            "hashedRekordV002": {
+                "data": {"algorithm": "SHA2_256", "digest": b64},
+                "signature": {"content": "c2ln", "verifier": verifier},
+            }
+        }
+    else:
+        spec = {
+            "dsseV002": {
+                "envelopeHash": {"algorithm": "SHA2_256", "digest": b64},
+                "payloadHash": {"algorithm": "SHA2_256", "digest": b64},
+                "signatures": [{"content": "c2ln", "verifier": verifier}],
+            }
+        }
+    return _jcs({"apiVersion": "0.0.2", "kind": kind, "spec": spec})
+
+
+def _table(bodies: list[bytes]) -> Any:
+    leaves = np.zeros((len(bodies), 32), np.uint8)
+    return pa.Table.from_batches(
+        [entry_batch("origin", 0, bodies, leaves, checkpoint_size=len(bodies))]
+    )
+
+
+def _alice_rows(bodies: list[bytes]) -> list[int]:
+    watch = Watchlist(identities=[IdentityWatch("alice@example.com", (ISSUER_A,))])
+    return [m.log_index for m in watch.match(_table(bodies))]
+
+
+def test_every_signer_of_an_envelope_is_matched_not_only_the_last() -> None:
+    alice, mallory = _pem_b64(_WATCHED), _pem_b64(_OTHER)
+    bodies = [_dsse_v1([alice, mallory]), _dsse_v1([mallory]), _dsse_v1([mallory, alice])]
+    assert _alice_rows(bodies) == [0, 2]
+    fields = body_fields(_table(bodies).column("body"))
+    assert sorted(fields.verifier_rows.tolist()) == [0, 0, 1, 2, 2]
+
+
+def test_escaped_json_strings_are_read_as_the_parser_reads_them() -> None:
+    alice = _pem_b64(_WATCHED)
+    assert alice.startswith("LS0t")  # base64 of "-----BEGIN"
+    # Legal JSON, not canonical: a byte search would see other bytes than a parser.
+    raw = alice.replace("L", "\\u004c").encode()
+    escaped = _dsse_v1([alice]).replace(alice.encode(), raw)
+    assert b"\\u004c" in escaped
+    assert _alice_rows([escaped, _dsse_v1([alice])]) == [0, 1]
+
+
+def test_rekor_v2_kinds_carry_der_certificates_and_base64_digests() -> None:
+    digest = bytes(range(32))
+    bodies = [
+        _v2("hashedrekord", digest, _der_b64(_WATCHED)),
+        _v2("dsse", digest, _der_b64(_OTHER)),
+    ]
+    assert _alice_rows(bodies) == [0]
+    watch = Watchlist(digests=[digest.hex().upper()], fingerprints=[fingerprint(_OTHER[1])])
+    got = sorted((m.log_index, m.watch) for m in watch.match(_table(bodies)))
+    assert got == [
+        (0, f"digest:{digest.hex()}"),
+        (1, f"digest:{digest.hex()}"),
+        (1, f"fingerprint:{fingerprint(_OTHER[1])}"),
+    ]
+
+
+def test_other_kinds_and_shapes_are_walked_at_any_depth() -> None:
+    alice = _pem_b64(_WATCHED)
+    intoto = {
+        "apiVersion": "0.0.2",
+        "kind": "intoto",
+        "spec": {"content": {"envelope": {"signatures": [{"publicKey": alice, "sig": "c2ln"}]}}},
+    }
+    # A known kind whose fields do not have the schema's types: parsed in Python.
+    odd = {"apiVersion": "0.0.1", "kind": "dsse", "spec": {"signatures": {"verifier": alice}}}
+    assert _alice_rows([_jcs(intoto), _jcs(odd), _dsse_v1(["bm90IGEga2V5"])]) == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"\xff\xfe not text", b"{not json", b"[1, 2]", b'{"kind": 5}', b"{" * 5000],
+)
+def test_bodies_that_are_not_rekor_entries_have_no_fields(body: bytes) -> None:
+    fields = body_fields(_table([body, _dsse_v1([_pem_b64(_WATCHED)])]).column("body"))
+    assert fields.verifier_rows.tolist() == [1] and fields.digest_rows.tolist() == [1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    signers=st.lists(st.sampled_from([0, 1, 2]), min_size=1, max_size=4),
+    kind=st.sampled_from(["dsse", "hashedrekord"]),
+)
+def test_bulk_fields_agree_with_a_full_parse(signers: list[int], kind: str) -> None:
+    certs = [_pem_b64(_WATCHED), _pem_b64(_OTHER), "bm90IGEga2V5"]
+    chosen = [certs[i] for i in signers]
+    if kind == "dsse":
+        body = _dsse_v1(chosen)
+        want = chosen
+    else:
+        spec = {
+            "data": {"hash": {"algorithm": "sha256", "value": "ef" * 32}},
+            "signature": {"content": "c2ln", "publicKey": {"content": chosen[0]}},
+        }
+        body = _jcs({"apiVersion": "0.0.1", "kind": kind, "spec": spec})
+        want = chosen[:1]
+    fields = body_fields(_table([body]).column("body"))
+    assert sorted(fields.verifiers.to_pylist()) == sorted(v.encode() for v in want)
+    assert len(fields.digests) == 1
+
+
+def test_a_repeated_member_cannot_shadow_a_signer() -> None:
+    alice, mallory = _pem_b64(_WATCHED), _pem_b64(_OTHER)
+    one = _dsse_v1([alice])
+    # JSON parsers keep the last of repeated keys; the watchlist reads them all.
+    twice = one.replace(b'"signatures":[', b'"signatures":[],"signatures":[', 1)
+    extra = one.replace(
+        b'"signatures":[', f'"x":{{"verifier":"{mallory}"}},"signatures":['.encode()
+    )
+    assert _alice_rows([twice, extra]) == [0, 1]
+    assert len(body_fields(_table([extra]).column("body")).verifiers) == 2

@@ -1,11 +1,12 @@
 """Watchlists: identities, digests and key fingerprints matched over stored entries.
 
 Matching runs over the Arrow columns of entries (as the store hands them
-out), not a Python loop per entry: one regex pass pulls every entry's
-verifier (certificate or public key) and digest out of the JCS bodies, the
-verifier column is dictionary-encoded, and only its *distinct* values are
-parsed (X.509, with an LRU) and compared with the watch items. The digests
-are matched with one ``is_in``.
+out), not a Python loop per entry: one bulk JSON parse pulls every verifier
+(certificate or public key) and digest field out of the bodies
+(:mod:`rekorkit.monitor.bodyfields`: every signer of a DSSE envelope, not
+only the last), the verifier column is dictionary-encoded by its exact
+bytes, and only its *distinct* values are parsed (X.509, with an LRU) and
+compared with the watch items. The digests are matched with one ``is_in``.
 
 Identities follow Fulcio's certificate profile: the subject is the SAN
 (email or URI), the OIDC issuer is the extension 1.3.6.1.4.1.57264.1.8
@@ -33,6 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from rekorkit.errors import MalformedError
+from rekorkit.monitor.bodyfields import body_fields
 from rekorkit.store import normalize_digest
 
 __all__ = [
@@ -50,15 +52,6 @@ OID_ISSUER_V1 = "1.3.6.1.4.1.57264.1.1"
 """Fulcio's original OIDC issuer extension (raw bytes)."""
 OID_ISSUER = "1.3.6.1.4.1.57264.1.8"
 """Fulcio's OIDC issuer extension (DER UTF8String)."""
-
-# The verifier of a JCS body (RFC 8785 sorts keys) is its last string value:
-# hashedrekord 0.0.1 spec.signature.publicKey.content, dsse 0.0.1 the last
-# signatures[].verifier, Rekor v2 verifier.{publicKey,x509Certificate}.rawBytes.
-# Anchored at the end, the regex engine finds it from the end (twice as fast
-# as a forward search through every quoted string).
-_VERIFIER_RE = r'"(?P<v>[A-Za-z0-9+/=]{16,})"[\]}]*$'
-# The artifact / payload digest: hex "value" (v1 kinds) or base64 "digest" (Rekor v2).
-_DIGEST_RE = r'"(?:hash|payloadHash|data)":\{"algorithm":"[^"]*","(?:value|digest)":"(?P<d>[^"]*)"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +212,10 @@ class WatchMatch:
     fingerprint: str | None
 
 
+def _b64(hexd: str) -> str:
+    return base64.b64encode(bytes.fromhex(hexd)).decode()
+
+
 class Watchlist:
     """Identities, digests, key fingerprints and extension values to watch for.
 
@@ -251,8 +248,8 @@ class Watchlist:
             maxsize=cache_size
         )
         # Rekor v2 bodies carry base64 digests; v1 bodies hex.
-        b64 = {base64.b64encode(bytes.fromhex(d)).decode() for d in self.digests}
-        self._digest_forms = pa.array(sorted(self.digests | b64), pa.string()).cast(pa.binary())
+        forms = {f for d in self.digests for f in (d, d.upper(), _b64(d))}
+        self._digest_forms = pa.array(sorted(forms), pa.string()).cast(pa.binary())
 
     def __bool__(self) -> bool:
         return bool(self.identities or self.digests or self.fingerprints or self.oids)
@@ -277,70 +274,49 @@ class Watchlist:
     def match(self, table: pa.Table | pa.RecordBatch) -> list[WatchMatch]:
         """The matches among ``table``'s entries (the store's entry schema).
 
-        Entries are scanned as columns; only distinct verifiers are parsed.
+        Every body's verifier and digest fields come from one bulk parse
+        (:func:`~rekorkit.monitor.bodyfields.body_fields`); each distinct
+        verifier (exact bytes) is parsed and compared once; digests are
+        matched with one ``is_in``.
         """
         if not self or table.num_rows == 0:
             return []
-        bodies = table.column("body")
-        if isinstance(bodies, pa.ChunkedArray):
-            bodies = bodies.combine_chunks()
+        fields = body_fields(table.column("body"))
         origins = table.column("origin")
         indices = np.asarray(table.column("log_index"))
         leaves = table.column("leaf_hash")
-        out: list[WatchMatch] = []
-        blobs: pa.Array | None = None
+        # Fingerprint of each row's first verifier (evidence for digest matches too).
+        encoded = pc.dictionary_encode(fields.verifiers)
+        codes = np.asarray(encoded.indices, np.int64)
+        verdicts = [self._verifier(blob) for blob in encoded.dictionary.to_pylist()]
+        prints = [v.fingerprint if v else None for v in verdicts]
+        first: dict[int, str | None] = {}
+        found: dict[tuple[int, str], tuple[str, str | None]] = {}
         if self.identities or self.fingerprints or self.oids:
-            found_v = pc.extract_regex(bodies, _VERIFIER_RE)
-            blobs = pc.if_else(pc.is_valid(found_v), pc.struct_field(found_v, "v"), None)
-            encoded = pc.dictionary_encode(blobs)
-            distinct = encoded.dictionary.to_pylist()
-            hits: dict[int, list[tuple[str, str]]] = {}
-            prints: dict[int, str | None] = {}
-            for k, blob in enumerate(distinct):
-                v = self._verifier(blob)
-                prints[k] = v.fingerprint if v else None
-                found = self._verifier_matches(v) if v else []
-                if found:
-                    hits[k] = found
-            if hits:
-                codes = np.asarray(encoded.indices.fill_null(-1))
-                rows = np.flatnonzero(np.isin(codes, np.fromiter(hits, np.int64)))
-                for r in rows.tolist():
-                    code = int(codes[r])
-                    for watch, value in hits[code]:
-                        out.append(
-                            WatchMatch(
-                                watch,
-                                origins[r].as_py(),
-                                int(indices[r]),
-                                leaves[r].as_py(),
-                                value,
-                                prints[code],
-                            )
-                        )
+            hits = {k: m for k, v in enumerate(verdicts) if v and (m := self._verifier_matches(v))}
+            for j in np.flatnonzero(
+                np.isin(codes, np.fromiter(hits, np.int64, len(hits)))
+            ).tolist():
+                code, row = int(codes[j]), int(fields.verifier_rows[j])
+                for watch, value in hits[code]:
+                    found.setdefault((row, watch), (value, prints[code]))
         if self.digests:
-            found_d = pc.struct_field(pc.extract_regex(bodies, _DIGEST_RE), "d")
-            rows = np.flatnonzero(
-                np.asarray(pc.fill_null(pc.is_in(found_d, value_set=self._digest_forms), False))
-            )
-            for r in rows.tolist():
-                raw = found_d[r].as_py()
-                text = raw.decode()
-                hexd = text if text in self.digests else base64.b64decode(text).hex()
-                fp = None
-                if blobs is not None and blobs[r].is_valid:
-                    v = self._verifier(blobs[r].as_py())
-                    fp = v.fingerprint if v else None
-                out.append(
-                    WatchMatch(
-                        f"digest:{hexd}",
-                        origins[r].as_py(),
-                        int(indices[r]),
-                        leaves[r].as_py(),
-                        hexd,
-                        fp,
-                    )
+            hit = pc.fill_null(pc.is_in(fields.digests, value_set=self._digest_forms), False)
+            wanted = np.flatnonzero(np.asarray(hit))
+            if len(wanted):
+                for j, code in zip(fields.verifier_rows.tolist(), codes.tolist(), strict=True):
+                    first.setdefault(j, prints[code])
+            for j in wanted.tolist():
+                text = fields.digests[j].as_py().decode()
+                hexd = (
+                    text.lower() if text.lower() in self.digests else base64.b64decode(text).hex()
                 )
+                row = int(fields.digest_rows[j])
+                found.setdefault((row, f"digest:{hexd}"), (hexd, first.get(row)))
+        out = [
+            WatchMatch(watch, origins[row].as_py(), int(indices[row]), leaves[row].as_py(), v, fp)
+            for (row, watch), (v, fp) in found.items()
+        ]
         out.sort(key=lambda m: (m.origin, m.log_index, m.watch))
         return out
 
