@@ -167,13 +167,13 @@ class _Reader:
         return None if raw is None else int.from_bytes(raw, "big")
 
     def entries(self, count: int) -> bytes | None:
-        """``count`` length-prefixed entries, as their raw bytes (an entry bundle)."""
-        start = self.pos
-        for _ in range(count):
-            n = self.uint(2)
-            if n is None or self.take(n) is None:
-                return None
-        return self.data[start : self.pos]
+        """``count`` length-prefixed entries, as their raw bytes (an entry bundle: the
+        same encoding, c2sp.org/tlog-tiles), measured in one native call."""
+        try:
+            n = tiles.bundle_prefix_len(memoryview(self.data)[self.pos :], count)
+        except MalformedError:
+            return None  # the body ends inside these entries
+        return self.take(n)
 
 
 class TlogMirror:
