@@ -8,6 +8,8 @@
   the same checks) as the baseline, all in the same run. Targets
   (issue 16): the adaptive run reaches >= 80 % of the best fixed rate and
   >= 50x the sequential reader.
+* **loopback**: the local log itself, default flags vs ``--concurrency 16``
+  (the default before the adaptive window; target: no slower).
 * **python -m http.server**: HTTP/1.0 (a connection per request), listen
   backlog 5, on loopback; default flags vs ``--concurrency 1`` (target: no
   slower than 1.2x, i.e. a ratio >= 0.83).
@@ -200,6 +202,30 @@ def test_slow_link_adaptive(benchmark: Any, setup: Setup) -> None:
             of_best_fixed=round(rate / _FIXED[best], 3),
             fixed_per_s={k: round(v) for k, v in sorted(_FIXED.items())},
         )
+
+
+# -- loopback (the local log, no added latency) ----------------------------------
+def test_loopback_concurrency_16(benchmark: Any, setup: Setup) -> None:
+    n = measure(
+        benchmark,
+        lambda: _verify(setup.log.url, setup.log.checkpoint_vkey, 16),
+        ops=SEEDED,
+        rounds=3,
+        note="loopback: --concurrency 16 (the default before issue 16)",
+    )
+    assert n == SEEDED
+
+
+def test_loopback_default(benchmark: Any, setup: Setup) -> None:
+    n = measure(
+        benchmark,
+        lambda: _verify(setup.log.url, setup.log.checkpoint_vkey, None),
+        ops=SEEDED,
+        baseline="test_loopback_concurrency_16",
+        rounds=3,
+        note="loopback: default flags (adaptive) vs --concurrency 16",
+    )
+    assert n == SEEDED
 
 
 # -- python -m http.server (HTTP/1.0, backlog 5) -------------------------------
