@@ -3,7 +3,8 @@
 Two sync services racing on one store (in one process, then as two real
 ``rekorkit monitor`` processes beside two ``rekorkit queue work`` processes):
 every entry stored once, none lost, every alert stored once and delivered
-once, every queued submission logged once; no false alert from the races.
+once, every queued submission logged once, also with one monitor killed
+(``kill -9``) and replaced mid-stream; no false alert from the races.
 """
 
 # ruff: noqa: F811  (pytest fixtures imported from the pg module are test arguments)
@@ -186,7 +187,7 @@ def _write_config(path: Path, srv: LocalRekor, db: str, hook: str) -> None:
     lines = [
         f'db = "{db}"',
         "delivery_interval = 0.2",
-        "delivery_lease = 30",
+        "delivery_lease = 5",
         "[[logs]]",
         'name = "local"',
         f'url = "{srv.url}"',
@@ -210,6 +211,17 @@ def _cli(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM, wait (kill after 30 s); the tail of its stderr, for failure messages."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err[-3000:]
 
 
 def _matched(url: str, entries: int, alerts: int) -> bool:
@@ -248,6 +260,10 @@ def test_two_monitors_and_two_queue_workers_on_one_postgres(
                 reports.append(json.loads(out))
             assert sum(r["done"] for r in reports) == len(ids)  # each sent by one worker
             assert all(r["dead"] == 0 for r in reports)
+            # kill -9 one monitor mid-stream and start another in its place
+            os.kill(monitors[0].pid, signal.SIGKILL)
+            monitors[0].communicate(timeout=10)
+            monitors[0] = _cli("monitor", "--config", str(cfg))
             total = n_alice + n_other
             deadline = time.monotonic() + DEADLINE
             while time.monotonic() < deadline and not _matched(pg_url, total, n_alice):
@@ -258,18 +274,11 @@ def test_two_monitors_and_two_queue_workers_on_one_postgres(
                 time.sleep(0.2)
             time.sleep(1.0)  # let a duplicate, if any, arrive
         finally:
-            for m in monitors:
-                m.send_signal(signal.SIGTERM)
-            for m in monitors:
-                try:
-                    m.communicate(timeout=30)
-                except subprocess.TimeoutExpired:
-                    m.kill()
-                    m.communicate()
-        assert [m.returncode for m in monitors] == [0, 0]
+            logs = [_stop(m) for m in monitors]
+        assert [m.returncode for m in monitors] == [0, 0], logs
 
         assert httpx.get(srv.url + "/healthz").json()["size"] == total  # nothing sent twice
-        assert _entry_counts(pg_url) == (total, total)  # no entry duplicated or lost
+        assert _entry_counts(pg_url) == (total, total), logs  # no entry duplicated or lost
         with SubmissionQueue(pg_url) as queue:
             subs = [queue.get(i) for i in ids]
         assert {s.state for s in subs} == {State.DONE}
@@ -304,3 +313,28 @@ def test_monitor_db_flag_overrides_the_config_store(
     assert main(["monitor", "--config", str(cfg), "--db", down, "--once"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rekorkit monitor: cannot open PostgreSQL store") and "hunter2" not in err
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_a_monitor_started_on_an_empty_log_follows_it_without_alerts(
+    backend: str, pg_url: str, tmp_path: Path
+) -> None:
+    db = pg_url if backend == "postgres" else str(tmp_path / "m.duckdb")
+    delivered: list[dict[str, Any]] = []
+    with start_server() as srv:
+
+        async def run() -> dict[str, Any]:
+            svc = RekorSyncService(
+                config(srv, db, watchlist=_watch_alice()),  # type: ignore[arg-type]
+                publishers=[CallbackPublisher(delivered.append)],
+            )
+            try:
+                await svc.sync_once()  # size 0
+                await asyncio.to_thread(submit_signed, srv, 3, cert=identity_cert(*ALICE))
+                return (await svc.sync_once())["local"].to_json()
+            finally:
+                await svc.stop()
+
+        status = asyncio.run(run())
+    assert (status["frontier"], status["failures"]) == (3, 0)
+    assert [d["kind"] for d in delivered] == ["watch_match"] * 3

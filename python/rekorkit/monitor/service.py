@@ -224,6 +224,10 @@ class _Follower:
             return
         for vantage, vreader in self.vantage_readers:
             await self._check_vantage(signed, vantage, vreader)
+        if signed.size == 0:
+            # An empty tree commits to nothing: no entries to store, and no checkpoint
+            # to record (no consistency proof starts from it, RFC 9162 §2.1.4).
+            return
 
         frontier = await asyncio.to_thread(store.frontier, origin)
         if frontier is not None:
