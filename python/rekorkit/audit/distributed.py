@@ -1,9 +1,11 @@
 """Distributed audits of a tile log on Dask (``dask.distributed``, the ``dask`` extra).
 
 The coordinator verifies the signed checkpoint (and its consistency with the
-stored one), then cuts the range into tile-aligned chunks. Each Dask task
-fetches its chunk's level-0 tiles and entry bundles, checks every bundle
-against its tile in one native call, and returns the chunk's compact range:
+stored one), then cuts the range into tile-aligned chunks, a few per worker
+thread (:func:`chunk_tiles_for`). Each Dask task streams its chunk in groups
+through its worker process's one event loop and tile reader (kept from task
+to task), checks every bundle against its level-0 tile in one native call
+per group, and returns only the chunk's compact range and counts:
 the hashes of the perfect subtrees covering it (RFC 9162 §2.1.1; the compact
 ranges of transparency-dev/merkle). The coordinator merges the chunks in order
 with the subtrees left and right of the range (read from hash tiles) and
