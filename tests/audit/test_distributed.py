@@ -28,7 +28,7 @@ from rekorkit.audit.distributed import (
     verify_distributed,
 )
 from rekorkit.cli import main
-from rekorkit.errors import StoreError, TileError
+from rekorkit.errors import RekorAPIError, StoreError, TileError
 from rekorkit.store.duckdb import DuckDBStore
 from rekorkit.store.postgres import PostgresStore
 from rekorkit.testing import LocalRekor, start_server
@@ -262,3 +262,17 @@ def test_bundles_only_a_tampered_entry_is_named_by_a_second_pass(client: Any) ->
             )
     evidence = caught.value.evidence
     assert evidence["entry_index"] == 5 * 256 + 7 and evidence["chunk"] == [1024, 1536]
+
+
+def test_a_worker_keeps_a_few_readers_and_closes_the_one_it_drops(log: LocalRekor) -> None:
+    io = distributed._worker_io(os.getpid())
+    for concurrency in range(1, 7):  # one reader per (url, concurrency): six keys
+        task = ChunkTask(
+            log.url, log.origin, SIZE, 0, 256, ((0, 256),), "r", concurrency=concurrency
+        )
+        assert verify_chunk(task).entries == 256
+        if concurrency == 1:
+            first = io._readers[(log.url, 1)]
+    assert len(io._readers) == 4 and (log.url, 1) not in io._readers
+    with pytest.raises(RekorAPIError, match="transport is closed"):
+        io.run(log.url, 99, lambda _: first.checkpoint())

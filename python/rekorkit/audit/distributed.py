@@ -185,9 +185,15 @@ async def _compact_range(reader: AsyncTileReader, size: int, begin: int, end: in
 class _Readers(LRUCache[tuple[str, int], AsyncTileReader]):
     """A worker's tile readers by ``(url, concurrency)``; an evicted one is closed."""
 
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self._closing: set[asyncio.Task[None]] = set()  # the loop holds tasks weakly
+
     def popitem(self) -> tuple[tuple[str, int], AsyncTileReader]:
         key, reader = super().popitem()
-        asyncio.get_running_loop().create_task(reader.aclose())
+        task = asyncio.get_running_loop().create_task(reader.aclose())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
         return key, reader
 
 
