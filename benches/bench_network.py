@@ -204,52 +204,43 @@ def test_slow_link_adaptive(benchmark: Any, setup: Setup) -> None:
         )
 
 
-# -- loopback (the local log, no added latency) ----------------------------------
-def test_loopback_concurrency_16(benchmark: Any, setup: Setup) -> None:
+def _whole_log(
+    benchmark: Any, url: str, vkey: str, concurrency: int | None, note: str, baseline: str | None
+) -> None:
+    """Verify the whole seeded log from ``url``, three timed rounds, paired with ``baseline``."""
     n = measure(
         benchmark,
-        lambda: _verify(setup.log.url, setup.log.checkpoint_vkey, 16),
+        lambda: _verify(url, vkey, concurrency),
         ops=SEEDED,
+        baseline=baseline,
         rounds=3,
-        note="loopback: --concurrency 16 (the default before issue 16)",
+        note=note,
     )
     assert n == SEEDED
+
+
+# -- loopback (the local log, no added latency) ----------------------------------
+def test_loopback_concurrency_16(benchmark: Any, setup: Setup) -> None:
+    note = "loopback: --concurrency 16 (the default before issue 16)"
+    _whole_log(benchmark, setup.log.url, setup.log.checkpoint_vkey, 16, note, None)
 
 
 def test_loopback_default(benchmark: Any, setup: Setup) -> None:
-    n = measure(
-        benchmark,
-        lambda: _verify(setup.log.url, setup.log.checkpoint_vkey, None),
-        ops=SEEDED,
-        baseline="test_loopback_concurrency_16",
-        rounds=3,
-        note="loopback: default flags (adaptive) vs --concurrency 16",
-    )
-    assert n == SEEDED
+    note = "loopback: default flags (adaptive) vs --concurrency 16"
+    baseline = "test_loopback_concurrency_16"
+    _whole_log(benchmark, setup.log.url, setup.log.checkpoint_vkey, None, note, baseline)
 
 
 # -- python -m http.server (HTTP/1.0, backlog 5) -------------------------------
 def test_stdlib_server_concurrency_1(benchmark: Any, setup: Setup) -> None:
-    n = measure(
-        benchmark,
-        lambda: _verify(setup.static_url, setup.log.checkpoint_vkey, 1),
-        ops=SEEDED,
-        rounds=3,
-        note="python -m http.server: --concurrency 1",
-    )
-    assert n == SEEDED
+    note = "python -m http.server: --concurrency 1"
+    _whole_log(benchmark, setup.static_url, setup.log.checkpoint_vkey, 1, note, None)
 
 
 def test_stdlib_server_default(benchmark: Any, setup: Setup) -> None:
-    n = measure(
-        benchmark,
-        lambda: _verify(setup.static_url, setup.log.checkpoint_vkey, None),
-        ops=SEEDED,
-        baseline="test_stdlib_server_concurrency_1",
-        rounds=3,
-        note="python -m http.server: default flags vs --concurrency 1",
-    )
-    assert n == SEEDED
+    note = "python -m http.server: default flags vs --concurrency 1"
+    baseline = "test_stdlib_server_concurrency_1"
+    _whole_log(benchmark, setup.static_url, setup.log.checkpoint_vkey, None, note, baseline)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--proxy"]:
