@@ -79,41 +79,69 @@ def _record_cpu(
     benchmark.extra_info["server_cpu_s"] = round(server_cpu() - server_before, 3)
 
 
-def test_audit_single_process_baseline(benchmark: Any, served: LocalRekor) -> None:
+def _single_process(benchmark: Any, served: LocalRekor, *, fetch_level0: bool) -> None:
     vkey = parse_verifier_key(served.checkpoint_vkey)
 
     async def go() -> VerifyReport:
         async with AsyncTileReader(served.url, max_concurrency=16) as reader:
-            return await verify_tile_log(reader, vkey)
+            return await verify_tile_log(reader, vkey, fetch_level0=fetch_level0)
 
     report = measure(
         benchmark,
         lambda: asyncio.run(go()),
         ops=N,
         rounds=1 if QUICK else 5,
-        note="single-process verify_tile_log against rekorkit serve on loopback",
+        note="single-process verify_tile_log against rekorkit serve on loopback"
+        + ("" if fetch_level0 else ", bundles only (fetch_level0=False)"),
     )
     assert report.entries == N
     _record_cpu(benchmark, served, lambda: asyncio.run(go()))
 
 
-def test_audit_dask_two_workers(benchmark: Any, served: LocalRekor, cluster: Any) -> None:
+def _two_workers(
+    benchmark: Any, served: LocalRekor, cluster: Any, *, fetch_level0: bool, baseline: str
+) -> None:
     vkey = parse_verifier_key(served.checkpoint_vkey)
 
     def once() -> VerifyReport:
-        return asyncio.run(
-            # Chunks sized to the cluster: 6 tasks of 43,776 entries or fewer.
-            verify_distributed(served.url, vkey, cluster)
-        )
+        # Chunks sized to the cluster: 6 tasks of 43,776 entries or fewer.
+        return asyncio.run(verify_distributed(served.url, vkey, cluster, fetch_level0=fetch_level0))
 
     report = measure(
         benchmark,
         once,
         ops=N,
         rounds=5,
-        baseline="test_audit_single_process_baseline",
+        baseline=baseline,
         note="2-worker LocalCluster (processes, 1 thread each; compact ranges merged to "
-        "the signed root), same log",
+        "the signed root), same log" + ("" if fetch_level0 else ", bundles only"),
     )
     assert report.entries == N and report.checkpoint_size == N
     _record_cpu(benchmark, served, once, cluster)
+
+
+# Each pair runs back to back, so the load in between moves both sides alike.
+def test_audit_single_process_baseline(benchmark: Any, served: LocalRekor) -> None:
+    _single_process(benchmark, served, fetch_level0=True)
+
+
+def test_audit_dask_two_workers(benchmark: Any, served: LocalRekor, cluster: Any) -> None:
+    _two_workers(
+        benchmark, served, cluster, fetch_level0=True, baseline="test_audit_single_process_baseline"
+    )
+
+
+def test_audit_single_process_bundles_only_baseline(benchmark: Any, served: LocalRekor) -> None:
+    _single_process(benchmark, served, fetch_level0=False)
+
+
+def test_audit_dask_two_workers_bundles_only(
+    benchmark: Any, served: LocalRekor, cluster: Any
+) -> None:
+    _two_workers(
+        benchmark,
+        served,
+        cluster,
+        fetch_level0=False,
+        baseline="test_audit_single_process_bundles_only_baseline",
+    )
