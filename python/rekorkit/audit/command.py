@@ -160,12 +160,6 @@ def resolve_verifier(key: str | None, url: str, api: str, origin: str | None) ->
     return parse_verifier_key(key)
 
 
-def _h2_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("h2") is not None
-
-
 def _progress(enabled: bool) -> Any:
     if not enabled:
         return None
@@ -239,8 +233,6 @@ async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> An
                 max_concurrency=args.concurrency or ADAPTIVE_CEILING,
                 timeout=args.timeout,
                 cache=tile_cache,
-                # HTTP/2 where the server offers it (ALPN falls back to HTTP/1.1).
-                http2=args.url.lower().startswith("https://") and _h2_installed(),
             ) as reader:
                 return await verify_tile_log(
                     reader,

@@ -17,7 +17,7 @@ import httpx
 
 from rekorkit.client._base import AsyncShell, SyncShell, resolve_endpoints
 from rekorkit.client._flow import Flow
-from rekorkit.client._session import AsyncSession, SyncSession
+from rekorkit.client._session import HTTP2, AsyncSession, SyncSession
 from rekorkit.client._v1_flows import MAX_SEARCH_ITEMS, LogInfo, ShardInfo, V1Flows
 from rekorkit.client.backends import Backend
 from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
@@ -107,7 +107,8 @@ class RekorV1Client(SyncShell):
         retry: the retry policy (default :class:`RetryPolicy`).
         failover: a prepared :class:`Failover` with its breakers (else one over the URLs).
         timeout: seconds per request (the deadline), or :class:`Timeouts`.
-        http2: use HTTP/2 (needs the ``http2`` extra).
+        http2: ``"auto"`` (default) offers HTTP/2 over TLS when ``h2`` is installed;
+            ``True`` requires it (the ``http2`` extra), ``False`` never uses it.
         max_concurrency: the most requests in flight (the connection-pool size).
         trust_env: honour proxy and CA variables from the environment, as httpx does.
     """
@@ -125,7 +126,7 @@ class RekorV1Client(SyncShell):
         retry: RetryPolicy | None = None,
         failover: Failover | None = None,
         timeout: float | Timeouts | None = None,
-        http2: bool = False,
+        http2: HTTP2 = "auto",
         max_concurrency: int = 16,
         trust_env: bool = True,
     ) -> None:
@@ -233,7 +234,7 @@ class AsyncRekorV1Client(AsyncShell):
         retry: RetryPolicy | None = None,
         failover: Failover | None = None,
         timeout: float | Timeouts | None = None,
-        http2: bool = False,
+        http2: HTTP2 = "auto",
         max_concurrency: int = 16,
         trust_env: bool = True,
     ) -> None:

@@ -26,7 +26,7 @@ from rekorkit.checkpoint import SignedCheckpoint
 from rekorkit.client._base import AsyncShell, SyncShell, resolve_endpoints
 from rekorkit.client._flow import Observe, TileConsistencyProofs, TileProof, adrive
 from rekorkit.client._http import RequestSpec
-from rekorkit.client._session import AsyncSession, SyncSession
+from rekorkit.client._session import HTTP2, AsyncSession, SyncSession
 from rekorkit.client._v2_flows import TILE_CACHE, TileFetch, V2Flows
 from rekorkit.client.backends import Backend
 from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
@@ -202,7 +202,8 @@ class RekorV2Client(SyncShell):
         timeout: seconds per request (the deadline), or :class:`Timeouts`, for
             writes and tile reads; unset, writes get :meth:`Timeouts.for_v2_writes`
             and reads :class:`Timeouts`' defaults.
-        http2: use HTTP/2 (needs the ``http2`` extra).
+        http2: ``"auto"`` (default) offers HTTP/2 over TLS when ``h2`` is installed;
+            ``True`` requires it (the ``http2`` extra), ``False`` never uses it.
         max_concurrency: the most requests in flight (each connection pool's size).
         trust_env: honour proxy and CA variables from the environment, as httpx does.
     """
@@ -221,7 +222,7 @@ class RekorV2Client(SyncShell):
         retry: RetryPolicy | None = None,
         failover: Failover | None = None,
         timeout: float | Timeouts | None = None,
-        http2: bool = False,
+        http2: HTTP2 = "auto",
         max_concurrency: int = 16,
         trust_env: bool = True,
     ) -> None:
@@ -342,7 +343,7 @@ class AsyncRekorV2Client(AsyncShell):
         retry: RetryPolicy | None = None,
         failover: Failover | None = None,
         timeout: float | Timeouts | None = None,
-        http2: bool = False,
+        http2: HTTP2 = "auto",
         max_concurrency: int = 16,
         trust_env: bool = True,
     ) -> None:
