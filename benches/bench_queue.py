@@ -124,6 +124,7 @@ def test_enqueue_validated_batches_one_process(
         baseline="test_enqueue_baseline_commit_per_item",
         rounds=ROUNDS,
         note="every DSSE signature checked and the body canonicalized, in the calling process",
+        cpu=True,
     )
     assert result == len(requests)
 
