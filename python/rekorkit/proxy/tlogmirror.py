@@ -30,7 +30,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rekorkit import merkle, tiles
 from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint
@@ -56,6 +56,7 @@ _EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 9162 §2.1.1
 _ED25519_TYPE, _COSIGNATURE_TYPE = 0x01, 0x04  # signature types (c2sp.org/signed-note)
 SIZE_TYPE = "text/x.tlog.size"  # c2sp.org/tlog-witness 409 body
 INFO_TYPE = "text/x.tlog.mirror-info"  # c2sp.org/tlog-mirror 409 and 202 bodies
+_BATCH_PACKAGES = 32  # packages stored per transaction (the spec's suggested request size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,16 @@ class _Reader:
         except MalformedError:
             return None  # the body ends inside these entries
         return self.take(n)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Authenticated packages of one request not yet stored, and the next entry after them."""
+
+    next: int
+    packages: int = 0
+    leaves: list[bytes] = field(default_factory=list)
+    bundles: list[tuple[TileID, bytes]] = field(default_factory=list)
 
 
 class TlogMirror:
@@ -339,28 +350,33 @@ class TlogMirror:
         if not floor <= upload_start <= min(self.next_entry, upload_end):
             return self._info(409, upload_end)
         rounded = upload_start - upload_start % TILE_WIDTH
-        saved = 0
-        for base in range(rounded, upload_end, TILE_WIDTH):
-            start, end = max(upload_start, base), min(upload_end, base + TILE_WIDTH)
-            raw = r.entries(end - start)
-            count = r.uint(1)
-            proof_raw = None if count is None or count > _MAX_PROOF else r.take(32 * count)
-            if raw is None or proof_raw is None:
-                break  # a truncated package is discarded (c2sp.org/tlog-mirror)
-            proof = [proof_raw[k : k + 32] for k in range(0, len(proof_raw), 32)]
-            try:
-                self._store_package(base, start, end, raw, proof, target)
-            except (ConsistencyError, MalformedError) as exc:
-                return _error(422, f"entry package [{base}, {end}): {exc}")
-            saved += 1
-        if saved == 0 and upload_start < upload_end:
+        batch = _Batch(self.next_entry)
+        try:
+            for base in range(rounded, upload_end, TILE_WIDTH):
+                start, end = max(upload_start, base), min(upload_end, base + TILE_WIDTH)
+                raw = r.entries(end - start)
+                count = r.uint(1)
+                proof_raw = None if count is None or count > _MAX_PROOF else r.take(32 * count)
+                if raw is None or proof_raw is None:
+                    break  # a truncated package is discarded (c2sp.org/tlog-mirror)
+                proof = [proof_raw[k : k + 32] for k in range(0, len(proof_raw), 32)]
+                try:
+                    self._verify_package(batch, base, start, end, raw, proof, target)
+                except (ConsistencyError, MalformedError) as exc:
+                    return _error(422, f"entry package [{base}, {end}): {exc}")
+                if len(batch.bundles) >= _BATCH_PACKAGES:
+                    self._commit(batch)
+        finally:
+            self._commit(batch)  # what was authenticated is kept, even before a 422
+        if batch.packages == 0 and upload_start < upload_end:
             return _error(400, "no complete entry package in the body")
         if self.next_entry < upload_end:
             return self._info(202, upload_end)
         return self._finish(target)
 
-    def _store_package(
+    def _verify_package(
         self,
+        batch: _Batch,
         base: int,
         start: int,
         end: int,
@@ -368,9 +384,10 @@ class TlogMirror:
         proof: list[bytes],
         target: SignedCheckpoint,
     ) -> None:
-        """Authenticate package ``[start, end)`` of bundle ``base``, then store what is new."""
+        """Authenticate package ``[start, end)`` of bundle ``base``; add what is new to
+        ``batch``. Only a request's first package can start inside a bundle: the one
+        holding the next entry, stored before the batch began."""
         index = base // TILE_WIDTH
-        have = self.next_entry - base  # entries of this bundle already stored
         prefix, prefix_hashes = b"", b""
         if start > base:  # the leaves before ``start`` come from the stored bundle
             stored = self.cache.get(TileID(0, index, start - base), entries=True)
@@ -382,18 +399,31 @@ class TlogMirror:
         verify_subtree_consistency(
             base, end, target.size, proof, merkle.root(tiles.parse_hash_tile(hashes)), target.root
         )
-        if end <= self.next_entry:
+        batch.packages += 1
+        if end <= batch.next:
             return  # authenticated, already held
-        bundle = prefix + raw
+        batch.leaves.append(hashes[(batch.next - base) * 32 :])
+        batch.bundles.append((TileID(0, index, end - base), prefix + raw))
+        batch.next = end
+
+    def _commit(self, batch: _Batch) -> None:
+        """Store the batch's bundles, the tiles they complete and the next entry in one
+        index transaction (c2sp.org/tlog-mirror lets a mirror defer commits)."""
+        if not batch.bundles:
+            return
         try:
-            written = self._appender.append(tiles.parse_hash_tile(hashes[have * 32 :]))
+            written = self._appender.append(b"".join(batch.leaves))
             items = [(t, False, data) for t, data in written]
-            items.append((TileID(0, index, end - base), True, bundle))
-            self.cache.put_many(items, state={_NEXT: b"%d" % end})
+            items += [(t, True, bundle) for t, bundle in batch.bundles]
+            self.cache.put_many(items, state={_NEXT: b"%d" % batch.next})
         except BaseException:
             self._appender = self._resume_appender()  # back to what is stored
+            batch.next = self.next_entry
             raise
-        self.next_entry = end
+        finally:
+            batch.leaves.clear()
+            batch.bundles.clear()
+        self.next_entry = batch.next
 
     def _finish(self, target: SignedCheckpoint) -> MirrorReply:
         """Cosign ``target`` once the stored tiles hash to its root, and save it first."""
