@@ -285,3 +285,21 @@ def test_cosigner_keys_round_trip_and_bad_ones_are_refused() -> None:
     ]:
         with pytest.raises(MalformedError):
             parse_cosigner_key(bad)
+
+
+def test_a_full_disk_is_503_and_acknowledges_nothing(
+    log: Log, mirror: Mirror, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = mirror.mirror
+    assert _post(mirror.url, "add-checkpoint", b"old 0\n\n" + log.checkpoint).status_code == 200
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(m.cache, "put_many", full)
+    r = _post(mirror.url, "add-entries", _push(log, 0, SIZE))
+    assert r.status_code == 503 and "No space left" in r.text
+    assert m.next_entry == 0 and m.checkpoint() is None
+    monkeypatch.undo()
+    r = _post(mirror.url, "add-entries", _push(log, 0, SIZE))
+    assert r.status_code == 200 and m.mirror_size() == SIZE

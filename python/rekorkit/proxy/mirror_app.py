@@ -10,6 +10,7 @@ and ``/<hex SHA-256 of the origin>/tile/...`` (c2sp.org/tlog-tiles).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import zlib
 
 from starlette.applications import Starlette
@@ -70,7 +71,10 @@ def create_mirror_app(mirror: TlogMirror) -> ASGIApp:
         handle = (
             mirror.add_checkpoint if request.url.path == "/add-checkpoint" else mirror.add_entries
         )
-        return _reply(await asyncio.to_thread(handle, body))
+        try:
+            return _reply(await asyncio.to_thread(handle, body))
+        except (OSError, sqlite3.Error) as exc:  # nothing was acknowledged: the client retries
+            return _reply(MirrorReply(503, f"the mirror's storage failed: {exc}\n".encode()))
 
     async def checkpoint(request: Request) -> Response:
         if request.path_params["origin"] != mirror.origin_hash:
