@@ -276,3 +276,16 @@ def test_a_worker_keeps_a_few_readers_and_closes_the_one_it_drops(log: LocalReko
     assert len(io._readers) == 4 and (log.url, 1) not in io._readers
     with pytest.raises(RekorAPIError, match="transport is closed"):
         io.run(log.url, 99, lambda _: first.checkpoint())
+
+
+def test_verify_command_on_a_running_scheduler(
+    log: LocalRekor, client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    address = client.scheduler.address  # what `--dask tcp://HOST:8786` names
+    status = main(
+        ["verify", log.url, "--key", log.checkpoint_vkey, "--no-store", "--dask", address, "--json"]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert status == 0 and (out["entries"], out["checkpoint_size"]) == (SIZE, SIZE)
+    assert out["root_hash"] == _single(log).root_hash.hex()
+    assert len(client.run(os.getpid)) == 2  # the command left the cluster running
