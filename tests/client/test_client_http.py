@@ -16,7 +16,7 @@ from rekorkit.client._http import (
     parse_retry_after,
     translate_errors,
 )
-from rekorkit.client._session import SyncSession
+from rekorkit.client._session import SessionConfig, SyncSession
 from rekorkit.client.resilience import RetryPolicy
 from rekorkit.errors import (
     ConflictError,
@@ -122,7 +122,8 @@ def test_translate_errors_chains_cause() -> None:
 
 def session(handler, **kw) -> SyncSession:  # type: ignore[no-untyped-def]
     kw.setdefault("retry", RetryPolicy(max_attempts=3, base_delay=0, sleep=lambda s: None))
-    return SyncSession("http://log.test", transport=httpx.MockTransport(handler), **kw)
+    config = SessionConfig(**kw)
+    return SyncSession("http://log.test", config, transport=httpx.MockTransport(handler))
 
 
 def test_wrong_content_type_is_malformed() -> None:
@@ -177,8 +178,8 @@ def test_session_fails_over_to_mirror() -> None:
 
     s = SyncSession(
         ["http://a.test", "http://b.test"],
+        SessionConfig(retry=RetryPolicy(max_attempts=3, base_delay=0, sleep=lambda s: None)),
         transport=httpx.MockTransport(handler),
-        retry=RetryPolicy(max_attempts=3, base_delay=0, sleep=lambda s: None),
     )
     assert s.request(RequestSpec("GET", "checkpoint", content="text")).body == b"ok"
     assert seen == ["a.test", "b.test"]
@@ -188,13 +189,13 @@ def test_http2_without_h2_is_a_clear_error() -> None:
     import importlib.util
 
     if importlib.util.find_spec("h2") is not None:
-        s = SyncSession("http://x", http2=True)
+        s = SyncSession("http://x", SessionConfig(http2=True))
         s.close()
         return
     from rekorkit.errors import RekorKitError
 
     with pytest.raises(RekorKitError, match="http2"):
-        SyncSession("http://x", http2=True)
+        SyncSession("http://x", SessionConfig(http2=True))
 
 
 def test_tls_verification_on_for_https_backends() -> None:

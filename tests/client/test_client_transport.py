@@ -19,7 +19,7 @@ import anyio
 import httpx
 import pytest
 from rekorkit.client._http import RequestSpec
-from rekorkit.client._session import AsyncSession
+from rekorkit.client._session import AsyncSession, SessionConfig
 from rekorkit.client._transport import AsyncHTTP1Transport
 from rekorkit.client.resilience import RetryPolicy, Timeouts
 from rekorkit.errors import RequestTimeoutError, RetryExhaustedError, TransportError
@@ -251,7 +251,9 @@ def test_pool_timeout(scripted: Scripted) -> None:
 
 def test_session_maps_errors_and_caps(scripted: Scripted) -> None:
     async def main() -> None:
-        s = AsyncSession(scripted.url, retry=RetryPolicy.none(), timeout=Timeouts(read=0.1))
+        s = AsyncSession(
+            scripted.url, SessionConfig(retry=RetryPolicy.none(), timeout=Timeouts(read=0.1))
+        )
         assert isinstance(s.transport_for(scripted.url), AsyncHTTP1Transport)
         try:
             raw = await s.request(RequestSpec("GET", "gzip", content="bytes"))

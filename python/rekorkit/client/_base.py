@@ -17,9 +17,11 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, Self, TypeVar, overload
 
+import httpx
+
 from rekorkit.client._flow import Flow, adrive, drive
 from rekorkit.client._http import RequestSpec
-from rekorkit.client._session import AsyncSession, SyncSession
+from rekorkit.client._session import AsyncSession, SessionConfig, SyncSession
 from rekorkit.client.backends import Backend
 from rekorkit.note import NoteVerifier
 from rekorkit.trust import LogInstance, log_from_key, log_id_v2
@@ -31,10 +33,22 @@ A = TypeVar("A")
 
 
 class SyncShell:
-    """A blocking client: a :class:`SyncSession` and the driver for its flows."""
+    """A blocking client: a :class:`SyncSession` and the driver for its flows.
 
-    def __init__(self, session: SyncSession) -> None:
-        self._session = session
+    Args:
+        base_url: the backend URLs, in failover order.
+        config: how the session connects.
+        transport: an httpx transport (``MockTransport`` in tests).
+    """
+
+    def __init__(
+        self,
+        base_url: str | Sequence[str],
+        config: SessionConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._session = SyncSession(base_url, config, transport=transport)
 
     def _handle(self, op: object) -> object:
         if isinstance(op, RequestSpec):
@@ -59,18 +73,26 @@ class AsyncShell:
     """An awaitable client: an :class:`AsyncSession`, the driver, a bound on flows.
 
     Args:
-        session: the session.
-        max_concurrency: the most requests in flight.
+        base_url: the backend URLs, in failover order.
+        config: how the session connects; its ``max_concurrency`` is the most
+            requests in flight.
+        transport: an httpx transport (``MockTransport`` in tests).
         flows_per_request: flows running at once per request slot (above 1,
             checks on answered requests overlap the next requests).
     """
 
     def __init__(
-        self, session: AsyncSession, max_concurrency: int, *, flows_per_request: int = 1
+        self,
+        base_url: str | Sequence[str],
+        config: SessionConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        flows_per_request: int = 1,
     ) -> None:
+        max_concurrency = config.max_concurrency
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        self._session = session
+        self._session = AsyncSession(base_url, config, transport=transport)
         self.max_concurrency = max_concurrency
         self._flows = asyncio.Semaphore(flows_per_request * max_concurrency)
 

@@ -31,6 +31,7 @@ request extension.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import os
 import time
@@ -51,7 +52,7 @@ from rekorkit.client._transport import AsyncHTTP1Transport
 from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
 from rekorkit.errors import RekorKitError, RequestTimeoutError
 
-__all__ = ["HTTP2", "AsyncSession", "SyncSession", "base_urls", "resolve_http2"]
+__all__ = ["HTTP2", "AsyncSession", "SessionConfig", "SyncSession", "base_urls", "resolve_http2"]
 
 HTTP2 = bool | Literal["auto"]
 """``True``/``False``, or ``"auto"``: HTTP/2 over TLS when ``h2`` is installed."""
@@ -104,27 +105,44 @@ def _deadline_error(url: str, seconds: float) -> RequestTimeoutError:
     return RequestTimeoutError(f"no complete response within the {seconds:g} s deadline", url=url)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """How a session reaches its backends: one value, built once per client.
+
+    Attributes:
+        retry: the retry policy (default :class:`RetryPolicy`).
+        failover: a prepared :class:`Failover` with its breakers (else one over the URLs).
+        timeout: seconds per request (the deadline), or :class:`Timeouts`.
+        http2: ``"auto"`` offers HTTP/2 over TLS when ``h2`` is installed.
+        max_concurrency: the most requests in flight (the connection-pool size).
+        trust_env: honour proxy and CA variables from the environment, as httpx does.
+    """
+
+    retry: RetryPolicy | None = None
+    failover: Failover | None = None
+    timeout: float | Timeouts | None = None
+    http2: HTTP2 = "auto"
+    max_concurrency: int = 16
+    trust_env: bool = True
+
+
 class _Core:
     """What both sessions share: backends, retries, timeouts, and the per-request steps."""
 
-    def __init__(
-        self,
-        base_url: str | Sequence[str],
-        *,
-        retry: RetryPolicy | None,
-        timeout: float | Timeouts | None,
-        failover: Failover | None,
-        http2: HTTP2,
-        max_concurrency: int,
-        trust_env: bool,
-    ) -> None:
-        self.failover = failover or Failover(base_urls(base_url))
-        self.retry = retry if retry is not None else RetryPolicy()
-        self.timeouts = Timeouts.of(timeout)
-        self.limits = _limits(max_concurrency)
-        self.http2 = resolve_http2(http2)
-        self.trust_env = trust_env
-        self.verify = _needs_tls(self.failover, trust_env)
+    def __init__(self, base_url: str | Sequence[str], config: SessionConfig) -> None:
+        self.failover = config.failover or Failover(base_urls(base_url))
+        self.retry = config.retry if config.retry is not None else RetryPolicy()
+        self.timeouts = Timeouts.of(config.timeout)
+        self.max_concurrency = config.max_concurrency
+        limits = _limits(config.max_concurrency)
+        # What httpx.Client and httpx.AsyncClient are both built with.
+        self.client_options: dict[str, Any] = {
+            "trust_env": config.trust_env,
+            "http2": resolve_http2(config.http2),
+            "limits": limits,
+            "verify": _needs_tls(self.failover, config.trust_env),
+            "follow_redirects": False,
+        }
         total = self.timeouts.total
         # No single wait may outlast the whole exchange's deadline.
         self._extension = {
@@ -150,33 +168,13 @@ class SyncSession:
     def __init__(
         self,
         base_url: str | Sequence[str],
+        config: SessionConfig = SessionConfig(),
         *,
         transport: httpx.BaseTransport | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | Timeouts | None = None,
-        failover: Failover | None = None,
-        http2: HTTP2 = "auto",
-        max_concurrency: int = 16,
-        trust_env: bool = True,
     ) -> None:
-        core = self._core = _Core(
-            base_url,
-            retry=retry,
-            timeout=timeout,
-            failover=failover,
-            http2=http2,
-            max_concurrency=max_concurrency,
-            trust_env=trust_env,
-        )
+        core = self._core = _Core(base_url, config)
         self.failover, self.retry, self.timeouts = core.failover, core.retry, core.timeouts
-        self._client = httpx.Client(
-            transport=transport,
-            trust_env=trust_env,
-            http2=core.http2,
-            limits=core.limits,
-            verify=core.verify,
-            follow_redirects=False,
-        )
+        self._client = httpx.Client(transport=transport, **core.client_options)
         self._routes: dict[str, httpx.BaseTransport] = {}
 
     def close(self) -> None:
@@ -232,35 +230,14 @@ class AsyncSession:
     def __init__(
         self,
         base_url: str | Sequence[str],
+        config: SessionConfig = SessionConfig(),
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | Timeouts | None = None,
-        failover: Failover | None = None,
-        http2: HTTP2 = "auto",
-        max_concurrency: int = 16,
-        trust_env: bool = True,
     ) -> None:
-        core = self._core = _Core(
-            base_url,
-            retry=retry,
-            timeout=timeout,
-            failover=failover,
-            http2=http2,
-            max_concurrency=max_concurrency,
-            trust_env=trust_env,
-        )
+        core = self._core = _Core(base_url, config)
         self.failover, self.retry, self.timeouts = core.failover, core.retry, core.timeouts
-        self._client = httpx.AsyncClient(
-            transport=transport,
-            trust_env=trust_env,
-            http2=core.http2,
-            limits=core.limits,
-            verify=core.verify,
-            follow_redirects=False,
-        )
+        self._client = httpx.AsyncClient(transport=transport, **core.client_options)
         self._lean: AsyncHTTP1Transport | None = None
-        self._max_concurrency = max_concurrency
         self._explicit = transport is not None
         self._routes: dict[str, httpx.AsyncBaseTransport] = {}
         self._connect_watchers: list[Callable[[float], None]] = []
@@ -305,7 +282,7 @@ class AsyncSession:
                 # No proxy, no TLS (so no HTTP/2): the lean transport (see module docstring).
                 if self._lean is None:
                     self._lean = AsyncHTTP1Transport(
-                        max_connections=self._max_concurrency,
+                        max_connections=self._core.max_concurrency,
                         verify=False,
                         on_connect=self._connected,
                     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 
 from rekorkit.client._http import RequestSpec
-from rekorkit.client._session import AsyncSession
+from rekorkit.client._session import AsyncSession, SessionConfig
 from rekorkit.client.resilience import RetryPolicy, Timeouts
 from rekorkit.client.tilereader import MAX_CHECKPOINT_BYTES
 from rekorkit.errors import NotFoundError, RekorAPIError
@@ -35,7 +35,7 @@ async def detect_api(
         RekorAPIError: the log answered neither, or could not be read.
         MalformedError: an answer broke a size or encoding limit.
     """
-    session = AsyncSession(url, timeout=timeout, retry=retry, transport=transport)
+    session = AsyncSession(url, SessionConfig(retry=retry, timeout=timeout), transport=transport)
     try:
         for api, spec in (
             (

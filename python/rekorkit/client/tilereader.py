@@ -21,7 +21,7 @@ from cachetools import LRUCache
 from rekorkit.client._base import AsyncShell, SyncShell, bounded_map
 from rekorkit.client._flow import Flow
 from rekorkit.client._http import RawResponse, RequestSpec
-from rekorkit.client._session import HTTP2, AsyncSession, SyncSession
+from rekorkit.client._session import HTTP2, SessionConfig
 from rekorkit.client.adaptive import AdaptiveWindow, WindowGate, WindowPolicy
 from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
 from rekorkit.errors import MalformedError, NotFoundError
@@ -177,31 +177,53 @@ def checkpoint_flow() -> Flow[bytes]:
     return raw.body
 
 
-class _TileCache:
-    """Tiles by (level, index, width) in an LRU, or nothing when ``size`` is 0.
+class _LocalTiles:
+    """What a reader holds before the network: hash tiles in an LRU, and a persistent cache.
 
     A tile path names immutable content (c2sp.org/tlog-tiles: tiles and
     bundles never change, only the checkpoint does), so caching by path is
     safe; what the bytes are worth is still decided by verification above.
+    The LRU (``size`` tiles, none when 0) holds hash tiles only.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, store: TileCache | None) -> None:
         self._lru: LRUCache[tuple[int, int, int], bytes] | None = (
             LRUCache(maxsize=size) if size > 0 else None
         )
         self._lock = threading.Lock()
+        self._store = store
 
-    def get(self, key: tuple[int, int, int]) -> bytes | None:
-        if self._lru is None:
-            return None
-        with self._lock:
-            return self._lru.get(key)
-
-    def put(self, key: tuple[int, int, int], value: bytes) -> bytes:
+    def _remember(self, key: tuple[int, int, int], data: bytes) -> bytes:
         if self._lru is not None:
             with self._lock:
-                self._lru[key] = value
-        return value
+                self._lru[key] = data
+        return data
+
+    def tile(self, key: tuple[int, int, int]) -> bytes | None:
+        """The tile held for ``(level, index, width)``, or None."""
+        if self._lru is not None:
+            with self._lock:
+                held = self._lru.get(key)
+            if held is not None:
+                return held
+        stored = self._store.get(TileID(*key)) if self._store is not None else None
+        return None if stored is None else self._remember(key, stored)
+
+    def keep_tile(self, key: tuple[int, int, int], data: bytes) -> bytes:
+        """Hold a tile read from the network; return it."""
+        if self._store is not None:
+            self._store.put(TileID(*key), data)
+        return self._remember(key, data)
+
+    def bundle(self, index: int, width: int) -> bytes | None:
+        """The entry bundle held for ``(index, width)``, or None."""
+        return self._store.get(TileID(0, index, width), entries=True) if self._store else None
+
+    def keep_bundle(self, index: int, width: int, data: bytes) -> bytes:
+        """Hold an entry bundle read from the network; return it."""
+        if self._store is not None:
+            self._store.put(TileID(0, index, width), data, entries=True)
+        return data
 
 
 def _each(
@@ -251,20 +273,9 @@ class TileReader(SyncShell):
         cache_tiles: int = 0,
         cache: TileCache | None = None,
     ) -> None:
-        super().__init__(
-            SyncSession(
-                base_url,
-                transport=transport,
-                retry=retry,
-                timeout=timeout,
-                failover=failover,
-                http2=http2,
-                max_concurrency=max_concurrency,
-                trust_env=trust_env,
-            )
-        )
-        self._cache = _TileCache(cache_tiles)
-        self._store = cache
+        config = SessionConfig(retry, failover, timeout, http2, max_concurrency, trust_env)
+        super().__init__(base_url, config, transport=transport)
+        self._local = _LocalTiles(cache_tiles, cache)
 
     def checkpoint(self) -> bytes:
         """The current (unverified) signed checkpoint bytes."""
@@ -272,16 +283,11 @@ class TileReader(SyncShell):
 
     def tile(self, level: int, index: int, width: int = TILE_WIDTH) -> bytes:
         """Hash tile ``level/index`` of ``width`` hashes (partial 404 -> full tile)."""
-        cached = self._cache.get((level, index, width))
-        if cached is not None:
-            return cached
-        stored = self._store.get(TileID(level, index, width)) if self._store else None
-        if stored is not None:
-            return self._cache.put((level, index, width), stored)
-        data = self._run(tile_flow(level, index, width))
-        if self._store is not None:
-            self._store.put(TileID(level, index, width), data)
-        return self._cache.put((level, index, width), data)
+        key = (level, index, width)
+        held = self._local.tile(key)
+        if held is not None:
+            return held
+        return self._local.keep_tile(key, self._run(tile_flow(*key)))
 
     def read_tile(self, level: int, index: int, width: int) -> bytes:
         """Alias of :meth:`tile` in the shape ``rekorkit.tiles.ProofBuilder`` calls."""
@@ -289,13 +295,10 @@ class TileReader(SyncShell):
 
     def entry_bundle(self, index: int, width: int = TILE_WIDTH) -> bytes:
         """Entry bundle ``index`` holding ``width`` entries (gzip undone, partial 404 -> full)."""
-        stored = self._store.get(TileID(0, index, width), entries=True) if self._store else None
-        if stored is not None:
-            return stored
-        data = self._run(bundle_flow(index, width))
-        if self._store is not None:
-            self._store.put(TileID(0, index, width), data, entries=True)
-        return data
+        held = self._local.bundle(index, width)
+        if held is not None:
+            return held
+        return self._local.keep_bundle(index, width, self._run(bundle_flow(index, width)))
 
     @overload
     def tiles(
@@ -362,22 +365,12 @@ class AsyncTileReader(AsyncShell):
         cache_tiles: int = 0,
         cache: TileCache | None = None,
     ) -> None:
-        session = AsyncSession(
-            base_url,
-            transport=transport,
-            retry=retry,
-            timeout=timeout,
-            failover=failover,
-            http2=http2,
-            max_concurrency=max_concurrency,
-            trust_env=trust_env,
-        )
-        super().__init__(session, max_concurrency)
+        config = SessionConfig(retry, failover, timeout, http2, max_concurrency, trust_env)
+        super().__init__(base_url, config, transport=transport)
         self.gate = WindowGate(AdaptiveWindow(WindowPolicy(ceiling=max_concurrency)))
         # Read through the attribute, so a gate assigned later gets the samples.
-        session.watch_connects(lambda seconds: self.gate.on_connect(seconds))
-        self._cache = _TileCache(cache_tiles)
-        self._store = cache
+        self._session.watch_connects(lambda seconds: self.gate.on_connect(seconds))
+        self._local = _LocalTiles(cache_tiles, cache)
 
     async def checkpoint(self) -> bytes:
         """The current (unverified) signed checkpoint bytes."""
@@ -385,16 +378,11 @@ class AsyncTileReader(AsyncShell):
 
     async def tile(self, level: int, index: int, width: int = TILE_WIDTH) -> bytes:
         """Hash tile ``level/index`` of ``width`` hashes (partial 404 -> full tile)."""
-        cached = self._cache.get((level, index, width))
-        if cached is not None:
-            return cached
-        stored = self._store.get(TileID(level, index, width)) if self._store else None
-        if stored is not None:
-            return self._cache.put((level, index, width), stored)
-        data = await self._run(tile_flow(level, index, width))
-        if self._store is not None:
-            self._store.put(TileID(level, index, width), data)
-        return self._cache.put((level, index, width), data)
+        key = (level, index, width)
+        held = self._local.tile(key)
+        if held is not None:
+            return held
+        return self._local.keep_tile(key, await self._run(tile_flow(*key)))
 
     async def read_tile(self, level: int, index: int, width: int) -> bytes:
         """Alias of :meth:`tile` in the shape ``AsyncProofBuilder`` calls."""
@@ -402,13 +390,10 @@ class AsyncTileReader(AsyncShell):
 
     async def entry_bundle(self, index: int, width: int = TILE_WIDTH) -> bytes:
         """Entry bundle ``index`` holding ``width`` entries (gzip undone, partial 404 -> full)."""
-        stored = self._store.get(TileID(0, index, width), entries=True) if self._store else None
-        if stored is not None:
-            return stored
-        data = await self._run(bundle_flow(index, width))
-        if self._store is not None:
-            self._store.put(TileID(0, index, width), data, entries=True)
-        return data
+        held = self._local.bundle(index, width)
+        if held is not None:
+            return held
+        return self._local.keep_bundle(index, width, await self._run(bundle_flow(index, width)))
 
     @overload
     async def tiles(

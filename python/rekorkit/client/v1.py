@@ -17,7 +17,7 @@ import httpx
 
 from rekorkit.client._base import AsyncShell, SyncShell, resolve_endpoints
 from rekorkit.client._flow import Flow
-from rekorkit.client._session import HTTP2, AsyncSession, SyncSession
+from rekorkit.client._session import HTTP2, SessionConfig
 from rekorkit.client._v1_flows import MAX_SEARCH_ITEMS, LogInfo, ShardInfo, V1Flows
 from rekorkit.client.backends import Backend
 from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
@@ -131,18 +131,8 @@ class RekorV1Client(SyncShell):
         trust_env: bool = True,
     ) -> None:
         urls, self.flows = _flows(base_url, public_key, log, verifier, verify, tracker)
-        super().__init__(
-            SyncSession(
-                urls,
-                transport=transport,
-                retry=retry,
-                failover=failover,
-                timeout=timeout,
-                http2=http2,
-                max_concurrency=max_concurrency,
-                trust_env=trust_env,
-            )
-        )
+        config = SessionConfig(retry, failover, timeout, http2, max_concurrency, trust_env)
+        super().__init__(urls, config, transport=transport)
 
     @property
     def tracker(self) -> CheckpointTracker:
@@ -239,17 +229,8 @@ class AsyncRekorV1Client(AsyncShell):
         trust_env: bool = True,
     ) -> None:
         urls, self.flows = _flows(base_url, public_key, log, verifier, verify, tracker)
-        session = AsyncSession(
-            urls,
-            transport=transport,
-            retry=retry,
-            failover=failover,
-            timeout=timeout,
-            http2=http2,
-            max_concurrency=max_concurrency,
-            trust_env=trust_env,
-        )
-        super().__init__(session, max_concurrency)
+        config = SessionConfig(retry, failover, timeout, http2, max_concurrency, trust_env)
+        super().__init__(urls, config, transport=transport)
 
     @property
     def tracker(self) -> CheckpointTracker:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from cachetools import LRUCache
@@ -26,7 +26,7 @@ from rekorkit.checkpoint import SignedCheckpoint
 from rekorkit.client._base import AsyncShell, SyncShell, resolve_endpoints
 from rekorkit.client._flow import Observe, TileConsistencyProofs, TileProof, adrive
 from rekorkit.client._http import RequestSpec
-from rekorkit.client._session import HTTP2, AsyncSession, SyncSession
+from rekorkit.client._session import HTTP2, SessionConfig
 from rekorkit.client._v2_flows import TILE_CACHE, TileFetch, V2Flows
 from rekorkit.client.backends import Backend
 from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
@@ -75,8 +75,8 @@ class _Setup:
     urls: list[str]
     reads: list[str]
     flows: V2Flows
-    write_timeout: Timeouts
-    read_timeout: float | Timeouts | None
+    writes: SessionConfig
+    tile_reads: SessionConfig
 
 
 def _setup(
@@ -87,7 +87,7 @@ def _setup(
     read_url: str | Sequence[str] | None,
     verify: VerifyOptions | None,
     tracker: CheckpointTracker | None,
-    timeout: float | Timeouts | None,
+    config: SessionConfig,
 ) -> _Setup:
     ends = resolve_endpoints(
         base_url,
@@ -99,9 +99,29 @@ def _setup(
     )
     flows = V2Flows(ends.log, verifier=verifier, options=verify, tracker=tracker)
     # One timeout for every request; unset, writes wait for the log's batch
-    # (Timeouts.for_v2_writes) and tile reads keep the reader's default.
-    return _Setup(
-        ends.urls, ends.reads, flows, Timeouts.of(timeout, Timeouts.for_v2_writes()), timeout
+    # (Timeouts.for_v2_writes) and tile reads keep the reader's default. The
+    # failover is the writes'; the tile prefixes get their own.
+    writes = dataclasses.replace(
+        config, timeout=Timeouts.of(config.timeout, Timeouts.for_v2_writes())
+    )
+    return _Setup(ends.urls, ends.reads, flows, writes, dataclasses.replace(config, failover=None))
+
+
+_Reader = TypeVar("_Reader", TileReader, AsyncTileReader)
+
+
+def _tile_reader(cls: type[_Reader], setup: _Setup, transport: Any) -> _Reader:
+    """The client's tile reader, remembering :data:`TILE_CACHE` tiles."""
+    c = setup.tile_reads
+    return cls(
+        setup.reads,
+        transport=transport,
+        retry=c.retry,
+        timeout=c.timeout,
+        http2=c.http2,
+        max_concurrency=c.max_concurrency,
+        trust_env=c.trust_env,
+        cache_tiles=TILE_CACHE,
     )
 
 
@@ -226,30 +246,11 @@ class RekorV2Client(SyncShell):
         max_concurrency: int = 16,
         trust_env: bool = True,
     ) -> None:
-        setup = _setup(base_url, public_key, log, verifier, read_url, verify, tracker, timeout)
+        config = SessionConfig(retry, failover, timeout, http2, max_concurrency, trust_env)
+        setup = _setup(base_url, public_key, log, verifier, read_url, verify, tracker, config)
         self.flows = setup.flows
-        super().__init__(
-            SyncSession(
-                setup.urls,
-                transport=transport,
-                retry=retry,
-                failover=failover,
-                timeout=setup.write_timeout,
-                http2=http2,
-                max_concurrency=max_concurrency,
-                trust_env=trust_env,
-            )
-        )
-        self.tiles = TileReader(
-            setup.reads,
-            transport=transport,
-            retry=retry,
-            timeout=setup.read_timeout,
-            http2=http2,
-            max_concurrency=max_concurrency,
-            trust_env=trust_env,
-            cache_tiles=TILE_CACHE,
-        )
+        super().__init__(setup.urls, setup.writes, transport=transport)
+        self.tiles = _tile_reader(TileReader, setup, transport)
 
     @property
     def tracker(self) -> CheckpointTracker:
@@ -347,22 +348,13 @@ class AsyncRekorV2Client(AsyncShell):
         max_concurrency: int = 16,
         trust_env: bool = True,
     ) -> None:
-        setup = _setup(base_url, public_key, log, verifier, read_url, verify, tracker, timeout)
+        config = SessionConfig(retry, failover, timeout, http2, max_concurrency, trust_env)
+        setup = _setup(base_url, public_key, log, verifier, read_url, verify, tracker, config)
         self.flows = setup.flows
-        session = AsyncSession(
-            setup.urls,
-            transport=transport,
-            retry=retry,
-            failover=failover,
-            timeout=setup.write_timeout,
-            http2=http2,
-            max_concurrency=max_concurrency,
-            trust_env=trust_env,
-        )
         # Flows are bounded by twice the writes in flight, so the checks on
         # answered writes overlap the next writes instead of holding their
         # slots (memory stays bounded by the concurrency).
-        super().__init__(session, max_concurrency, flows_per_request=2)
+        super().__init__(setup.urls, setup.writes, transport=transport, flows_per_request=2)
         self._writes = asyncio.Semaphore(max_concurrency)
         self._proofs: LRUCache[TileProof, list[bytes]] = LRUCache(maxsize=_PROOF_CACHE)
         self._pending: dict[TileProof, asyncio.Event] = {}
@@ -370,16 +362,7 @@ class AsyncRekorV2Client(AsyncShell):
             lambda items: adrive(self.flows.observe_many(items), self._handle),
             self.flows.tracker.accepted,
         )
-        self.tiles = AsyncTileReader(
-            setup.reads,
-            transport=transport,
-            retry=retry,
-            timeout=setup.read_timeout,
-            http2=http2,
-            max_concurrency=max_concurrency,
-            trust_env=trust_env,
-            cache_tiles=TILE_CACHE,
-        )
+        self.tiles = _tile_reader(AsyncTileReader, setup, transport)
 
     @property
     def tracker(self) -> CheckpointTracker:
