@@ -177,13 +177,18 @@ def validate_requests(
     size = -(-(len(requests) - own) // (n * _CHUNKS_PER_WORKER))
     starts = range(own, len(requests), size)
     pool = _shared_pool(n)
-    futures = [
-        pool.submit(_validate_chunk, requests[s : s + size], api_version, max_size) for s in starts
-    ]
+    chunks = [requests[s : s + size] for s in starts]
+    futures = [pool.submit(_validate_chunk, c, api_version, max_size) for c in chunks]
     try:
         out = [_validate_at(requests, i, api_version, max_size) for i in range(own)]
-        for start, future in zip(starts, futures, strict=True):
-            done, bad = future.result()
+        # Then chunks no pool process has started yet (busy, or not scheduled on a
+        # loaded machine), taken from the end while the pool takes from the front.
+        results: list[tuple[list[Validated], int | None] | None] = [None] * len(chunks)
+        for k in reversed(range(len(chunks))):
+            if futures[k].cancel():
+                results[k] = _validate_chunk(chunks[k], api_version, max_size)
+        for start, result, future in zip(starts, results, futures, strict=True):
+            done, bad = result if result is not None else future.result()
             out.extend(done)
             if bad is not None:
                 # Raised here, by the same code as a serial run, for the first bad request.
