@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from rekorkit.checkpoint import SignedCheckpoint
 from rekorkit.errors import RekorKitError
@@ -67,33 +67,51 @@ class Observe:
     floor: int
 
 
+class _Steps(Generic[T]):
+    """One flow's progress, for either driver: the pending operation, then the result."""
+
+    __slots__ = ("_flow", "answer", "error", "op", "result")
+
+    def __init__(self, flow: Flow[T]) -> None:
+        self._flow = flow
+        self.answer: Any = None
+        self.error: RekorKitError | None = None
+        self.op: Any = None
+        self.result: T
+
+    def advance(self) -> bool:
+        """Hand the flow its answer (or error); False once it has returned ``result``."""
+        flow, error = self._flow, self.error
+        try:
+            self.op = flow.throw(error) if error is not None else flow.send(self.answer)
+        except StopIteration as stop:
+            self.result = stop.value
+            return False
+        self.error = None
+        return True
+
+    def failed(self, exc: RekorKitError) -> None:
+        """The operation failed: throw ``exc`` into the flow at its next step."""
+        self.answer, self.error = None, exc
+
+
 def drive(flow: Flow[T], handle: Callable[[Any], Any]) -> T:
     """Run ``flow`` to completion with a blocking ``handle(op) -> answer``."""
-    answer: Any = None
-    error: RekorKitError | None = None
-    while True:
+    steps = _Steps(flow)
+    while steps.advance():
         try:
-            op = flow.throw(error) if error is not None else flow.send(answer)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        error = None
-        try:
-            answer = handle(op)
+            steps.answer = handle(steps.op)
         except RekorKitError as exc:
-            answer, error = None, exc
+            steps.failed(exc)
+    return steps.result
 
 
 async def adrive(flow: Flow[T], handle: Callable[[Any], Awaitable[Any]]) -> T:
     """Run ``flow`` to completion with an awaitable ``handle(op) -> answer``."""
-    answer: Any = None
-    error: RekorKitError | None = None
-    while True:
+    steps = _Steps(flow)
+    while steps.advance():
         try:
-            op = flow.throw(error) if error is not None else flow.send(answer)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        error = None
-        try:
-            answer = await handle(op)
+            steps.answer = await handle(steps.op)
         except RekorKitError as exc:
-            answer, error = None, exc
+            steps.failed(exc)
+    return steps.result

@@ -126,7 +126,7 @@ class SessionConfig:
     trust_env: bool = True
 
 
-class _Core:
+class _SessionBase:
     """What both sessions share: backends, retries, timeouts, and the per-request steps."""
 
     def __init__(self, base_url: str | Sequence[str], config: SessionConfig) -> None:
@@ -150,14 +150,14 @@ class _Core:
             for k, v in self.timeouts.to_httpx().as_dict().items()
         }
 
-    def prepare(self, spec: RequestSpec) -> tuple[str, httpx.Request]:
+    def _prepare(self, spec: RequestSpec) -> tuple[str, httpx.Request]:
         base = self.failover.choose()
         request = build_request(base, spec)
         request.extensions["timeout"] = self._extension
         return base, request
 
 
-class SyncSession:
+class SyncSession(_SessionBase):
     """Blocking requests with retries and failover over an :class:`httpx.Client`.
 
     The deadline (``Timeouts.total``) is checked between reads, and no single
@@ -172,9 +172,8 @@ class SyncSession:
         *,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        core = self._core = _Core(base_url, config)
-        self.failover, self.retry, self.timeouts = core.failover, core.retry, core.timeouts
-        self._client = httpx.Client(transport=transport, **core.client_options)
+        super().__init__(base_url, config)
+        self._client = httpx.Client(transport=transport, **self.client_options)
         self._routes: dict[str, httpx.BaseTransport] = {}
 
     def close(self) -> None:
@@ -193,7 +192,7 @@ class SyncSession:
         return route
 
     def _attempt(self, spec: RequestSpec) -> RawResponse:
-        base, request = self._core.prepare(spec)
+        base, request = self._prepare(spec)
         url = str(request.url)
         total = self.timeouts.total
         deadline = None if total is None else time.monotonic() + total
@@ -220,7 +219,7 @@ class SyncSession:
         return self.retry.call(lambda: self._attempt(spec))
 
 
-class AsyncSession:
+class AsyncSession(_SessionBase):
     """Awaitable requests with retries and failover over an :class:`httpx.AsyncClient`.
 
     The deadline (``Timeouts.total``) bounds each attempt whole: connecting,
@@ -234,9 +233,8 @@ class AsyncSession:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        core = self._core = _Core(base_url, config)
-        self.failover, self.retry, self.timeouts = core.failover, core.retry, core.timeouts
-        self._client = httpx.AsyncClient(transport=transport, **core.client_options)
+        super().__init__(base_url, config)
+        self._client = httpx.AsyncClient(transport=transport, **self.client_options)
         self._lean: AsyncHTTP1Transport | None = None
         self._explicit = transport is not None
         self._routes: dict[str, httpx.AsyncBaseTransport] = {}
@@ -282,7 +280,7 @@ class AsyncSession:
                 # No proxy, no TLS (so no HTTP/2): the lean transport (see module docstring).
                 if self._lean is None:
                     self._lean = AsyncHTTP1Transport(
-                        max_connections=self._core.max_concurrency,
+                        max_connections=self.max_concurrency,
                         verify=False,
                         on_connect=self._connected,
                     )
@@ -306,7 +304,7 @@ class AsyncSession:
         return check_response(spec, response.status_code, response.headers, reader.finish(), url)
 
     async def _attempt(self, spec: RequestSpec) -> RawResponse:
-        base, request = self._core.prepare(spec)
+        base, request = self._prepare(spec)
         total = self.timeouts.total
         try:
             try:

@@ -17,10 +17,8 @@ from rekorkit import merkle
 from rekorkit.checkpoint import SignedCheckpoint, parse_rekor_v1_origin
 from rekorkit.client._flow import Flow
 from rekorkit.client._http import RawResponse, RequestSpec
-from rekorkit.client.tracking import CheckpointTracker
 from rekorkit.client.verification import (
-    CheckpointCache,
-    VerifyOptions,
+    VerifyingFlows,
     check_inclusion,
     read_checkpoint,
 )
@@ -34,8 +32,6 @@ from rekorkit.errors import (
     MalformedError,
     SignatureError,
 )
-from rekorkit.note import NoteVerifier
-from rekorkit.trust import LogInstance
 
 __all__ = ["ENTRY_ID_RE", "MAX_SEARCH_ITEMS", "LogInfo", "ShardInfo", "V1Flows"]
 
@@ -123,7 +119,7 @@ def _proposed_entries(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
     return [dict(i) for i in items]
 
 
-class V1Flows:
+class V1Flows(VerifyingFlows):
     """The v1 operations as sans-I/O flows over one configuration.
 
     Args:
@@ -133,25 +129,14 @@ class V1Flows:
         tracker: the checkpoint memory (shared between clients if given).
     """
 
-    def __init__(
-        self,
-        log: LogInstance | None,
-        *,
-        verifier: NoteVerifier | None = None,
-        options: VerifyOptions | None = None,
-        tracker: CheckpointTracker | None = None,
-    ) -> None:
-        self.options = options or VerifyOptions()
-        self.log = log
-        self.verifier = verifier or (log.verifier() if log is not None else None)
-        if self.options.needs_key and (self.verifier is None or log is None):
-            raise ValueError(
+    def _missing_key(self) -> str | None:
+        if self.options.needs_key and (self.verifier is None or self.log is None):
+            return (
                 "verification needs the log's public key: pass public_key=/log=, "
                 "or opt out with VerifyOptions().without('checkpoint_signature', "
                 "'signed_entry_timestamp')"
             )
-        self.tracker = tracker or CheckpointTracker()
-        self._verified = CheckpointCache()
+        return None
 
     # ---------------------------------------------------------------- checks
 
@@ -281,6 +266,30 @@ class V1Flows:
                 refuse_stale=self.options.refuse_stale,
             )
 
+    def _one_entry(
+        self,
+        raw: RawResponse,
+        baseline: dict[str, int],
+        *,
+        expected_id: str | None = None,
+        expected_index: int | None = None,
+        expected_body: bytes | None = None,
+    ) -> Flow[LogEntry]:
+        """The one entry ``raw`` holds, verified, its checkpoint chained into the tracker."""
+        entries = _parse_entries(raw)
+        if len(entries) != 1:
+            raise MalformedError(
+                f"expected one entry from {raw.url}, got {len(entries)}", what="v1 response"
+            )
+        cp = self.verify_entry(
+            entries[0],
+            expected_id=expected_id,
+            expected_index=expected_index,
+            expected_body=expected_body,
+        )
+        yield from self._accept([cp], baseline)
+        return entries[0]
+
     # ---------------------------------------------------------------- operations
 
     def submit(self, proposed: Mapping[str, Any]) -> Flow[LogEntry]:
@@ -297,14 +306,11 @@ class V1Flows:
             if expected_id is None:
                 raise
             raw = yield RequestSpec("GET", f"api/v1/log/entries/{expected_id}")
-        entries = _parse_entries(raw)
-        if len(entries) != 1:
-            raise MalformedError(
-                f"expected one entry from {raw.url}, got {len(entries)}", what="v1 response"
+        return (
+            yield from self._one_entry(
+                raw, baseline, expected_id=expected_id, expected_body=expected_body
             )
-        cp = self.verify_entry(entries[0], expected_id=expected_id, expected_body=expected_body)
-        yield from self._accept([cp], baseline)
-        return entries[0]
+        )
 
     def get_by_index(self, index: int) -> Flow[LogEntry]:
         """The entry at virtual index ``index``."""
@@ -312,12 +318,7 @@ class V1Flows:
             raise ValueError(f"log index must be >= 0, got {index}")
         baseline = self.tracker.snapshot()
         raw = yield RequestSpec("GET", "api/v1/log/entries", params={"logIndex": index})
-        entries = _parse_entries(raw)
-        if len(entries) != 1:
-            raise MalformedError(f"expected one entry from {raw.url}", what="v1 response")
-        cp = self.verify_entry(entries[0], expected_index=index)
-        yield from self._accept([cp], baseline)
-        return entries[0]
+        return (yield from self._one_entry(raw, baseline, expected_index=index))
 
     def get_by_uuid(self, uuid: str) -> Flow[LogEntry]:
         """The entry with this 64-hex UUID or 80-hex entry ID."""
@@ -325,12 +326,7 @@ class V1Flows:
             raise ValueError(f"entry UUID must be 64 or 80 hex characters, got {uuid!r}")
         baseline = self.tracker.snapshot()
         raw = yield RequestSpec("GET", f"api/v1/log/entries/{uuid.lower()}")
-        entries = _parse_entries(raw)
-        if len(entries) != 1:
-            raise MalformedError(f"expected one entry from {raw.url}", what="v1 response")
-        cp = self.verify_entry(entries[0], expected_id=uuid)
-        yield from self._accept([cp], baseline)
-        return entries[0]
+        return (yield from self._one_entry(raw, baseline, expected_id=uuid))
 
     def search_chunk(
         self,

@@ -17,10 +17,8 @@ from rekorkit.checkpoint import SignedCheckpoint
 from rekorkit.client._flow import Flow, Observe, TileConsistencyProofs, TileProof
 from rekorkit.client._http import RawResponse, RequestSpec
 from rekorkit.client.tilereader import bundle_entry
-from rekorkit.client.tracking import CheckpointTracker
 from rekorkit.client.verification import (
-    CheckpointCache,
-    VerifyOptions,
+    VerifyingFlows,
     check_inclusion,
     read_checkpoint,
 )
@@ -34,9 +32,7 @@ from rekorkit.errors import (
     NotFoundError,
     SignatureError,
 )
-from rekorkit.note import NoteVerifier
 from rekorkit.tiles import TILE_WIDTH
-from rekorkit.trust import LogInstance
 
 __all__ = ["TILE_CACHE", "TileFetch", "V2Flows"]
 
@@ -54,7 +50,7 @@ class TileFetch:
     width: int = TILE_WIDTH
 
 
-class V2Flows:
+class V2Flows(VerifyingFlows):
     """The v2 operations as sans-I/O flows.
 
     Args:
@@ -64,24 +60,13 @@ class V2Flows:
         tracker: checkpoint memory, shareable between clients.
     """
 
-    def __init__(
-        self,
-        log: LogInstance | None,
-        *,
-        verifier: NoteVerifier | None = None,
-        options: VerifyOptions | None = None,
-        tracker: CheckpointTracker | None = None,
-    ) -> None:
-        self.options = options or VerifyOptions()
-        self.log = log
-        self.verifier = verifier or (log.verifier() if log is not None else None)
+    def _missing_key(self) -> str | None:
         if self.options.checkpoint_signature and self.verifier is None:
-            raise ValueError(
+            return (
                 "verification needs the log's checkpoint key: pass public_key=/log=/verifier=, "
                 "or opt out with VerifyOptions().without('checkpoint_signature')"
             )
-        self.tracker = tracker or CheckpointTracker()
-        self._verified = CheckpointCache()
+        return None
 
     def _proofs(self, size: int, old_sizes: list[int]) -> Flow[list[list[bytes]]]:
         proofs: list[list[bytes]] = yield TileConsistencyProofs(size, tuple(old_sizes))

@@ -206,6 +206,19 @@ class RetryPolicy:
             newest_first,
         )
 
+    def _after_failure(
+        self, exc: RekorAPIError | CircuitOpenError, attempts: list[BaseException], started: float
+    ) -> float:
+        """Record a failed attempt; the delay before the next, or raise what ends the call."""
+        attempts.append(exc)
+        delay = self._next_delay(attempts, started)
+        if delay is None:
+            err = self._give_up(attempts)
+            if err is exc:
+                raise exc
+            raise err from exc
+        return delay
+
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` until it succeeds or the policy gives up."""
         attempts: list[BaseException] = []
@@ -214,13 +227,7 @@ class RetryPolicy:
             try:
                 return fn()
             except (RekorAPIError, CircuitOpenError) as exc:
-                attempts.append(exc)
-                delay = self._next_delay(attempts, started)
-                if delay is None:
-                    err = self._give_up(attempts)
-                    if err is exc:
-                        raise
-                    raise err from exc
+                delay = self._after_failure(exc, attempts, started)
             self.sleep(delay)
 
     async def acall(self, fn: Callable[[], Awaitable[T]]) -> T:
@@ -231,13 +238,7 @@ class RetryPolicy:
             try:
                 return await fn()
             except (RekorAPIError, CircuitOpenError) as exc:
-                attempts.append(exc)
-                delay = self._next_delay(attempts, started)
-                if delay is None:
-                    err = self._give_up(attempts)
-                    if err is exc:
-                        raise
-                    raise err from exc
+                delay = self._after_failure(exc, attempts, started)
             await self.async_sleep(delay)
 
 

@@ -26,10 +26,18 @@ from cachetools import LRUCache
 
 from rekorkit import merkle
 from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint, parse_checkpoint
+from rekorkit.client.tracking import CheckpointTracker
 from rekorkit.errors import CheckpointError, InclusionError
 from rekorkit.note import NoteVerifier, parse_note
+from rekorkit.trust import LogInstance
 
-__all__ = ["CheckpointCache", "VerifyOptions", "check_inclusion", "read_checkpoint"]
+__all__ = [
+    "CheckpointCache",
+    "VerifyOptions",
+    "VerifyingFlows",
+    "check_inclusion",
+    "read_checkpoint",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +105,42 @@ class CheckpointCache:
         """Remember an opened checkpoint."""
         with self._lock:
             self._data[cp.raw] = cp
+
+
+class VerifyingFlows:
+    """What each API version's flows are configured with: the log, its key, the checks.
+
+    Args:
+        log: the log's key and metadata (from ``rekorkit.trust``).
+        verifier: the checkpoint note verifier (default: ``log.verifier()``).
+        options: which checks to run.
+        tracker: the checkpoint memory (shared between clients if given).
+
+    Raises:
+        ValueError: a check is on that needs a key nobody gave
+            (:meth:`_missing_key` says which, per API version).
+    """
+
+    def __init__(
+        self,
+        log: LogInstance | None,
+        *,
+        verifier: NoteVerifier | None = None,
+        options: VerifyOptions | None = None,
+        tracker: CheckpointTracker | None = None,
+    ) -> None:
+        self.options = options or VerifyOptions()
+        self.log = log
+        self.verifier = verifier or (log.verifier() if log is not None else None)
+        missing = self._missing_key()
+        if missing is not None:
+            raise ValueError(missing)
+        self.tracker = tracker or CheckpointTracker()
+        self._verified = CheckpointCache()
+
+    def _missing_key(self) -> str | None:
+        """Why the enabled checks cannot run with the keys given, or None."""
+        return None
 
 
 def read_checkpoint(
