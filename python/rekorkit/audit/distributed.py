@@ -226,10 +226,21 @@ class _WorkerIO:
         return asyncio.run_coroutine_threadsafe(go(), self.loop).result()
 
 
+_WORKER_IO_LOCK = threading.Lock()
+
+
 @functools.cache
-def _worker_io(pid: int) -> _WorkerIO:
-    """This process's :class:`_WorkerIO` (keyed by pid: a forked child makes its own)."""
+def _worker_io_of(pid: int) -> _WorkerIO:
     return _WorkerIO()
+
+
+def _worker_io(pid: int) -> _WorkerIO:
+    """This process's :class:`_WorkerIO` (keyed by pid: a forked child makes its own).
+
+    Locked: two task threads of a new worker must not start two loops.
+    """
+    with _WORKER_IO_LOCK:
+        return _worker_io_of(pid)
 
 
 def verify_chunk(task: ChunkTask) -> ChunkResult:
