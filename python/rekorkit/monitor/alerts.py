@@ -45,7 +45,6 @@ __all__ = [
     "AlertStore",
     "DeliveryRecorder",
     "StoredAlert",
-    "open_alert_store",
     "record_delivery_sql",
     "stored_alert",
 ]
@@ -259,22 +258,6 @@ class AlertStorage(Protocol):
     def acknowledged(self) -> set[str]:
         """Every acknowledged key or value."""
         ...
-
-
-def open_alert_store(store: object) -> AlertStorage:
-    """The alert store living in ``store``'s database: PostgreSQL or DuckDB.
-
-    Raises:
-        TypeError: ``store`` is neither a DuckDB nor a PostgreSQL store.
-    """
-    if isinstance(store, DuckDBStore):
-        return AlertStore(store)
-    from rekorkit.monitor.postgres_alerts import PostgresAlertStore
-    from rekorkit.store.postgres import PostgresStore
-
-    if isinstance(store, PostgresStore):
-        return PostgresAlertStore(store)
-    raise TypeError(f"no alert store for {type(store).__name__}")
 
 
 # The alert columns :func:`stored_alert` reads, with ``a`` the alert and ``k`` its ack.

@@ -64,7 +64,7 @@ from rekorkit.errors import (
     VerificationError,
     WriterConflictError,
 )
-from rekorkit.monitor.alerts import Alert, AlertKind, open_alert_store
+from rekorkit.monitor.alerts import Alert, AlertKind, AlertStorage, AlertStore
 from rekorkit.monitor.config import LogConfig, MonitorConfig, Vantage
 from rekorkit.monitor.detector import DivergenceDetector
 from rekorkit.monitor.metrics import MetricsServer, MonitorMetrics
@@ -354,6 +354,15 @@ class _Follower:
         await svc._scan(self.cfg.name, origin, lo, top, progress=True)
 
 
+def _alert_store(store: MonitorStore) -> AlertStorage:
+    """The alert store in ``store``'s database: DuckDB, or PostgreSQL shared by monitors."""
+    if isinstance(store, DuckDBStore):
+        return AlertStore(store)
+    from rekorkit.monitor.postgres_alerts import PostgresAlertStore
+
+    return PostgresAlertStore(store)
+
+
 def _newer_stored(exc: DivergenceError) -> bool:
     """Whether ``exc`` is only "the store holds a larger checkpoint than the one read"."""
     old, new = exc.evidence.get("old_size"), exc.evidence.get("new_size")
@@ -386,7 +395,7 @@ class RekorSyncService:
             store if store is not None else cast("MonitorStore", open_store(config.db))
         )
         try:
-            self.alerts = open_alert_store(self.store)
+            self.alerts = _alert_store(self.store)
         except BaseException:
             if self._own_store:
                 self.store.close()
