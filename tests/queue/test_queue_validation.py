@@ -33,6 +33,21 @@ def queues(tmp_path: Path) -> tuple[SubmissionQueue, SubmissionQueue]:
     return serial, pooled
 
 
+def serial_and_pooled_errors(tmp_path: Path, bad: list[dict[str, object]]) -> list[MalformedError]:
+    """The error each way refuses ``bad`` with; asserts neither queued anything."""
+    serial, pooled = queues(tmp_path)
+    errors = []
+    with serial, pooled:
+        for q in (serial, pooled):
+            with pytest.raises(MalformedError) as info:
+                q.enqueue_many(bad, backend=V1)
+            errors.append(info.value)
+            assert q.status().total == 0  # all or nothing
+    assert str(errors[0]) == str(errors[1])
+    assert errors[1].where == errors[0].where
+    return errors
+
+
 def test_pool_gives_the_serial_results_in_order(
     tmp_path: Path, batch: list[dict[str, object]]
 ) -> None:
@@ -54,19 +69,11 @@ def test_pool_refuses_the_first_bad_request_with_the_serial_error(
     bad = list(batch)
     bad[N - 40] = dsse_v001_request(envelope(N - 40, key=stranger), [KEY.public_key()])
     bad[N - 70] = {"kind": "dsse", "apiVersion": "0.0.1", "spec": {"proposedContent": 7}}
-    serial, pooled = queues(tmp_path)
-    with serial, pooled:
-        errors = []
-        for q in (serial, pooled):
-            with pytest.raises(MalformedError) as info:
-                q.enqueue_many(bad, backend=V1)
-            errors.append(info.value)
-            assert q.status().total == 0  # all or nothing
-        assert str(errors[0]) == str(errors[1])
-        assert errors[1].where == errors[0].where
-        assert str(errors[1].where).startswith(f"[{N - 70}].spec.proposedContent")
+    errors = serial_and_pooled_errors(tmp_path, bad)
+    assert str(errors[1].where).startswith(f"[{N - 70}].spec.proposedContent")
 
-        bad[N - 70] = batch[N - 70]  # only the forged signature is left
+    bad[N - 70] = batch[N - 70]  # only the forged signature is left
+    with SubmissionQueue(tmp_path / "again.sqlite", validation_workers=2) as pooled:
         with pytest.raises(SignatureError) as sig:
             pooled.enqueue_many(bad, backend=V1)
         assert sig.value.evidence["index"] == N - 40
@@ -91,16 +98,8 @@ def test_a_bad_request_in_the_callers_share_wins_over_a_later_one_in_the_pool(
     bad = list(batch)
     bad[1] = {"kind": "dsse", "apiVersion": "0.0.1", "spec": {"proposedContent": 7}}
     bad[N - 1] = {"kind": "nope"}
-    serial, pooled = queues(tmp_path)
-    with serial, pooled:
-        errors = []
-        for q in (serial, pooled):
-            with pytest.raises(MalformedError) as info:
-                q.enqueue_many(bad, backend=V1)
-            errors.append(info.value)
-            assert q.status().total == 0
-        assert errors[0].where == errors[1].where == "[1].spec.proposedContent"
-        assert str(errors[0]) == str(errors[1])
+    errors = serial_and_pooled_errors(tmp_path, bad)
+    assert errors[0].where == "[1].spec.proposedContent"
 
 
 def _intoto(n: int, payload_type: str, keyid: str) -> dict[str, Any]:
