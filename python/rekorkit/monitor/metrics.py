@@ -9,55 +9,72 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["MetricsServer", "MonitorMetrics"]
+__all__ = ["MetricSet", "MetricsServer", "MonitorMetrics"]
 
 _MAX_HEAD = 8192
 
 
-class MonitorMetrics:
-    """The monitor's metrics, in their own registry."""
+class MetricSet:
+    """A service's metrics in their own registry, so several services can share a process.
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.log_size = Gauge(
-            "rekorkit_monitor_log_size", "Latest verified size", ["log"], registry=r
-        )
-        self.frontier = Gauge(
-            "rekorkit_monitor_frontier", "Size up to which entries are stored", ["log"], registry=r
-        )
-        self.lag = Gauge(
-            "rekorkit_monitor_lag_entries", "Entries not yet stored", ["log"], registry=r
-        )
-        self.entries = Counter(
-            "rekorkit_monitor_entries", "Entries verified and stored", ["log"], registry=r
-        )
-        self.rate = Gauge(
-            "rekorkit_monitor_entries_per_second", "Rate of the last sync step", ["log"], registry=r
-        )
-        self.alerts = Counter("rekorkit_monitor_alerts", "New alerts by kind", ["kind"], registry=r)
-        self.errors = Counter(
-            "rekorkit_monitor_errors", "Failed rounds by log", ["log"], registry=r
-        )
-        self.last_success = Gauge(
-            "rekorkit_monitor_last_success_timestamp_seconds",
-            "Unix time of the last successful round",
-            ["log"],
-            registry=r,
-        )
-        self.deliveries_failed = Counter(
-            "rekorkit_monitor_delivery_failures", "Failed alert deliveries", registry=r
+    Each service declares its metrics with one line each, under one name prefix
+    (Prometheus naming, https://prometheus.io/docs/practices/naming/).
+
+    Args:
+        prefix: the start of every metric name, e.g. ``rekorkit_monitor``.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._prefix = prefix
+
+    def counter(self, name: str, doc: str, *labels: str) -> Counter:
+        """Declare counter ``<prefix>_<name>`` (exposed with ``_total``)."""
+        return Counter(f"{self._prefix}_{name}", doc, labels, registry=self.registry)
+
+    def gauge(self, name: str, doc: str, *labels: str) -> Gauge:
+        """Declare gauge ``<prefix>_<name>``."""
+        return Gauge(f"{self._prefix}_{name}", doc, labels, registry=self.registry)
+
+    def histogram(
+        self,
+        name: str,
+        doc: str,
+        *labels: str,
+        buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS,
+    ) -> Histogram:
+        """Declare histogram ``<prefix>_<name>``."""
+        return Histogram(
+            f"{self._prefix}_{name}", doc, labels, registry=self.registry, buckets=buckets
         )
 
     def render(self) -> bytes:
         """The text exposition format."""
         return bytes(generate_latest(self.registry))
+
+
+class MonitorMetrics(MetricSet):
+    """The monitor's metrics, in their own registry."""
+
+    def __init__(self) -> None:
+        super().__init__("rekorkit_monitor")
+        self.log_size = self.gauge("log_size", "Latest verified size", "log")
+        self.frontier = self.gauge("frontier", "Size up to which entries are stored", "log")
+        self.lag = self.gauge("lag_entries", "Entries not yet stored", "log")
+        self.entries = self.counter("entries", "Entries verified and stored", "log")
+        self.rate = self.gauge("entries_per_second", "Rate of the last sync step", "log")
+        self.alerts = self.counter("alerts", "New alerts by kind", "kind")
+        self.errors = self.counter("errors", "Failed rounds by log", "log")
+        self.last_success = self.gauge(
+            "last_success_timestamp_seconds", "Unix time of the last successful round", "log"
+        )
+        self.deliveries_failed = self.counter("delivery_failures", "Failed alert deliveries")
 
 
 class Renders(Protocol):

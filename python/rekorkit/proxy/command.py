@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import sys
 
 __all__ = ["configure", "run"]
@@ -72,12 +70,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; 0 on a clean stop, 2 on a usage error."""
-    import uvicorn
-
     from rekorkit.audit.command import resolve_verifier
     from rekorkit.proxy.app import create_app
     from rekorkit.proxy.service import ProxyService
     from rekorkit.proxy.sync import SyncJob
+    from rekorkit.server.command import bind_socket, serve_asgi
+    from rekorkit.server.service import ServerOptions
     from rekorkit.tilecache import FileSystemTileCache
 
     try:
@@ -118,11 +116,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         mirror_app = create_mirror_app(mirror)
     try:
-        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-        # IPPROTO_TCP so asyncio sets TCP_NODELAY (small responses, no delayed-ACK wait).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((args.host, args.port))
+        sock = bind_socket(args.host, args.port)
     except OSError as exc:
         print(f"rekorkit proxy: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         cache.close()
@@ -130,32 +124,23 @@ def run(args: argparse.Namespace) -> int:
             mirror_cache.close()
         return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"upstream: {args.upstream}", flush=True)
-    print(f"cache: {args.cache}", flush=True)
-    print(f"listening on http://{host}:{sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(
-        create_app(service, job=job, mirror=mirror_app),
-        log_level=args.log_level,
-        access_log=False,
-        lifespan="on",
-    )
-    # uvicorn shuts down gracefully on SIGTERM/SIGINT (the lifespan lets the sync
-    # batch in hand finish), then raises the signal again: that is a clean stop.
-    signal.signal(signal.SIGTERM, _stopped)
+    banner = [
+        f"upstream: {args.upstream}",
+        f"cache: {args.cache}",
+        f"listening on http://{host}:{sock.getsockname()[1]}",
+    ]
+    # The log server's request deadline and connection bound (ServerOptions'
+    # defaults); the lifespan lets the sync batch in hand finish on SIGTERM.
     try:
-        uvicorn.Server(config).run(sockets=[sock])
-    except (KeyboardInterrupt, _Stopped):
-        pass
+        serve_asgi(
+            create_app(service, job=job, mirror=mirror_app),
+            sock,
+            banner,
+            options=ServerOptions(),
+            log_level=args.log_level,
+        )
     finally:
         cache.close()
         if mirror_cache is not None:
             mirror_cache.close()
     return 0
-
-
-class _Stopped(Exception):
-    """SIGTERM arrived again after uvicorn's graceful shutdown."""
-
-
-def _stopped(signum: int, frame: object) -> None:
-    raise _Stopped

@@ -9,8 +9,7 @@ and durations are in seconds.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
+from rekorkit.monitor.metrics import MetricSet
 from rekorkit.queue.model import QueueCounts, State
 
 __all__ = ["QueueMetrics"]
@@ -20,7 +19,7 @@ __all__ = ["QueueMetrics"]
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
-class QueueMetrics:
+class QueueMetrics(MetricSet):
     """The worker's counters, gauges and latency histogram.
 
     Outcome labels: ``logged`` (submitted and verified), ``resolved`` (found
@@ -29,35 +28,22 @@ class QueueMetrics:
     """
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.submissions = Counter(
-            "rekorkit_queue_submissions",
-            "Outcomes recorded, by outcome",
-            ["outcome"],
-            registry=r,
+        super().__init__("rekorkit_queue")
+        self.submissions = self.counter("submissions", "Outcomes recorded, by outcome", "outcome")
+        self.attempts = self.counter(
+            "attempts", "Submission attempts, by result (ok or the error class)", "result"
         )
-        self.attempts = Counter(
-            "rekorkit_queue_attempts",
-            "Submission attempts, by result (ok or the error class)",
-            ["result"],
-            registry=r,
-        )
-        self.in_flight = Gauge("rekorkit_queue_in_flight", "Submissions in flight now", registry=r)
-        self.depth = Gauge(
-            "rekorkit_queue_depth", "Submissions in the queue, by state", ["state"], registry=r
-        )
-        self.due = Gauge("rekorkit_queue_due", "Submissions due now", registry=r)
-        self.oldest_due_age = Gauge(
-            "rekorkit_queue_oldest_due_age_seconds",
+        self.in_flight = self.gauge("in_flight", "Submissions in flight now")
+        self.depth = self.gauge("depth", "Submissions in the queue, by state", "state")
+        self.due = self.gauge("due", "Submissions due now")
+        self.oldest_due_age = self.gauge(
+            "oldest_due_age_seconds",
             "How long the longest-waiting due submission has been due (0: none)",
-            registry=r,
         )
-        self.latency = Histogram(
-            "rekorkit_queue_submit_latency_seconds",
+        self.latency = self.histogram(
+            "submit_latency_seconds",
             "Time from claim to outcome of one submission (lookups and verification included)",
             buckets=_LATENCY_BUCKETS,
-            registry=r,
         )
         for state in State:
             self.depth.labels(state.value).set(0)
@@ -69,7 +55,3 @@ class QueueMetrics:
         self.due.set(counts.due)
         oldest = counts.oldest_due_at
         self.oldest_due_age.set(max(0.0, now - oldest) if oldest is not None else 0.0)
-
-    def render(self) -> bytes:
-        """The text exposition format."""
-        return bytes(generate_latest(self.registry))

@@ -3,18 +3,22 @@
 Prints the origin, the verifier keys and the v1 public key on start, then a
 ``listening on http://HOST:PORT`` line once the socket accepts connections
 (scripts and :mod:`rekorkit.testing` connect as soon as they read it), and
-serves until interrupted.
+serves until interrupted (SIGINT or SIGTERM: a clean stop, exit status 0).
+:func:`serve_asgi` runs any ASGI app that way (the tile proxy does).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import socket
 import sys
+import threading
 import time
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from rekorkit.server.app import create_app
 from rekorkit.server.connections import server_config
@@ -28,7 +32,7 @@ from rekorkit.server.service import (
     open_service,
 )
 
-__all__ = ["configure", "run"]
+__all__ = ["bind_socket", "configure", "run", "serve_asgi"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -123,25 +127,74 @@ def run(args: argparse.Namespace) -> int:
             f"seeded {stats.entries} entries in {dt:.2f}s ({stats.entries / dt:,.0f}/s)", flush=True
         )
     try:
-        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
-        # and without it small responses wait ~40 ms for delayed ACKs.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((args.host, args.port))
+        sock = bind_socket(args.host, args.port)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         service.close()
         return 2
-    port = sock.getsockname()[1]
-    config = server_config(create_app(service), options, log_level=args.log_level)
-    server = _AnnouncingServer(config, describe(service, args.host, port))
+    banner = describe(service, args.host, sock.getsockname()[1])
     logging.getLogger(__name__).debug("serving %s", args.data)
     try:
-        server.run(sockets=[sock])
+        serve_asgi(create_app(service), sock, banner, options=options, log_level=args.log_level)
     finally:
         service.close()
     return 0
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (IPv6 when ``host`` has a colon), not yet listening.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
+    # and without it small responses wait ~40 ms for delayed ACKs.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve_asgi(
+    app: ASGIApp,
+    sock: socket.socket,
+    banner: list[str],
+    *,
+    options: ServerOptions,
+    log_level: str = "warning",
+) -> None:
+    """Serve ``app`` on ``sock`` until SIGINT or SIGTERM, with the log server's connection limits.
+
+    The request deadline and connection bound of ``options``
+    (:func:`rekorkit.server.connections.server_config`) apply; ``banner`` is
+    printed once the socket listens. uvicorn shuts down gracefully on a signal
+    (the lifespan finishes the work in hand), then raises it again: that
+    second SIGTERM (or the KeyboardInterrupt) is a clean stop, so this returns.
+    """
+    server = _AnnouncingServer(server_config(app, options, log_level=log_level), banner)
+    # Signal handlers can only be set from the main thread (as uvicorn's own).
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stopped) if main else None
+    try:
+        server.run(sockets=[sock])
+    except (KeyboardInterrupt, _Stopped):
+        pass
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived again after uvicorn's graceful shutdown."""
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise _Stopped
 
 
 class _AnnouncingServer(uvicorn.Server):
