@@ -16,11 +16,19 @@ shrinks every input so each module takes a few seconds.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 QUICK = os.environ.get("REKORKIT_BENCH_QUICK") == "1"
+
+# The tests' pure-Python RFC 9162 reference is also a baseline here
+# (pure_python imports it): one reference, not a copy per folder. Appended,
+# so nothing in tests/ shadows a module of benches/.
+_TESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+if _TESTS not in sys.path:
+    sys.path.append(_TESTS)
 
 T = TypeVar("T")
 

@@ -1,13 +1,27 @@
 """Pure-Python (hashlib) baselines: what a Python client does without rekorkit.
 
 The inclusion check follows the decomposition used by sigstore-python's
-``verify_merkle_inclusion``; consistency follows the RFC 9162 §2.1.4.2 loop.
+``verify_merkle_inclusion``; consistency is the RFC 9162 §2.1.4.2 loop of the
+tests' reference (``tests/merkle_reference.py``, put on the path by
+``benches/conftest.py``), not a second copy of it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+
+from merkle_reference import verify_consistency
+
+__all__ = [
+    "consistency_roots",
+    "consistency_shape",
+    "inclusion_root",
+    "leaf_hash",
+    "node_hash",
+    "root",
+    "verify_consistency",
+]
 
 _sha256 = hashlib.sha256
 
@@ -51,38 +65,8 @@ def inclusion_root(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -
     return h
 
 
-def verify_consistency(
-    size1: int, size2: int, root1: bytes, root2: bytes, proof: Sequence[bytes]
-) -> bool:
-    """RFC 9162 §2.1.4.2 for 0 < size1 < size2."""
-    if not proof:
-        return False
-    if size1 & (size1 - 1) == 0:
-        proof = [root1, *proof]
-    fn, sn = size1 - 1, size2 - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = proof[0]
-    for c in proof[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return fr == root1 and sr == root2 and sn == 0
-
-
 def consistency_shape(size1: int, size2: int) -> int:
-    """Number of hashes in a consistency proof for 0 < size1 < size2 (TLOG.md §3.2)."""
+    """Number of hashes in a consistency proof for 0 < size1 < size2 (RFC 9162 §2.1.4.2)."""
     inner = ((size1 - 1) ^ (size2 - 1)).bit_length()
     border = bin((size1 - 1) >> inner).count("1")
     shift = (size1 & -size1).bit_length() - 1
@@ -90,7 +74,7 @@ def consistency_shape(size1: int, size2: int) -> int:
 
 
 def consistency_roots(size1: int, size2: int, proof: Sequence[bytes]) -> tuple[bytes, bytes]:
-    """The (old, new) roots a proof implies, for size1 not a power of two (TLOG.md §3.2)."""
+    """The (old, new) roots a proof implies, for size1 not a power of two (RFC 9162 §2.1.4.2)."""
     inner = ((size1 - 1) ^ (size2 - 1)).bit_length()
     shift = (size1 & -size1).bit_length() - 1
     inner -= shift
