@@ -219,7 +219,8 @@ async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> An
             return await verify_on_cluster(
                 args.url, verifier, scheduler=args.dask, workers=args.workers, store=store,
                 parquet=args.parquet, start=args.start, end=args.end, origin=args.origin,
-                progress=progress, on_plan=on_plan,
+                progress=progress, on_plan=on_plan, concurrency=args.concurrency or 16,
+                fetch_level0=not args.derive_level0_tiles,
             )  # fmt: skip
         if api == "v2":
             from rekorkit.audit.tilelog import verify_tile_log
