@@ -8,6 +8,12 @@
 6. store a checkpoint and detect divergence (rewritten history, split view);
 7. fetch tiles, cache them, serve them through the proxy;
 8. persist an entry in DuckDB and read it back with every field intact.
+
+Steps the later issues added beside the plan: the log keeps serving honest
+clients while hostile ones are cut; a Dask audit into PostgreSQL equals the
+single-process run; monitors and queue workers share one PostgreSQL; default
+``rekorkit verify`` reads a small static mirror without connection storms; a
+log pushes to a c2sp.org/tlog-mirror whose cosigned copy verifies.
 """
 
 from __future__ import annotations
