@@ -329,3 +329,31 @@ def test_a_repeated_member_cannot_shadow_a_signer() -> None:
     )
     assert _alice_rows([twice, extra]) == [0, 1]
     assert len(body_fields(_table([extra]).column("body")).verifiers) == 2
+
+
+def test_the_watch_index_finds_what_matching_the_bodies_finds(tmp_path: Path) -> None:
+    alice, mallory = _pem_b64(_WATCHED), _pem_b64(_OTHER)
+    digest = bytes(range(32))
+    bodies = [
+        _dsse_v1([mallory, alice]),
+        _dsse_v1([mallory], digest="ab" * 32),
+        _v2("hashedrekord", digest, _der_b64(_WATCHED)),
+        b"not json",
+        _dsse_v1([alice]).replace(b'"signatures":[', b'"signatures":[],"signatures":[', 1),
+    ]
+    watch = Watchlist(
+        identities=[IdentityWatch("alice@example.com", (ISSUER_A,))],
+        digests=[digest.hex(), "ab" * 32],
+        fingerprints=[fingerprint(_OTHER[1])],
+    )
+    table = _table(bodies)
+    with DuckDBStore(tmp_path / "idx.duckdb") as store:
+        store.commit_entries("origin", [table.slice(0, 3)], start=0, end=3)
+        assert watch.scan_store(store, "origin", 0, 3) == watch.match(table.slice(0, 3))
+        # Entries stored later are indexed on the next scan, in one transaction.
+        store.commit_entries("origin", [table.slice(3)], start=3, end=5)
+        got = watch.scan_store(store, "origin", 0, 5)
+        assert got == watch.match(table)
+        assert (got[-1].log_index, got[-1].watch) == (4, f"identity:alice@example.com|{ISSUER_A}")
+        assert [m.log_index for m in watch.scan_store(store, "origin", 1, 3)] == [1, 1, 2, 2]
+        assert Watchlist().scan_store(store, "origin", 0, 5) == []

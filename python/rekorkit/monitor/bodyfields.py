@@ -106,10 +106,13 @@ _KINDS = [
         for key in ("publicKey", "x509Certificate")
     ),
 ]
+
+
 _PREFIXES = list(dict.fromkeys(k.prefix for k in _KINDS))
 # Per kind, the bodies that start like it, parse strictly as it (every member
 # of the right type) and are exactly its canonical JSON again (no member more,
-# none repeated, no escape): the rest is left to the Python walk.
+# none repeated, no escape) give their fields; the rest give no row and are
+# left to the Python walk.
 _QUERY = "\nUNION ALL\n".join(
     f"""SELECT r, {k.verifiers} AS verifiers, {k.digests} AS digests FROM (
         SELECT r, body, try(from_json_strict(decode(body), '{k.structure}')) AS j
@@ -175,7 +178,8 @@ def _walk_json(node: Any, under: bool, verifiers: list[bytes], digests: list[byt
         verifiers.append(node.encode())
 
 
-def _parsed_fields(body: bytes) -> tuple[list[bytes], list[bytes]]:
+def _walked_fields(body: bytes) -> tuple[list[bytes], list[bytes]]:
+    """The verifier and digest fields of one body of any shape, at any depth, repeats included."""
     verifiers: list[bytes] = []
     digests: list[bytes] = []
     if body[:1] == b"{":  # only JSON objects can carry these fields
@@ -220,7 +224,7 @@ def body_fields(bodies: pa.Array | pa.ChunkedArray) -> BodyFields:
     others[rows] = False
     extra: tuple[list[int], list[bytes], list[int], list[bytes]] = ([], [], [], [])
     for r in np.flatnonzero(others).tolist():
-        found_v, found_d = _parsed_fields(bodies[r].as_py() or b"")
+        found_v, found_d = _walked_fields(bodies[r].as_py() or b"")
         extra[0].extend([r] * len(found_v))
         extra[1].extend(found_v)
         extra[2].extend([r] * len(found_d))

@@ -35,7 +35,9 @@ from cryptography.hazmat.primitives import serialization
 
 from rekorkit.errors import MalformedError
 from rekorkit.monitor.bodyfields import body_fields
+from rekorkit.monitor.watchindex import scan_watch_index
 from rekorkit.store import normalize_digest
+from rekorkit.store.duckdb import DuckDBStore
 
 __all__ = [
     "OID_ISSUER",
@@ -260,7 +262,8 @@ class Watchlist:
         v = self._parsed[blob] = parse_verifier(blob)
         return v
 
-    def _verifier_matches(self, v: Verifier) -> list[tuple[str, str]]:
+    def verifier_hits(self, v: Verifier) -> list[tuple[str, str]]:
+        """``(watch id, matched value)`` for every watch item that ``v`` matches."""
         found: list[tuple[str, str]] = []
         if v.fingerprint in self.fingerprints:
             found.append((f"fingerprint:{v.fingerprint}", v.fingerprint))
@@ -270,6 +273,27 @@ class Watchlist:
             if hit is not None:
                 found.append((w.watch_id, hit))
         return found
+
+    def verdicts(self, blobs: Iterable[bytes]) -> list[Verifier | None]:
+        """Each verifier field parsed (``None``: not a certificate or key), through the LRU."""
+        return [self._verifier(b) for b in blobs]
+
+    def digest_forms(self) -> pa.Array:
+        """The watched digests as bodies spell them: hex (either case) and base64."""
+        return self._digest_forms.cast(pa.string())
+
+    def digest_hex(self, text: str) -> str:
+        """The watched digest (lower-case hex) that a body's digest field ``text`` spells."""
+        low = text.lower()  # hex in any case; base64 as is
+        return low if low in self.digests else base64.b64decode(text).hex()
+
+    def scan_store(self, store: DuckDBStore, origin: str, start: int, end: int) -> list[WatchMatch]:
+        """The matches among the stored entries ``[start, end)`` of ``origin``.
+
+        Over the watch index (:mod:`rekorkit.monitor.watchindex`): the fields
+        of entries not indexed yet are read once, then matching is a join.
+        """
+        return scan_watch_index(self, store, origin, start, end)
 
     def match(self, table: pa.Table | pa.RecordBatch) -> list[WatchMatch]:
         """The matches among ``table``'s entries (the store's entry schema).
@@ -285,15 +309,14 @@ class Watchlist:
         origins = table.column("origin")
         indices = np.asarray(table.column("log_index"))
         leaves = table.column("leaf_hash")
-        # Fingerprint of each row's first verifier (evidence for digest matches too).
         encoded = pc.dictionary_encode(fields.verifiers)
         codes = np.asarray(encoded.indices, np.int64)
-        verdicts = [self._verifier(blob) for blob in encoded.dictionary.to_pylist()]
+        verdicts = self.verdicts(encoded.dictionary.to_pylist())
         prints = [v.fingerprint if v else None for v in verdicts]
-        first: dict[int, str | None] = {}
+        signers: dict[int, list[str]] = {}
         found: dict[tuple[int, str], tuple[str, str | None]] = {}
         if self.identities or self.fingerprints or self.oids:
-            hits = {k: m for k, v in enumerate(verdicts) if v and (m := self._verifier_matches(v))}
+            hits = {k: m for k, v in enumerate(verdicts) if v and (m := self.verifier_hits(v))}
             for j in np.flatnonzero(
                 np.isin(codes, np.fromiter(hits, np.int64, len(hits)))
             ).tolist():
@@ -303,16 +326,18 @@ class Watchlist:
         if self.digests:
             hit = pc.fill_null(pc.is_in(fields.digests, value_set=self._digest_forms), False)
             wanted = np.flatnonzero(np.asarray(hit))
-            if len(wanted):
-                for j, code in zip(fields.verifier_rows.tolist(), codes.tolist(), strict=True):
-                    first.setdefault(j, prints[code])
+            rows = fields.digest_rows[wanted]
+            near = np.flatnonzero(np.isin(fields.verifier_rows, rows))
+            for j, code in zip(
+                fields.verifier_rows[near].tolist(), codes[near].tolist(), strict=True
+            ):
+                if prints[code]:
+                    signers.setdefault(j, []).append(prints[code])
             for j in wanted.tolist():
-                text = fields.digests[j].as_py().decode()
-                hexd = (
-                    text.lower() if text.lower() in self.digests else base64.b64decode(text).hex()
-                )
+                hexd = self.digest_hex(fields.digests[j].as_py().decode())
                 row = int(fields.digest_rows[j])
-                found.setdefault((row, f"digest:{hexd}"), (hexd, first.get(row)))
+                fp = min(signers.get(row, []), default=None)  # evidence: one signer
+                found.setdefault((row, f"digest:{hexd}"), (hexd, fp))
         out = [
             WatchMatch(watch, origins[row].as_py(), int(indices[row]), leaves[row].as_py(), v, fp)
             for (row, watch), (v, fp) in found.items()
