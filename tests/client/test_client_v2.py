@@ -284,3 +284,30 @@ def test_async_writes_in_flight_stay_within_the_bound(log: FakeV2Log) -> None:
 
     assert sorted(anyio.run(main)) == list(range(10, 30))
     assert peak == 3
+
+
+@pytest.mark.parametrize("cls", [RekorV2Client, AsyncRekorV2Client])
+def test_writes_and_tile_reads_share_one_session_config(cls: Any) -> None:
+    """One settings value: writes wait for the log's batch, tile reads keep the reader's
+    default, each has its own backends; an explicit timeout bounds both."""
+    from rekorkit.client.resilience import Timeouts
+
+    retry = RetryPolicy(max_attempts=2)
+    unchecked = VerifyOptions().without("checkpoint_signature")
+    kw: dict[str, Any] = {"verify": unchecked, "retry": retry, "http2": False}
+    default = cls("http://write.test", read_url="http://read.test", **kw)
+    explicit = cls("http://write.test", read_url="http://read.test", timeout=5.0, **kw)
+    try:
+        writes, reads = default._session, default.tiles._session
+        assert writes.timeouts == Timeouts.for_v2_writes()
+        assert reads.timeouts == Timeouts()
+        assert writes.retry is reads.retry is retry
+        assert writes.failover.base_urls == ("http://write.test",)
+        assert reads.failover.base_urls == ("http://read.test",)
+        assert explicit._session.timeouts == explicit.tiles._session.timeouts == Timeouts.of(5.0)
+    finally:
+        for client in (default, explicit):
+            if isinstance(client, RekorV2Client):
+                client.close()
+            else:
+                anyio.run(client.aclose)
