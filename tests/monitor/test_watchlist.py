@@ -357,3 +357,17 @@ def test_the_watch_index_finds_what_matching_the_bodies_finds(tmp_path: Path) ->
         assert (got[-1].log_index, got[-1].watch) == (4, f"identity:alice@example.com|{ISSUER_A}")
         assert [m.log_index for m in watch.scan_store(store, "origin", 1, 3)] == [1, 1, 2, 2]
         assert Watchlist().scan_store(store, "origin", 0, 5) == []
+
+
+def test_null_fields_are_no_fields(tmp_path: Path) -> None:
+    alice = _pem_b64(_WATCHED)
+    body = _dsse_v1([alice, "X"]).replace(b'"verifier":"X"', b'"verifier":null')
+    fields = body_fields(_table([body]).column("body"))
+    assert fields.verifiers.to_pylist() == [alice.encode()]
+    with DuckDBStore(tmp_path / "null.duckdb") as store:
+        store.commit_entries("origin", [_table([body])], start=0, end=1)
+        assert [m.log_index for m in _alice_watch().scan_store(store, "origin", 0, 1)] == [0]
+
+
+def _alice_watch() -> Watchlist:
+    return Watchlist(identities=[IdentityWatch("alice@example.com", (ISSUER_A,))])

@@ -194,7 +194,8 @@ def _flat(lists: pa.ChunkedArray, rows: Int64s) -> tuple[Int64s, pa.Array]:
     arr = lists.combine_chunks()
     values = pc.list_flatten(arr).cast(pa.binary())
     parents = np.asarray(pc.list_parent_indices(arr), np.int64)
-    return rows[parents], values
+    present = np.asarray(values.is_valid())  # a JSON null is no field
+    return rows[parents[present]], values.filter(pa.array(present))
 
 
 def body_fields(bodies: pa.Array | pa.ChunkedArray) -> BodyFields:

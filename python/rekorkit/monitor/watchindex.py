@@ -21,9 +21,11 @@ matching ones come out of one SQL query.
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from rekorkit.monitor.bodyfields import body_fields
 from rekorkit.store.duckdb import DuckDBStore
@@ -56,11 +58,16 @@ def _index_slice(con: Any, low: int, high: int) -> None:
         return
     fields = body_fields(rows.column("body"))
     origins, indices = rows.column("origin"), rows.column("log_index")
+    # Few distinct verifiers among many entries: hash each distinct one once.
+    encoded = pc.dictionary_encode(fields.verifiers)
+    distinct = encoded.dictionary.to_pylist()
+    keys = pa.array([hashlib.sha256(v).hexdigest() for v in distinct], pa.string())
+    known = pa.table({"vkey": keys, "field": encoded.dictionary.cast(pa.string())})
     verifiers = pa.table(
         {
             "origin": origins.take(pa.array(fields.verifier_rows)),
             "log_index": indices.take(pa.array(fields.verifier_rows)),
-            "field": fields.verifiers.cast(pa.string()),
+            "vkey": keys.take(encoded.indices),
         }
     )
     digests = pa.table(
@@ -70,21 +77,19 @@ def _index_slice(con: Any, low: int, high: int) -> None:
             "digest": fields.digests.cast(pa.string()),
         }
     )
+    con.register("_watch_k", known)
     con.register("_watch_v", verifiers)
     con.register("_watch_d", digests)
     try:
+        con.execute("INSERT INTO watch_verifiers SELECT * FROM _watch_k ON CONFLICT DO NOTHING")
         con.execute(
-            "INSERT INTO watch_verifiers SELECT DISTINCT sha256(field), field FROM _watch_v "
-            "ON CONFLICT DO NOTHING"
-        )
-        con.execute(
-            "INSERT INTO watch_entry_verifiers "
-            "SELECT origin, log_index, sha256(field) FROM _watch_v"
+            "INSERT INTO watch_entry_verifiers SELECT origin, log_index, vkey FROM _watch_v"
         )
         con.execute(
             "INSERT INTO watch_entry_digests SELECT origin, log_index, digest FROM _watch_d"
         )
     finally:
+        con.unregister("_watch_k")
         con.unregister("_watch_v")
         con.unregister("_watch_d")
 
