@@ -22,7 +22,8 @@ matching ones come out of one SQL query.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
@@ -30,10 +31,35 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 from rekorkit.monitor.bodyfields import body_fields
 from rekorkit.store.duckdb import DuckDBStore
 
-if TYPE_CHECKING:
-    from rekorkit.monitor.watchlist import Watchlist, WatchMatch
 
-__all__ = ["INDEX_SLICE", "refresh_watch_index", "scan_watch_index"]
+class Judge(Protocol):
+    """What the index asks of a watchlist (:class:`~rekorkit.monitor.Watchlist` is one)."""
+
+    digests: frozenset[str]
+
+    def __bool__(self) -> bool: ...
+
+    def verdicts(self, blobs: Iterable[bytes]) -> list[Any]:
+        """Each verifier field parsed (``None`` when it is no certificate or key)."""
+        ...
+
+    def verifier_hits(self, v: Any) -> list[tuple[str, str]]:
+        """``(watch id, value)`` for every watch item a parsed verifier matches."""
+        ...
+
+    def digest_forms(self) -> pa.Array:
+        """The watched digests as bodies spell them."""
+        ...
+
+    def digest_hex(self, text: str) -> str:
+        """The watched digest a body's digest field spells."""
+        ...
+
+
+# One match: (log index, watch id, leaf hash, matched value, fingerprint).
+IndexMatch = tuple[int, str, bytes, str, str | None]
+
+__all__ = ["INDEX_SLICE", "IndexMatch", "Judge", "refresh_watch_index", "scan_watch_index"]
 
 # Entries read back per indexing step (bounded memory).
 INDEX_SLICE = 262_144
@@ -120,16 +146,14 @@ def refresh_watch_index(store: DuckDBStore) -> int:
 
 
 def scan_watch_index(
-    watchlist: Watchlist, store: DuckDBStore, origin: str, start: int, end: int
-) -> list[WatchMatch]:
+    watchlist: Judge, store: DuckDBStore, origin: str, start: int, end: int
+) -> list[IndexMatch]:
     """The matches of ``watchlist`` among the stored entries ``[start, end)`` of ``origin``.
 
     Brings the index up to date first; then judges each distinct verifier
     once and finds the entries that carry a matching one, or a watched
     digest, with one SQL query each.
     """
-    from rekorkit.monitor.watchlist import WatchMatch
-
     refresh_watch_index(store)
     if not watchlist:
         return []
@@ -185,9 +209,4 @@ def scan_watch_index(
                 hexd = watchlist.digest_hex(str(digest))
                 fp = min((p for k in vkeys or () if (p := prints.get(str(k)))), default=None)
                 found.setdefault((int(index), f"digest:{hexd}"), (bytes(leaf), hexd, fp))
-    out = [
-        WatchMatch(watch, origin, index, leaf, value, fp)
-        for (index, watch), (leaf, value, fp) in found.items()
-    ]
-    out.sort(key=lambda m: (m.log_index, m.watch))
-    return out
+    return sorted((index, watch, *rest) for (index, watch), rest in found.items())

@@ -293,7 +293,10 @@ class Watchlist:
         Over the watch index (:mod:`rekorkit.monitor.watchindex`): the fields
         of entries not indexed yet are read once, then matching is a join.
         """
-        return scan_watch_index(self, store, origin, start, end)
+        return [
+            WatchMatch(watch, origin, index, leaf, value, fp)
+            for index, watch, leaf, value, fp in scan_watch_index(self, store, origin, start, end)
+        ]
 
     def match(self, table: pa.Table | pa.RecordBatch) -> list[WatchMatch]:
         """The matches among ``table``'s entries (the store's entry schema).
