@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rekorkit.monitor.metrics import MetricSet
+from rekorkit.metrics import MetricSet
 
 __all__ = ["ProxyMetrics"]
 

@@ -9,7 +9,7 @@ and durations are in seconds.
 
 from __future__ import annotations
 
-from rekorkit.monitor.metrics import MetricSet
+from rekorkit.metrics import MetricSet
 from rekorkit.queue.model import QueueCounts, State
 
 __all__ = ["QueueMetrics"]

@@ -69,7 +69,7 @@ from rekorkit.queue.model import (
 from rekorkit.queue.submissions import SubmissionQueue
 
 if TYPE_CHECKING:
-    from rekorkit.monitor.metrics import MetricsServer
+    from rekorkit.metrics import MetricsServer
 
 __all__ = ["BackendLimits", "SubmissionWorker", "WorkerReport", "client_for"]
 
@@ -653,7 +653,7 @@ class SubmissionWorker:
         return self.report
 
     async def _serve(self) -> MetricsServer:
-        from rekorkit.monitor.metrics import MetricsServer
+        from rekorkit.metrics import MetricsServer
 
         # MetricsServer only calls ``render()`` on what it serves.
         server = MetricsServer(self.metrics, self.health)
