@@ -69,7 +69,7 @@ from rekorkit.monitor.config import LogConfig, MonitorConfig, Vantage
 from rekorkit.monitor.detector import DivergenceDetector
 from rekorkit.monitor.metrics import MetricsServer, MonitorMetrics
 from rekorkit.monitor.publishers import AlertPublisher, Dispatcher
-from rekorkit.monitor.watchlist import Watchlist
+from rekorkit.monitor.watchlist import Watchlist, WatchMatch
 from rekorkit.note import NoteVerifier
 from rekorkit.store import StoredCheckpoint
 from rekorkit.store.duckdb import DuckDBStore
@@ -427,8 +427,7 @@ class RekorSyncService:
         new = 0
         for a in range(lo, hi, MATCH_SLICE):
             b = min(hi, a + MATCH_SLICE)
-            table = await asyncio.to_thread(self.store.entries_table, origin, a, b)
-            matches = await asyncio.to_thread(self.watchlist.match, table)
+            matches = await asyncio.to_thread(self._matches, origin, a, b)
             notes: dict[int, str | None] = {}
             found = []
             for m in matches:
@@ -447,7 +446,9 @@ class RekorSyncService:
                             "log_index": m.log_index,
                             "uuid": uuid,
                             "fingerprint": m.fingerprint,
-                            "entry": self._entry_evidence(table, m.log_index - a, notes),
+                            "entry": await asyncio.to_thread(
+                                self._entry_evidence, origin, m.log_index, notes
+                            ),
                         },
                         identity=(m.watch, m.log_index, uuid),
                     )
@@ -462,15 +463,26 @@ class RekorSyncService:
             self._wake.set()
         return new
 
-    def _entry_evidence(self, table: Any, row: int, notes: dict[int, str | None]) -> dict[str, Any]:
+    def _matches(self, origin: str, a: int, b: int) -> list[WatchMatch]:
+        """Watch matches among stored entries ``[a, b)``: over the watch index on DuckDB
+        (fields read once per entry, then one join), over the bodies elsewhere."""
+        if isinstance(self.store, DuckDBStore):
+            return self.watchlist.scan_store(self.store, origin, a, b)
+        return self.watchlist.match(self.store.entries_table(origin, a, b))
+
+    def _entry_evidence(
+        self, origin: str, index: int, notes: dict[int, str | None]
+    ) -> dict[str, Any]:
         """The entry as stored: its leaf bytes (re-hash to the UUID) and checkpoint."""
-        body = table.column("body")[row].as_py()
-        cp_size = int(table.column("checkpoint_size")[row].as_py())
+        entry = self.store.entry(origin, index)
+        if entry is None:  # stored before it was matched: cannot vanish
+            raise StoreError(f"{origin}: matched entry {index} is not in the store")
+        cp_size = entry.checkpoint_size
         if cp_size not in notes:
-            cp = self.store.checkpoint(table.column("origin")[row].as_py(), cp_size)
+            cp = self.store.checkpoint(origin, cp_size)
             notes[cp_size] = cp.note.decode("utf-8", "replace") if cp else None
         return {
-            "body": base64.b64encode(body).decode(),
+            "body": base64.b64encode(entry.body).decode(),
             "checkpoint_size": cp_size,
             "checkpoint": notes[cp_size],
         }
