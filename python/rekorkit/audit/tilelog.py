@@ -165,6 +165,16 @@ def check_consistency(
                 f"{signed.origin}: two different roots for tree size {old.size} (fork)", **evidence
             )
         return old
+    if old.size == 0:
+        # Every tree extends the empty one (RFC 9162 §2.1.4 defines no proof from size 0);
+        # only its root, the hash of nothing (§2.1.1), can be wrong.
+        if old.root_hash != merkle.EMPTY_ROOT:
+            raise DivergenceError(
+                f"{signed.origin}: the stored size-0 checkpoint has root {old.root_hash.hex()}, "
+                "not the empty tree's",
+                **evidence,
+            )
+        return old
     try:
         merkle.verify_consistency(old.size, signed.size, old.root_hash, signed.root, proof or [])
     except ConsistencyError as exc:
