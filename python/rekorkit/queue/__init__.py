@@ -16,6 +16,7 @@ up, and keeps the verified receipt::
 Modules: :mod:`~rekorkit.queue.model` (value types),
 :mod:`~rekorkit.queue.storage` (the storage protocol),
 :mod:`~rekorkit.queue.sqlite` (the embedded backend),
+:mod:`~rekorkit.queue.postgres` (the shared backend: a ``postgresql://`` URL),
 :mod:`~rekorkit.queue.submissions`, :mod:`~rekorkit.queue.worker`,
 :mod:`~rekorkit.queue.command` (``rekorkit queue``).
 """
@@ -35,7 +36,7 @@ from rekorkit.queue.model import (
 )
 from rekorkit.queue.sqlite import SQLiteQueueStorage
 from rekorkit.queue.storage import NewSubmission, QueueStorage
-from rekorkit.queue.submissions import DEFAULT_MAX_REQUEST, SubmissionQueue
+from rekorkit.queue.submissions import DEFAULT_MAX_REQUEST, SubmissionQueue, open_queue_storage
 from rekorkit.queue.worker import BackendLimits, SubmissionWorker, WorkerReport, client_for
 
 __all__ = [
@@ -58,5 +59,6 @@ __all__ = [
     "SubmissionWorker",
     "WorkerReport",
     "client_for",
+    "open_queue_storage",
     "submission_id",
 ]
