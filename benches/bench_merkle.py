@@ -342,7 +342,7 @@ N_CONS_PY = scaled(10_000, 300)
 
 @pytest.fixture(scope="module")
 def consistency_batch() -> dict[str, Any]:
-    """Random proofs between sizes near 2^30, roots derived from them (TLOG.md §3.2)."""
+    """Random proofs between sizes near 2^30, roots derived from them (RFC 9162 §2.1.4.2)."""
     rng = np.random.default_rng(RNG_SEED + 5)
     sizes2 = rng.integers(1 << 29, 1 << 30, N_CONS_PY, dtype=np.uint64)
     sizes1 = []

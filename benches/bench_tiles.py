@@ -9,7 +9,7 @@ Groups:
   hashes, every touched tile returned) vs a pure-Python appender keeping the
   same partial tiles;
 * inclusion proofs built from tiles by ``ProofBuilder`` at tree size 7e7 vs a
-  pure-Python implementation of TLOG.md §6.5 over the same tile reader.
+  pure-Python implementation of c2sp.org/tlog-tiles over the same tile reader.
 
 Baselines are defined first in each group and record their rate; the native
 cases record the ratio (``benches/conftest.py``). Every case checks its result,
@@ -227,7 +227,7 @@ N_PROOFS = scaled(2000, 200)
 
 
 class PyTileProofs:
-    """Pure-Python TLOG.md §6.5: node lookup in tiles, inclusion path, ephemeral fold."""
+    """Pure-Python c2sp.org/tlog-tiles: node lookup in tiles, inclusion path, ephemeral fold."""
 
     def __init__(self, size: int, read: Any) -> None:
         self.size, self.read, self.cache = size, read, {}
