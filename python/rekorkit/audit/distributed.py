@@ -632,8 +632,14 @@ def local_cluster(workers: int = 2) -> Any:
 
     untrimmed = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
     with dask.config.set(untrimmed):
+        # Loopback only, and ephemeral ports: the dashboard's default (:8787, every
+        # interface) is taken as soon as two clusters run on one machine.
         return LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
         )
 
 
