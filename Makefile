@@ -51,12 +51,11 @@ bench: build-prod
 	$(PY) benches/report.py .bench.json README.md
 
 # Every fuzz target to FUZZ_RUNS inputs or FUZZ_SECONDS, whichever comes first
-# (atheris when it installs, else Hypothesis); inputs that raise anything but a
+# (atheris, from the dev extra); inputs that raise anything but a
 # RekorKitError are kept in fuzz/corpus/ and replayed by tests/fuzz as regression tests.
 FUZZ_SECONDS ?= 300
 FUZZ_RUNS ?= 1000000
 fuzz: build-prod
-	$(PY) -m pip install -q 'atheris>=2.3' || echo "atheris did not install: the runner uses Hypothesis"
 	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS) --runs $(FUZZ_RUNS)
 
 lint: setup

@@ -98,15 +98,7 @@ def test_corpus_folders_name_targets() -> None:
     assert {p.parent.name for p in _corpus()} <= set(TARGETS)
 
 
-def _engines() -> list[str]:
-    try:
-        import atheris  # noqa: F401
-    except ImportError:
-        return ["hypothesis"]
-    return ["hypothesis", "atheris"]
-
-
-@pytest.mark.parametrize("engine", _engines())
+@pytest.mark.parametrize("engine", ["hypothesis", "atheris"])
 def test_runner_counts_inputs(engine: str, tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     proc = subprocess.run(
