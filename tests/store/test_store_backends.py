@@ -62,6 +62,10 @@ def test_commit_and_every_lookup(store: Store) -> None:
     table = store.entries_table(ORIGIN, 3, 6)
     assert table.column("log_index").to_pylist() == [3, 4, 5]
     assert table.column("body").to_pylist() == bodies[3:6]
+    picked = store.entries_at(ORIGIN, [8, 1, 8, 42])  # any order, repeats, a missing index
+    assert picked.column("log_index").to_pylist() == [1, 8]
+    assert picked.column("body").to_pylist() == [bodies[1], bodies[8]]
+    assert store.entries_at(ORIGIN, []).num_rows == 0
     [summary] = store.origins()
     assert (summary.entries, summary.verified_size, summary.checkpoint_size) == (10, 10, 10)
 

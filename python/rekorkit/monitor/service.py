@@ -428,6 +428,9 @@ class RekorSyncService:
         for a in range(lo, hi, MATCH_SLICE):
             b = min(hi, a + MATCH_SLICE)
             matches = await asyncio.to_thread(self._matches, origin, a, b)
+            wanted = sorted({m.log_index for m in matches})
+            stored = await asyncio.to_thread(self.store.entries_at, origin, wanted)
+            rows = {int(i): r for r, i in enumerate(stored.column("log_index").to_pylist())}
             notes: dict[int, str | None] = {}
             found = []
             for m in matches:
@@ -446,9 +449,7 @@ class RekorSyncService:
                             "log_index": m.log_index,
                             "uuid": uuid,
                             "fingerprint": m.fingerprint,
-                            "entry": await asyncio.to_thread(
-                                self._entry_evidence, origin, m.log_index, notes
-                            ),
+                            "entry": self._entry_evidence(origin, stored, rows[m.log_index], notes),
                         },
                         identity=(m.watch, m.log_index, uuid),
                     )
@@ -471,18 +472,16 @@ class RekorSyncService:
         return self.watchlist.match(self.store.entries_table(origin, a, b))
 
     def _entry_evidence(
-        self, origin: str, index: int, notes: dict[int, str | None]
+        self, origin: str, table: Any, row: int, notes: dict[int, str | None]
     ) -> dict[str, Any]:
         """The entry as stored: its leaf bytes (re-hash to the UUID) and checkpoint."""
-        entry = self.store.entry(origin, index)
-        if entry is None:  # stored before it was matched: cannot vanish
-            raise StoreError(f"{origin}: matched entry {index} is not in the store")
-        cp_size = entry.checkpoint_size
+        body = table.column("body")[row].as_py()
+        cp_size = int(table.column("checkpoint_size")[row].as_py())
         if cp_size not in notes:
             cp = self.store.checkpoint(origin, cp_size)
             notes[cp_size] = cp.note.decode("utf-8", "replace") if cp else None
         return {
-            "body": base64.b64encode(entry.body).decode(),
+            "body": base64.b64encode(body).decode(),
             "checkpoint_size": cp_size,
             "checkpoint": notes[cp_size],
         }

@@ -180,6 +180,10 @@ class EntryStore(CheckpointStore, Protocol):
         """Like :meth:`entries`, as one Arrow table."""
         ...
 
+    def entries_at(self, origin: str, indices: Sequence[int]) -> pa.Table:
+        """The stored entries of ``origin`` at ``indices``, as one Arrow table in index order."""
+        ...
+
     def find_by_uuid(self, uuid: str) -> list[StoredEntry]:
         """Entries with this Rekor UUID (or 80-hex entry ID)."""
         ...

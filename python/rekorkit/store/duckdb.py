@@ -454,6 +454,16 @@ class DuckDBStore:
                 params=[origin, start, end],
             ).to_arrow_table()
 
+    def entries_at(self, origin: str, indices: Sequence[int]) -> pa.Table:
+        """The stored entries of ``origin`` at ``indices``, as one Arrow table in index order."""
+        with self._lock:
+            self._con.execute("SELECT 1").fetchall()
+            return self._con.sql(
+                f"SELECT {_COLUMNS} FROM entries WHERE origin = ? "
+                "AND log_index IN (SELECT UNNEST(?::BIGINT[])) ORDER BY log_index",
+                params=[origin, [int(i) for i in indices]],
+            ).to_arrow_table()
+
     def find_by_global_index(self, index: int) -> list[StoredEntry]:
         """Entries whose Rekor v1 global (virtual) index is ``index``."""
         return self._entries("global_index = ?", [index])

@@ -593,6 +593,19 @@ class PostgresStore:
             schema=ENTRY_SCHEMA,
         )
 
+    def entries_at(self, origin: str, indices: Sequence[int]) -> pa.Table:
+        """The stored entries of ``origin`` at ``indices``, as one Arrow table in index order."""
+        rows = self._fetch(
+            f"SELECT {_COLUMN_LIST} FROM entries "
+            "WHERE origin = %s AND log_index = ANY(%s) ORDER BY log_index",
+            [origin, [int(i) for i in indices]],
+        )
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(_COLUMNS)
+        return pa.table(
+            [pa.array(list(c), type=f.type) for c, f in zip(columns, ENTRY_SCHEMA, strict=True)],
+            schema=ENTRY_SCHEMA,
+        )
+
     def find_by_global_index(self, index: int) -> list[StoredEntry]:
         """Entries whose Rekor v1 global (virtual) index is ``index``."""
         return self._entries("global_index = %s", [index])
