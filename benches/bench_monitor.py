@@ -222,7 +222,10 @@ def test_backscan_stored(benchmark: Any, stored: Any, served: Any, tmp_path: Pat
         run,
         ops=N_MATCH,
         baseline="test_backscan_python_baseline",
-        note="the service back-scan: watch index (built in the first round), matched entries in one query, alerts deduplicated",
+        note=(
+            "the service back-scan: watch index (built in the first round), "
+            "matched entries in one query, alerts deduplicated"
+        ),
     )
     with DuckDBStore(db, read_only=True) as store:
         n = store.count(served.origin)
