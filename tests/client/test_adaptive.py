@@ -157,7 +157,8 @@ def test_overload_cut_is_once_per_round_and_respects_the_floor() -> None:
 
 
 def test_latency_growth_shrinks_the_window() -> None:
-    window = AdaptiveWindow(WindowPolicy(initial=16, ceiling=64, slack=0.0, startup_gain=2.0))
+    policy = WindowPolicy(initial=16, ceiling=64, slack=0.0, startup_gain=2.0, min_round=0.0)
+    window = AdaptiveWindow(policy)
     t = 0.0
     for _ in range(16):
         t += 0.001
@@ -174,6 +175,21 @@ def test_latency_growth_shrinks_the_window() -> None:
     assert not window.slow_start
 
 
+def test_a_round_lasts_at_least_min_round() -> None:
+    # On a fast link a window's worth of answers arrives within milliseconds;
+    # rates over so short a round are noise, so the round waits for min_round.
+    window = AdaptiveWindow(WindowPolicy(initial=16, ceiling=64, min_round=0.05), now=0.0)
+    t = 0.0
+    for _ in range(40):  # 40 clean answers in 40 ms: more than a window, not a round yet
+        t += 0.001
+        window.on_sample(0.001, t)
+    assert window.limit == 16
+    for _ in range(20):  # past 50 ms: the round ends and slow start grows the window
+        t += 0.001
+        window.on_sample(0.001, t)
+    assert window.limit > 16
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -186,6 +202,7 @@ def test_latency_growth_shrinks_the_window() -> None:
         {"startup_gain": 1.0},
         {"connect_factor": 0.5},
         {"connect_slack": -1.0},
+        {"min_round": -1.0},
     ],
 )
 def test_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
@@ -195,7 +212,7 @@ def test_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
 
 def test_gate_bounds_calls_and_feeds_the_window() -> None:
     async def main() -> tuple[int, int, int]:
-        window = AdaptiveWindow(WindowPolicy(initial=2, ceiling=8))
+        window = AdaptiveWindow(WindowPolicy(initial=2, ceiling=8, min_round=0.0))
         gate = WindowGate(window)
         peak = 0
 

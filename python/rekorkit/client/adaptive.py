@@ -95,6 +95,11 @@ class WindowPolicy:
         connect_slack: seconds of connect time never counted as overload: a
             loopback connect takes microseconds and a busy machine's scheduler
             adds milliseconds; a dropped SYN adds a second.
+        min_round: the shortest round, in seconds. On a fast link a round of
+            one window's requests lasts a few milliseconds, and rates measured
+            over so few are noise that reads as "more in flight pays"; a
+            longer round on such links costs nothing on slow ones, whose
+            round trip is longer anyway.
     """
 
     initial: int = 16
@@ -110,14 +115,15 @@ class WindowPolicy:
     startup_gain: float = 2.89
     connect_factor: float = 4.0
     connect_slack: float = 0.1
+    min_round: float = 0.05
 
     def __post_init__(self) -> None:
         if not 1 <= self.floor <= self.ceiling:
             raise ValueError(f"need 1 <= floor <= ceiling, got {self.floor}, {self.ceiling}")
         if not 0 < self.ease <= 1 or not 0 < self.backoff <= 1:
             raise ValueError("ease and backoff must be in (0, 1]")
-        if self.tolerance < 1 or min(self.slack, self.connect_slack) < 0:
-            raise ValueError("need tolerance >= 1, slack >= 0, connect_slack >= 0")
+        if self.tolerance < 1 or min(self.slack, self.connect_slack, self.min_round) < 0:
+            raise ValueError("need tolerance >= 1, slack >= 0, connect_slack >= 0, min_round >= 0")
         if self.growth <= 0 or self.memory <= 0:
             raise ValueError("need growth > 0 and memory > 0")
         if self.payoff <= 1 or self.connect_factor < 1 or self.startup_gain <= 1:
@@ -190,7 +196,10 @@ class AdaptiveWindow:
                 self._cut = True
             return
         self._latencies.append(max(latency, 0.0))
-        if len(self._latencies) >= self._round_target:
+        if (
+            len(self._latencies) >= self._round_target
+            and now - self._round_start >= self.policy.min_round
+        ):
             self._end_round(now)
 
     def on_connect(self, seconds: float, now: float) -> None:
