@@ -221,9 +221,14 @@ def _run_target(name: str, workdir: Path, seconds: int, runs: int | None, engine
         if code != 0:
             tails.append(stderr[-3000:])
     elapsed = time.monotonic() - started
+    from fuzz.targets import VECTOR_SEEDED
+
     kept = []
     findings = workdir / name / "findings"
     for found in sorted(findings.iterdir()) if findings.is_dir() else []:
+        if name in VECTOR_SEEDED:  # mutated vector files stay out of the repository
+            kept.append(str(found))
+            continue
         data = found.read_bytes()
         dest = CORPUS / name / f"{found.name.split('-')[0]}-{hashlib.sha1(data).hexdigest()[:16]}"
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,11 @@ from rekorkit.trust import load_trusted_root
 from fuzz.draw import INTERESTING_INTS, Draw
 from fuzz.material import Material
 
-__all__ = ["TARGETS", "Keys", "Target", "encode_blob", "encode_int"]
+__all__ = ["TARGETS", "VECTOR_SEEDED", "Keys", "Target", "encode_blob", "encode_int"]
+
+VECTOR_SEEDED = frozenset({"bundle_json", "trusted_root"})
+"""Targets whose seeds come from the shared test vectors only: their findings are
+mutated vector files, which never go into the repository's corpus."""
 
 
 @dataclass(frozen=True, slots=True)
