@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from rekorkit.errors import MalformedError, StoreError
+from rekorkit.errors import DivergenceError, MalformedError, StoreError
 
 if TYPE_CHECKING:
     import pyarrow as pa  # type: ignore[import-untyped]
@@ -30,6 +30,7 @@ __all__ = [
     "entry_uuid_bytes",
     "missing_ranges",
     "normalize_digest",
+    "same_size_fork",
     "stored_entry",
 ]
 
@@ -195,6 +196,20 @@ class EntryStore(CheckpointStore, Protocol):
     def close(self) -> None:
         """Release the store's connection."""
         ...
+
+
+def same_size_fork(cp: StoredCheckpoint, stored_root: bytes, stored_note: bytes) -> DivergenceError:
+    """The error for ``cp`` when another root is stored for its origin and size (a fork),
+    with both signed notes and roots as evidence."""
+    return DivergenceError(
+        f"{cp.origin}: two different roots for tree size {cp.size}",
+        origin=cp.origin,
+        size=cp.size,
+        old=stored_note.decode("utf-8", "replace"),
+        new=cp.note.decode("utf-8", "replace"),
+        old_root=stored_root.hex(),
+        new_root=cp.root_hash.hex(),
+    )
 
 
 def missing_ranges(

@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-from rekorkit.errors import DivergenceError, MalformedError, StoreError, WriterConflictError
+from rekorkit.errors import MalformedError, StoreError, WriterConflictError
 from rekorkit.store import (
     OriginSummary,
     StoredCheckpoint,
@@ -42,6 +42,7 @@ from rekorkit.store import (
     entry_uuid_bytes,
     missing_ranges,
     normalize_digest,
+    same_size_fork,
     stored_entry,
 )
 
@@ -520,15 +521,7 @@ class DuckDBStore:
         now = _now()
         if row is not None:
             if bytes(row[0]) != cp.root_hash:
-                raise DivergenceError(
-                    f"{cp.origin}: two different roots for tree size {cp.size}",
-                    origin=cp.origin,
-                    size=cp.size,
-                    old=bytes(row[1]).decode("utf-8", "replace"),
-                    new=cp.note.decode("utf-8", "replace"),
-                    old_root=bytes(row[0]).hex(),
-                    new_root=cp.root_hash.hex(),
-                )
+                raise same_size_fork(cp, bytes(row[0]), bytes(row[1]))
             con.execute(
                 "UPDATE checkpoints SET last_seen = ? WHERE origin = ? AND size = ?",
                 [now, cp.origin, cp.size],

@@ -36,7 +36,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
-from rekorkit.errors import DivergenceError, StoreError, WriterConflictError
+from rekorkit.errors import StoreError, WriterConflictError
 from rekorkit.store import (
     OriginSummary,
     StoredCheckpoint,
@@ -45,6 +45,7 @@ from rekorkit.store import (
     entry_uuid_bytes,
     missing_ranges,
     normalize_digest,
+    same_size_fork,
     stored_entry,
 )
 from rekorkit.store.duckdb import ENTRY_SCHEMA
@@ -674,15 +675,7 @@ class PostgresStore:
         now = _now()
         if row is not None:
             if bytes(row[0]) != cp.root_hash:
-                raise DivergenceError(
-                    f"{cp.origin}: two different roots for tree size {cp.size}",
-                    origin=cp.origin,
-                    size=cp.size,
-                    old=bytes(row[1]).decode("utf-8", "replace"),
-                    new=cp.note.decode("utf-8", "replace"),
-                    old_root=bytes(row[0]).hex(),
-                    new_root=cp.root_hash.hex(),
-                )
+                raise same_size_fork(cp, bytes(row[0]), bytes(row[1]))
             cur.execute(
                 "UPDATE checkpoints SET last_seen = %s WHERE origin = %s AND size = %s",
                 [now, cp.origin, cp.size],
