@@ -171,7 +171,9 @@ def test_latency_growth_shrinks_the_window() -> None:
     for _ in range(32):
         t += 0.001
         window.on_sample(0.050, t)
-    assert window.limit == 16  # toward the window that meets the target, at most halved
+    # to what the rate needs at half the allowed queue (Little's law): 1,000
+    # answers/s x (10 ms base + 20 ms target) / 2 = 15 in flight
+    assert window.limit in (14, 15)  # 15, give or take the clock's float rounding
     assert not window.slow_start
 
 
@@ -188,6 +190,37 @@ def test_a_round_lasts_at_least_min_round() -> None:
         t += 0.001
         window.on_sample(0.001, t)
     assert window.limit > 16
+
+
+def test_a_round_ends_when_a_request_sent_after_it_began_completes() -> None:
+    """A round is one round trip (BBR's count), not a window's worth of answers.
+
+    16 requests leave at 0 and come back at 50 ms: the first round, and the
+    window grows to 46. Only 30 of the next 46 can leave at once (the reader
+    had no more queued); the first of them to come back ends the round, so
+    slow start grows the window again one round trip later, not when the
+    46th answer arrives a round trip after that.
+    """
+    policy = WindowPolicy(initial=16, ceiling=256, min_round=0.0, startup_gain=2.875)
+    window = AdaptiveWindow(policy, now=0.0)
+    for k in range(16):
+        window.on_sample(0.050, 0.050 + k * 1e-4)
+    assert window.limit == 46
+    grown_at = 0.050 + 15 * 1e-4
+    window.on_sample(0.050, grown_at + 1e-3 + 0.050)  # one of the 30, sent just after
+    assert window.limit == 132
+    assert window.slow_start
+
+
+def test_reach_is_what_the_window_may_grow_to_this_round() -> None:
+    window = AdaptiveWindow(WindowPolicy(initial=32, ceiling=256, startup_gain=2.5))
+    assert (window.limit, window.reach) == (32, 80)  # slow start: x startup_gain
+    window = AdaptiveWindow(WindowPolicy(initial=128, ceiling=256))
+    assert window.reach == 256  # never past the ceiling
+    gate = WindowGate(AdaptiveWindow(WindowPolicy(initial=8, ceiling=16, growth=0.25)))
+    gate.window.slow_start = False  # type: ignore[union-attr]
+    assert (gate.limit, gate.reach) == (8, 10)  # steady growth: x (1 + growth)
+    assert WindowGate(12).reach == 12  # a fixed gate reaches no further
 
 
 @pytest.mark.parametrize(

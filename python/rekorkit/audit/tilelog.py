@@ -576,11 +576,13 @@ async def _stream_gap(
 
     def fill() -> None:
         # Enough groups being read to keep the gate's window of requests busy
-        # (it moves), topped up as each read finishes, not only between
-        # verifications: a verification waiting on a parent tile must not
-        # drain the link. Read-but-unverified groups are bounded too.
+        # as it moves (its reach: what it may grow to by the end of its round,
+        # so requests to fill a grown window are already waiting), topped up
+        # as each read finishes, not only between verifications: a
+        # verification waiting on a parent tile must not drain the link.
+        # Read-but-unverified groups are bounded too.
         nonlocal pos, reading
-        window = max(2, -(-2 * gate.limit // group_size))
+        window = max(2, -(-2 * gate.reach // group_size))
         while not stopped and pos < len(chunks) and reading < window and len(inflight) < 2 * window:
             task = asyncio.ensure_future(
                 _fetch_group(auth.reader, auth, chunks[pos], fetch_level0, gate)

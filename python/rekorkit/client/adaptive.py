@@ -7,8 +7,9 @@ congestion control does (RFC 5681 slow start and multiplicative decrease; the
 delay signal of TCP Vegas and the full-pipe test of BBR,
 draft-cardwell-iccrg-bbr-congestion-control):
 
-* **rounds**: a round ends when as many requests have completed as the
-  window held when it began, about one round trip;
+* **rounds**: a round ends when a request sent after it began completes
+  (one round trip, as BBR counts them), or when as many requests have
+  completed as the window held when it began, and never before ``min_round``;
 * **slow start**: the window doubles each round while the delivery rate
   grows; three rounds without 25 % more throughput mean the pipe is full;
 * **steady growth**: after that it grows by an eighth per round, so a link
@@ -18,7 +19,9 @@ draft-cardwell-iccrg-bbr-congestion-control):
   (Little's law: rate x mean latency) delivered no more than ``payoff`` per
   doubling over the nearest smaller load seen, is building a queue somewhere
   (server, proxy, the client's own CPU); two such rounds in a row shrink the
-  window by at least ``ease``, toward half the allowed queue; every ``memory``
+  window by at least ``ease``, to what the measured rate needs to keep half
+  the allowed queue (Little's law, as BBR drains to its estimate of the
+  bandwidth-delay product), by at most ``1/16`` at once; every ``memory``
   seconds one round runs with a quarter of the window to drain any standing
   queue and measure the base round trip again (BBR's ProbeRTT);
 * **overload**: a 429 or 503, a timeout or a failed connection cuts it by
@@ -38,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -58,6 +62,10 @@ __all__ = ["AdaptiveWindow", "WindowGate", "WindowPolicy"]
 P = ParamSpec("P")
 T = TypeVar("T")
 
+# Completion times remembered for delivery rates: latencies longer than these
+# many answers take are measured as a lower bound.
+_HISTORY = 4096
+
 # Errors that say the path to the log is overloaded, not that a read was bad.
 _CONGESTION: tuple[type[Exception], ...] = (
     RateLimitedError,
@@ -74,7 +82,10 @@ class WindowPolicy:
     """How an :class:`AdaptiveWindow` moves.
 
     Attributes:
-        initial: requests in flight at the start.
+        initial: requests in flight at the start: few enough for any HTTP
+            server (browsers open six connections to a host and HTTP/2 allows
+            a hundred streams), and at 50 ms of round trip the ramp to 256 in
+            flight takes two rounds instead of three from 16.
         ceiling: the most requests in flight, ever.
         floor: the fewest requests in flight, even under overload.
         tolerance: a round's median latency may reach this multiple of the
@@ -102,7 +113,7 @@ class WindowPolicy:
             round trip is longer anyway.
     """
 
-    initial: int = 16
+    initial: int = 32
     ceiling: int = 256
     floor: int = 1
     tolerance: float = 2.0
@@ -153,7 +164,8 @@ class AdaptiveWindow:
         self._stalled = 0
         self._queueing = 0  # consecutive rounds that queued without paying
         self._fastest_connect: float | None = None
-        self._new_round(now or 0.0)
+        self._completed_at: list[float] = []  # recent completion times, ascending
+        self._new_round(now or 0.0, fresh=False)  # its requests all leave at once
 
     @property
     def limit(self) -> int:
@@ -161,14 +173,32 @@ class AdaptiveWindow:
         return int(self._window)
 
     @property
+    def reach(self) -> int:
+        """The most requests the window may allow once this round ends.
+
+        A reader that queues work ahead of the window queues this much, so
+        that a window that grows finds the requests to fill it already waiting
+        instead of a round trip later.
+        """
+        p = self.policy
+        grown = self._window * (p.startup_gain if self.slow_start else 1 + p.growth)
+        return int(min(float(p.ceiling), max(grown, self._probe_saved or 0.0)))
+
+    @property
     def min_latency(self) -> float | None:
         """The path's base round trip: the lowest latency seen within ``memory`` seconds."""
         return self._base
 
-    def _new_round(self, now: float) -> None:
+    def _new_round(self, now: float, *, fresh: bool = True) -> None:
         self._round_start = now
+        # A request sent after this instant ends the round when it completes;
+        # None: only the count does (the first round, whose requests were all
+        # sent at once, and the drained probe round, which must outlast the
+        # queue it drains).
+        self._fresh_after: float | None = now if fresh else None
         self._round_target = max(1, self.limit)
         self._latencies: list[float] = []
+        self._rates: list[float] = []  # each completion's delivery rate
         self._cut = False
 
     def _shrink(self, factor: float) -> None:
@@ -187,6 +217,7 @@ class AdaptiveWindow:
         if not self._started:
             self._started = True
             self._round_start = self._base_at = now - latency
+            self._fresh_after = None
         if congested:
             if not self._cut:  # one cut per round: a burst of 503s is one signal
                 if self._probe_saved is not None:
@@ -195,12 +226,32 @@ class AdaptiveWindow:
                 self._new_round(now)
                 self._cut = True
             return
-        self._latencies.append(max(latency, 0.0))
+        latency = max(latency, 0.0)
+        self._latencies.append(latency)
+        self._rates.append(self._delivery_rate(latency, now))
+        fresh = self._fresh_after is not None and now - latency > self._fresh_after
         if (
-            len(self._latencies) >= self._round_target
-            and now - self._round_start >= self.policy.min_round
-        ):
+            fresh or len(self._latencies) >= self._round_target
+        ) and now - self._round_start >= self.policy.min_round:
             self._end_round(now)
+
+    def _delivery_rate(self, latency: float, now: float) -> float:
+        """Completions per second over this request's flight (BBR's delivery rate).
+
+        Answers delivered while it was in flight, itself included, over its
+        latency: a rate that does not depend on where a round's boundary cuts
+        a burst of answers, and that a request sent into a fuller window
+        measures at that window.
+        """
+        times = self._completed_at
+        times.append(now)
+        if len(times) > 2 * _HISTORY:  # forget the oldest half
+            del times[: len(times) - _HISTORY]
+        if latency <= 0:
+            return 0.0
+        # A request older than what is remembered undercounts: a lower bound.
+        before = bisect_right(times, now - latency)
+        return (len(times) - before) / latency
 
     def on_connect(self, seconds: float, now: float) -> None:
         """Record how long a new connection took to open (its TCP handshake).
@@ -230,8 +281,9 @@ class AdaptiveWindow:
             return
         if self._base is None or low <= self._base:
             self._base, self._base_at = low, now
-        elapsed = now - self._round_start
-        rate = len(self._latencies) / elapsed if elapsed > 0 else 0.0
+        # The round's rate: the best delivery rate of its answers (BBR's
+        # bandwidth estimate, over one round).
+        rate = max(self._rates)
         # Latency above the target is a queue only if the extra requests in
         # flight bought no throughput: servers and proxies that batch work
         # under load answer more per second with more in flight even as each
@@ -252,9 +304,11 @@ class AdaptiveWindow:
         # row are a queue.
         self._queueing = self._queueing + 1 if queued else 0
         if self._queueing >= 2:
-            # Shrink toward the window whose queue is half the allowed one
-            # (in a queue, latency is proportional to the window).
-            self._shrink(min(p.ease, max(0.5, (self._base + target) / 2 / rtt)))
+            # Shrink to the window whose queue is half the allowed one: in a
+            # queue the rate is the bottleneck's, so the requests in flight
+            # that keep it busy at that latency are rate x latency.
+            wanted = rate * (self._base + target) / 2
+            self._shrink(min(p.ease, max(1 / 16, wanted / self._window)))
             self._queueing = -1  # the next round still drains the old queue
         elif queued:
             pass  # hold the window for one round
@@ -274,7 +328,7 @@ class AdaptiveWindow:
             # round trip: drain for one round to measure it (BBR's ProbeRTT).
             self._probe_saved = self._window
             self._window = max(float(p.floor), self._window / 4)
-            self._new_round(now)
+            self._new_round(now, fresh=False)
             # The requests already queued complete first; the round ends
             # once the drained window's own have too.
             self._round_target = int(self._probe_saved) + self.limit
@@ -309,6 +363,12 @@ class WindowGate:
         """Calls allowed in flight now."""
         w = self.window
         return w if isinstance(w, int) else w.limit
+
+    @property
+    def reach(self) -> int:
+        """Calls the bound may allow by the end of the window's current round."""
+        w = self.window
+        return w if isinstance(w, int) else w.reach
 
     @property
     def in_flight(self) -> int:
