@@ -1,4 +1,4 @@
-"""The lean transport against a server that closes every connection after one response.
+"""The lean transport's connection pacing: servers that close every connection, slow connects.
 
 Such a server (HTTP/1.0, ``python -m http.server``) costs a connect per
 request; once the transport has seen it close, it keeps at most
@@ -9,16 +9,25 @@ overflows the server's listen queue.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
-from rekorkit.client._transport import ONE_SHOT_CONNECTIONS, AsyncHTTP1Transport
+import pytest
+from rekorkit.client._transport import (
+    MAX_CONNECTING,
+    MOST_CONNECTING,
+    ONE_SHOT_CONNECTIONS,
+    AsyncHTTP1Transport,
+    _ConnectPacer,
+)
 
 
 class Http10Server:
     """Answers each request with HTTP/1.0 and closes; counts connections open at once."""
 
-    def __init__(self, keep_alive: bool) -> None:
+    def __init__(self, keep_alive: bool, delay: float = 0.005) -> None:
         self.keep_alive = keep_alive
+        self.delay = delay
         self.open = 0
         self.most_open = 0
         self.connections = 0
@@ -32,7 +41,7 @@ class Http10Server:
                 head = await reader.readuntil(b"\r\n\r\n")
                 if not head:
                     return
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(self.delay)
                 if self.keep_alive:
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                     await writer.drain()
@@ -73,3 +82,64 @@ def test_a_keep_alive_server_still_gets_parallel_connections() -> None:
     server = asyncio.run(_burst(keep_alive=True))
     assert server.most_open > ONE_SHOT_CONNECTIONS  # the limit is for one-shot servers only
     assert server.connections <= 17
+
+
+def test_connects_open_a_few_at_a_time_then_more_while_they_stay_fast(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over a link where each connect takes a round trip, connects ramp up like slow start.
+
+    Four at a time would need 32 round trips to open 128 connections; one
+    more per fast connect doubles the number opening at once each round
+    trip, up to ``MOST_CONNECTING``.
+    """
+    opening = most_opening = 0
+    real = asyncio.BaseEventLoop.create_connection
+
+    async def handshake(self: asyncio.BaseEventLoop, *args: Any, **kwargs: Any) -> Any:
+        nonlocal opening, most_opening
+        opening += 1
+        most_opening = max(most_opening, opening)
+        try:
+            await asyncio.sleep(0.02)  # the SYN's round trip
+            return await real(self, *args, **kwargs)
+        finally:
+            opening -= 1
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "create_connection", handshake)
+
+    async def run() -> Http10Server:
+        server = Http10Server(keep_alive=True, delay=0.1)
+        listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, backlog=512)
+        port = listener.sockets[0].getsockname()[1]
+        transport = AsyncHTTP1Transport(max_connections=128)
+        async with listener, httpx.AsyncClient(transport=transport) as client:
+            await client.get(f"http://127.0.0.1:{port}/first")  # a keep-alive origin
+            replies = await asyncio.gather(
+                *(client.get(f"http://127.0.0.1:{port}/{i}") for i in range(128))
+            )
+            assert all(r.text == "ok" for r in replies)
+        return server
+
+    server = asyncio.run(run())
+    assert server.most_open == 128  # every request got its own connection, in parallel
+    assert MAX_CONNECTING < most_opening <= MOST_CONNECTING
+    assert most_opening >= 32
+
+
+def test_a_slow_or_failed_connect_halves_the_connects_at_once() -> None:
+    pacer = _ConnectPacer()
+    assert pacer.limit == MAX_CONNECTING
+    for _ in range(12):
+        pacer.record(0.001)  # loopback-fast
+    assert pacer.limit == MAX_CONNECTING + 12
+    pacer.record(1.05)  # a dropped SYN, retransmitted after a second
+    assert pacer.limit == (MAX_CONNECTING + 12) // 2
+    pacer.failed()
+    assert pacer.limit == (MAX_CONNECTING + 12) // 4
+    for _ in range(10):
+        pacer.failed()
+    assert pacer.limit == 1  # never none
+    for _ in range(200):
+        pacer.record(0.002)
+    assert pacer.limit == MOST_CONNECTING

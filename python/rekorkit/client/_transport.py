@@ -30,7 +30,7 @@ from typing import Any, cast
 import httptools
 import httpx
 
-from rekorkit.client.adaptive import WindowGate
+from rekorkit.client.adaptive import WindowGate, WindowPolicy
 
 __all__ = ["AsyncHTTP1Transport"]
 
@@ -42,11 +42,16 @@ _READ_HIGH_WATER = 256 * 1024
 # The most bytes a status line and headers may take (h11, httpx's HTTP/1.1
 # parser, allows the same); a log that never ends its headers is cut off here.
 MAX_HEADER_BYTES = 100 * 1024
-# Connections being opened at once. A burst of connects overflows a small
-# server's listen backlog (``python -m http.server`` listens with 5), and each
-# dropped SYN costs a one-second retransmit (RFC 6298 §2); opened a few at a
-# time and reused, connections never queue there.
+# Connections being opened at once, at first and at most. A burst of connects
+# overflows a small server's listen backlog (``python -m http.server`` listens
+# with 5), and each dropped SYN costs a one-second retransmit (RFC 6298 §2);
+# opened a few at a time and reused, connections never queue there. Over a
+# real link each connect takes a round trip, so four at a time would need 64
+# round trips (3 s at 50 ms) to open the 256 a long link needs: the number
+# grows like TCP's slow start while connects stay fast (one more per fast
+# connect, so it doubles per round trip) and halves on a slow one.
 MAX_CONNECTING = 4
+MOST_CONNECTING = 64
 # Connections open at once to an origin that closes every connection after one
 # response (HTTP/1.0, ``Connection: close``), or that has not yet answered with
 # a kept-alive response. Each request there costs a new connect, and a busy
@@ -55,6 +60,7 @@ MAX_CONNECTING = 4
 # wire while the next connects.
 ONE_SHOT_CONNECTIONS = 2
 _Origin = tuple[str, str, int]
+_SLOW = WindowPolicy()  # its connect_factor and connect_slack say what a slow connect is
 
 
 class _Connection(asyncio.Protocol):
@@ -268,6 +274,41 @@ class _ResponseStream(httpx.AsyncByteStream):
             self._pool._release(self._conn)
 
 
+class _ConnectPacer:
+    """How many new connections may be opening at once: slow start, for connects.
+
+    From ``MAX_CONNECTING``, one more per connect no slower than the window's
+    threshold for a slow one (``WindowPolicy.connect_factor`` times the
+    fastest seen, plus ``connect_slack``), up to ``MOST_CONNECTING``; half as
+    many after a slow one (a dropped SYN waits out a retransmission timeout).
+    """
+
+    def __init__(self) -> None:
+        self.gate = WindowGate(MAX_CONNECTING)
+        self._fastest: float | None = None
+
+    @property
+    def limit(self) -> int:
+        return self.gate.limit
+
+    def record(self, seconds: float) -> None:
+        """Count one finished connect; the gate wakes waiters when the call returns."""
+        fastest = self._fastest
+        if fastest is None or seconds < fastest:
+            self._fastest = seconds
+        slow = (
+            fastest is not None and seconds > fastest * _SLOW.connect_factor + _SLOW.connect_slack
+        )
+        if slow:
+            self.failed()
+        else:
+            self.gate.window = min(MOST_CONNECTING, self.limit + 1)
+
+    def failed(self) -> None:
+        """A slow or failed connect: half as many at once from now on."""
+        self.gate.window = max(1, self.limit // 2)
+
+
 class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
     """HTTP/1.1 with keep-alive on asyncio, at most ``max_connections`` open at once.
 
@@ -298,7 +339,7 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         # Not an asyncio.Semaphore: before Python 3.12 each acquire scans all
         # its waiters, quadratic when hundreds of requests wait to connect.
-        self._connecting = WindowGate(MAX_CONNECTING)
+        self._connecting = _ConnectPacer()
         self._on_connect = on_connect
         self._fallback: httpx.AsyncHTTPTransport | None = None
         self._closed = False
@@ -402,15 +443,19 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
                     ssl=context,
                     server_hostname=host if context is not None else None,
                 )
+            seconds = loop.time() - began
+            self._connecting.record(seconds)
             if self._on_connect is not None:
-                self._on_connect(loop.time() - began)
+                self._on_connect(seconds)
             return conn
 
         try:
-            return await self._connecting.run(open_connection)
+            return await self._connecting.gate.run(open_connection)
         except TimeoutError as exc:
+            self._connecting.failed()
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
         except (OSError, ssl.SSLError) as exc:
+            self._connecting.failed()
             raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
 
     def _origin_has_room(self, origin: _Origin) -> bool:
