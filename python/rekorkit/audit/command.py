@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rekorkit.audit.v1log import V1_CONCURRENCY
+from rekorkit.client.adaptive import ADAPTIVE_CEILING
 from rekorkit.errors import MalformedError, RekorAPIError, StoreError, VerificationError
 from rekorkit.note import NoteVerifier
 
@@ -22,10 +24,6 @@ __all__ = ["configure", "resolve_verifier", "run"]
 
 DEFAULT_DB = "rekorkit.duckdb"
 DEFAULT_TIMEOUT = 60.0
-# Without --concurrency, tile reads adapt to the link up to this many in flight
-# (rekorkit.client.adaptive); Rekor v1 reads stay at a fixed number.
-ADAPTIVE_CEILING = 256
-V1_CONCURRENCY = 16
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -219,8 +217,8 @@ async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> An
             return await verify_on_cluster(
                 args.url, verifier, scheduler=args.dask, workers=args.workers, store=store,
                 parquet=args.parquet, start=args.start, end=args.end, origin=args.origin,
-                progress=progress, on_plan=on_plan, concurrency=args.concurrency or 16,
-                fetch_level0=not args.derive_level0_tiles,
+                progress=progress, on_plan=on_plan, fetch_level0=not args.derive_level0_tiles,
+                concurrency=args.concurrency or ADAPTIVE_CEILING,
             )  # fmt: skip
         if api == "v2":
             from rekorkit.audit.tilelog import verify_tile_log

@@ -48,6 +48,7 @@ from cachetools import LRUCache
 from rekorkit import merkle, tiles
 from rekorkit.audit.tilelog import RangeError, VerifyReport, _derive_tile, check_consistency
 from rekorkit.checkpoint import open_checkpoint
+from rekorkit.client.adaptive import ADAPTIVE_CEILING
 from rekorkit.client.tilereader import AsyncTileReader
 from rekorkit.errors import MalformedError, StoreError, TileError
 from rekorkit.note import NoteVerifier
@@ -90,7 +91,8 @@ class ChunkTask:
         run_id: the audit run, naming its staged rows and files.
         postgres: a ``postgresql://`` URL to stage entries into, or ``None``.
         parquet: a directory to stage Parquet files into, or ``None``.
-        concurrency: requests in flight on the worker's reader for this URL.
+        concurrency: the most requests in flight on the worker's reader for
+            this URL (its adaptive window's ceiling).
         fetch_level0: check each bundle against its served level-0 tile;
             ``False`` hashes the bundles only (half the requests), leaving the
             proof to the merged root.
@@ -105,7 +107,7 @@ class ChunkTask:
     run_id: str
     postgres: str | None = None
     parquet: str | None = None
-    concurrency: int = 16
+    concurrency: int = ADAPTIVE_CEILING
     fetch_level0: bool = True
 
 
@@ -410,7 +412,7 @@ async def verify_distributed(
     end: int | None = None,
     origin: str | None = None,
     chunk_tiles: int | None = None,
-    concurrency: int = 16,
+    concurrency: int = ADAPTIVE_CEILING,
     fetch_level0: bool = True,
     retries: int = 3,
     progress: Callable[[int, int], None] | None = None,
@@ -430,7 +432,8 @@ async def verify_distributed(
         start, end, origin: as for ``verify_tile_log``.
         chunk_tiles: level-0 tiles per task (default: :func:`chunk_tiles_for` the
             range and the cluster's worker threads).
-        concurrency: requests in flight per worker process (its one reader).
+        concurrency: the most requests in flight per worker process (its one
+            reader's adaptive window adapts to the link below it).
         fetch_level0: read each bundle's level-0 tile too (default), as for
             ``verify_tile_log``. ``False`` halves the requests: the merged
             root still proves every entry, and only if it misses are the

@@ -57,6 +57,9 @@ __all__ = ["verify_v1_log"]
 log = logging.getLogger(__name__)
 
 WINDOW = 512  # entries verified per batch call
+# Requests in flight by default: Rekor v1 serves entries from one API server,
+# not a CDN, so v1 reads stay at a fixed, polite number.
+V1_CONCURRENCY = 16
 
 
 def _public_key(verifier: NoteVerifier) -> tuple[Any, bytes | None]:
@@ -241,7 +244,7 @@ async def verify_v1_log(
     store: EntryStore | None = None,
     start: int | None = None,
     end: int | None = None,
-    concurrency: int = 16,
+    concurrency: int = V1_CONCURRENCY,
     window: int = WINDOW,
     progress: ProgressCallback | None = None,
     on_plan: Callable[[int, int, int], None] | None = None,

@@ -57,10 +57,16 @@ from rekorkit.errors import (
     UnavailableError,
 )
 
-__all__ = ["AdaptiveWindow", "WindowGate", "WindowPolicy"]
+__all__ = ["ADAPTIVE_CEILING", "AdaptiveWindow", "WindowGate", "WindowPolicy"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# The most requests in flight a bulk reader allows by default (the verify
+# engine, the monitor, the tile proxy's sync, distributed audits): the window
+# adapts below it, so a near, small server is not flooded, and it is enough
+# for a log 50 ms away to deliver about 300 k entries/s.
+ADAPTIVE_CEILING = 256
 
 # Completion times remembered for delivery rates: latencies longer than these
 # many answers take are measured as a lower bound.
@@ -114,7 +120,7 @@ class WindowPolicy:
     """
 
     initial: int = 32
-    ceiling: int = 256
+    ceiling: int = ADAPTIVE_CEILING
     floor: int = 1
     tolerance: float = 2.0
     slack: float = 0.002

@@ -83,7 +83,9 @@ class LogConfig:
         poll_interval: seconds between rounds.
         stale_after: seconds without a new checkpoint before a stale-log alert.
         max_batch: entries verified and committed per step of a catch-up.
-        concurrency: requests in flight.
+        concurrency: requests in flight, fixed; ``None`` (default): tile
+            reads adapt to the link up to ``ADAPTIVE_CEILING`` (256) in
+            flight, Rekor v1 reads keep 16.
         error_alert_after: failed rounds in a row before a log-error alert.
         timeout: seconds per HTTP request.
         witnesses: witness verifier keys for a k-of-n policy (c2sp.org/tlog-witness).
@@ -100,7 +102,7 @@ class LogConfig:
     poll_interval: float = 10.0
     stale_after: float | None = None
     max_batch: int = 250_000
-    concurrency: int = 16
+    concurrency: int | None = None
     error_alert_after: int = 3
     timeout: float = 30.0
     witnesses: tuple[str, ...] = ()
@@ -140,6 +142,11 @@ def _get(doc: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: 
     return value
 
 
+def _given(value: Any, default: Any) -> Any:
+    """``value`` unless it is absent: a 0 given is kept, to be refused, not replaced."""
+    return default if value is None else value
+
+
 def _require(doc: Mapping[str, Any], key: str, where: str) -> str:
     value = doc.get(key)
     if not isinstance(value, str) or not value:
@@ -171,7 +178,7 @@ def _log(doc: Any, i: int, defaults: Mapping[str, Any]) -> LogConfig:
         headers = _get(v, "headers", dict, vw) or {}
         vantage.append(Vantage(str(v.get("name", vurl)), vurl, {**headers}))
     num = (int, float)
-    poll = _get(doc, "poll_interval", num, where) or defaults.get("poll_interval", 10.0)
+    poll = _given(_get(doc, "poll_interval", num, where), defaults.get("poll_interval", 10.0))
     witnesses = tuple(str(w) for w in _get(doc, "witnesses", list, where) or [])
     cfg = LogConfig(
         name=str(doc.get("name") or url),
@@ -182,17 +189,24 @@ def _log(doc: Any, i: int, defaults: Mapping[str, Any]) -> LogConfig:
         start=start,
         poll_interval=float(poll),
         stale_after=_get(doc, "stale_after", num, where),
-        max_batch=int(_get(doc, "max_batch", int, where) or 250_000),
-        concurrency=int(_get(doc, "concurrency", int, where) or 16),
-        error_alert_after=int(_get(doc, "error_alert_after", int, where) or 3),
-        timeout=float(_get(doc, "timeout", num, where) or 30.0),
+        max_batch=int(_given(_get(doc, "max_batch", int, where), 250_000)),
+        concurrency=_get(doc, "concurrency", int, where),
+        error_alert_after=int(_given(_get(doc, "error_alert_after", int, where), 3)),
+        timeout=float(_given(_get(doc, "timeout", num, where), 30.0)),
         witnesses=witnesses,
         witness_threshold=int(_get(doc, "witness_threshold", int, where) or len(witnesses)),
         vantage=tuple(vantage),
     )
-    if cfg.poll_interval <= 0 or cfg.max_batch < 1 or cfg.concurrency < 1:
+    if (
+        cfg.poll_interval <= 0
+        or cfg.max_batch < 1
+        or cfg.error_alert_after < 1
+        or cfg.timeout <= 0
+        or (cfg.concurrency is not None and cfg.concurrency < 1)
+    ):
         raise MalformedError(
-            "poll_interval, max_batch and concurrency must be positive", where=where
+            "poll_interval, max_batch, concurrency, error_alert_after and timeout must be positive",
+            where=where,
         )
     return cfg
 

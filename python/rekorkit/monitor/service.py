@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 
 from rekorkit.audit import verify_tile_log, verify_v1_log
+from rekorkit.audit.v1log import V1_CONCURRENCY
 from rekorkit.checkpoint import SignedCheckpoint, WitnessPolicy, open_checkpoint
 from rekorkit.client import (
     AsyncRekorV1Client,
@@ -56,6 +57,7 @@ from rekorkit.client import (
     Timeouts,
     VerifyOptions,
 )
+from rekorkit.client.adaptive import ADAPTIVE_CEILING
 from rekorkit.errors import (
     DivergenceError,
     RekorAPIError,
@@ -154,7 +156,9 @@ class _Follower:
         retry = RetryPolicy(max_attempts=3, base_delay=0.1, max_delay=2.0, total_budget=cfg.timeout)
         timeouts = Timeouts(connect=min(5.0, cfg.timeout), read=cfg.timeout, total=cfg.timeout)
         self._client_args: dict[str, Any] = {"retry": retry, "timeout": timeouts}
-        self.reader = AsyncTileReader(cfg.url, max_concurrency=cfg.concurrency, **self._client_args)
+        self.reader = AsyncTileReader(
+            cfg.url, max_concurrency=cfg.concurrency or ADAPTIVE_CEILING, **self._client_args
+        )
         self.vantage_readers = [
             (
                 v,
@@ -276,7 +280,7 @@ class _Follower:
                     store=svc.store,
                     start=start,
                     end=end,
-                    concurrency=cfg.concurrency,
+                    concurrency=cfg.concurrency or V1_CONCURRENCY,
                 )
             else:
                 report = await verify_tile_log(
@@ -286,7 +290,7 @@ class _Follower:
                     start=start,
                     end=end,
                     origin=signed.origin,
-                    concurrency=cfg.concurrency,
+                    concurrency=cfg.concurrency,  # None: the reader's adaptive window
                     url=cfg.url,
                 )
         except DivergenceError as exc:

@@ -32,6 +32,7 @@ import httpx
 from rekorkit import merkle, tiles
 from rekorkit.checkpoint import SignedCheckpoint, open_checkpoint
 from rekorkit.client import AsyncTileReader, Failover, RetryPolicy, Timeouts
+from rekorkit.client.adaptive import ADAPTIVE_CEILING
 from rekorkit.errors import (
     ConsistencyError,
     DivergenceError,
@@ -100,7 +101,8 @@ class ProxyService:
         checkpoint_ttl: seconds a verified checkpoint is served before the
             upstream is asked again on a request.
         memory_bytes: bound on the verified tiles kept in memory.
-        max_concurrency: upstream requests in flight.
+        max_concurrency: the most upstream requests in flight (the sync job's
+            reads adapt to the link below it).
         retry, timeout: upstream retry policy and timeouts.
     """
 
@@ -114,7 +116,7 @@ class ProxyService:
         transport: httpx.AsyncBaseTransport | None = None,
         checkpoint_ttl: float = 5.0,
         memory_bytes: int = 64 << 20,
-        max_concurrency: int = 16,
+        max_concurrency: int = ADAPTIVE_CEILING,
         retry: RetryPolicy | None = None,
         timeout: Timeouts | None = None,
     ) -> None:
