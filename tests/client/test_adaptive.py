@@ -212,6 +212,25 @@ def test_a_round_ends_when_a_request_sent_after_it_began_completes() -> None:
     assert window.slow_start
 
 
+def test_a_round_cut_short_by_a_burst_is_not_read_as_a_full_pipe() -> None:
+    """Requests sent together come back together: the first of a burst ends its
+    round alone, and one answer over a round trip is no measure of the link.
+    Such rounds keep growing the window in slow start and are not counted as
+    rounds without progress (three of which would end slow start)."""
+    policy = WindowPolicy(initial=16, ceiling=1024, min_round=0.0, startup_gain=2.0)
+    window = AdaptiveWindow(policy, now=0.0)
+    for k in range(16):
+        window.on_sample(0.050, 0.050 + k * 1e-4)
+    t = 0.050 + 15 * 1e-4
+    limits = [window.limit]
+    for _ in range(3):  # each round: the first answer of the burst sent at its start
+        t += 0.050 + 1e-3
+        window.on_sample(0.050, t)
+        limits.append(window.limit)
+    assert limits == [32, 64, 128, 256]
+    assert window.slow_start
+
+
 def test_reach_is_what_the_window_may_grow_to_this_round() -> None:
     window = AdaptiveWindow(WindowPolicy(initial=32, ceiling=256, startup_gain=2.5))
     assert (window.limit, window.reach) == (32, 80)  # slow start: x startup_gain

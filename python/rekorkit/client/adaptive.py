@@ -10,8 +10,9 @@ draft-cardwell-iccrg-bbr-congestion-control):
 * **rounds**: a round ends when a request sent after it began completes
   (one round trip, as BBR counts them), or when as many requests have
   completed as the window held when it began, and never before ``min_round``;
-* **slow start**: the window doubles each round while the delivery rate
-  grows; three rounds without 25 % more throughput mean the pipe is full;
+* **slow start**: the window grows ``startup_gain`` times each round (BBR's
+  2.89) while the delivery rate grows; three rounds without 25 % more
+  throughput mean the pipe is full;
 * **steady growth**: after that it grows by an eighth per round, so a link
   that gets faster is still found quickly;
 * **latency**: a round whose median latency exceeds ``tolerance`` times the
@@ -21,9 +22,14 @@ draft-cardwell-iccrg-bbr-congestion-control):
   (server, proxy, the client's own CPU); two such rounds in a row shrink the
   window by at least ``ease``, to what the measured rate needs to keep half
   the allowed queue (Little's law, as BBR drains to its estimate of the
-  bandwidth-delay product), by at most ``1/16`` at once; every ``memory``
-  seconds one round runs with a quarter of the window to drain any standing
-  queue and measure the base round trip again (BBR's ProbeRTT);
+  bandwidth-delay product), but never below a sixteenth of it at once;
+  every ``memory`` seconds one round runs with a quarter of the window to
+  drain any standing queue and measure the base round trip again (BBR's
+  ProbeRTT);
+* **rates**: each answer's delivery rate is the number of answers that
+  arrived while it was in flight over its latency, and a round's rate is its
+  best (BBR's bandwidth sample), so a round boundary that splits a burst of
+  answers does not read as a slower link;
 * **overload**: a 429 or 503, a timeout or a failed connection cuts it by
   ``backoff`` at once, at most once per round (RFC 6585 §4, RFC 9110 §15.6.4);
   so does a connect slower than ``connect_factor`` times the base round trip
@@ -287,6 +293,40 @@ class AdaptiveWindow:
             return
         if self._base is None or low <= self._base:
             self._base, self._base_at = low, now
+        if len(self._latencies) * 4 < self._round_target:
+            # The first requests sent at the round's start came back ahead of
+            # the rest of their burst: too few answers to rate the link by.
+            # Grow as the last rated round decided; the next round rates
+            # the burst.
+            if self._queueing <= 0:
+                self._grow()
+        else:
+            self._judge(rtt, self._base)
+        if now - self._base_at > p.memory and self._window > p.floor:
+            # The base is old and a standing queue may hide the path's real
+            # round trip: drain for one round to measure it (BBR's ProbeRTT).
+            self._probe_saved = self._window
+            self._window = max(float(p.floor), self._window / 4)
+            self._new_round(now, fresh=False)
+            # The requests already queued complete first; the round ends
+            # once the drained window's own have too.
+            self._round_target = int(self._probe_saved) + self.limit
+            return
+        self._new_round(now)
+
+    def _grow(self) -> None:
+        p = self.policy
+        gain = p.startup_gain if self.slow_start else 1 + p.growth
+        self._window = min(float(p.ceiling), self._window * gain)
+
+    def _judge(self, rtt: float, base: float) -> None:
+        """Rate a round of enough answers: grow, hold or shrink the window.
+
+        Args:
+            rtt: the round's median latency.
+            base: the path's base round trip.
+        """
+        p = self.policy
         # The round's rate: the best delivery rate of its answers (BBR's
         # bandwidth estimate, over one round).
         rate = max(self._rates)
@@ -304,7 +344,7 @@ class AdaptiveWindow:
             ref_load, ref_rate = max(lower)
             pays = rate >= ref_rate * p.payoff ** math.log2(load / ref_load)
         self._points.append((load, rate))
-        target = self._base * p.tolerance + p.slack
+        target = base * p.tolerance + p.slack
         queued = rtt > target and not (pays or first)
         # One slow round is noise (a descheduled client, a GC pause); two in a
         # row are a queue.
@@ -313,7 +353,7 @@ class AdaptiveWindow:
             # Shrink to the window whose queue is half the allowed one: in a
             # queue the rate is the bottleneck's, so the requests in flight
             # that keep it busy at that latency are rate x latency.
-            wanted = rate * (self._base + target) / 2
+            wanted = rate * (base + target) / 2
             self._shrink(min(p.ease, max(1 / 16, wanted / self._window)))
             self._queueing = -1  # the next round still drains the old queue
         elif queued:
@@ -326,20 +366,9 @@ class AdaptiveWindow:
             if self._stalled >= 3:  # the pipe is full (BBR's test)
                 self.slow_start = False
             else:
-                self._window = min(float(p.ceiling), self._window * p.startup_gain)
+                self._grow()
         else:
-            self._window = min(float(p.ceiling), self._window * (1 + p.growth))
-        if now - self._base_at > p.memory and self._window > p.floor:
-            # The base is old and a standing queue may hide the path's real
-            # round trip: drain for one round to measure it (BBR's ProbeRTT).
-            self._probe_saved = self._window
-            self._window = max(float(p.floor), self._window / 4)
-            self._new_round(now, fresh=False)
-            # The requests already queued complete first; the round ends
-            # once the drained window's own have too.
-            self._round_target = int(self._probe_saved) + self.limit
-            return
-        self._new_round(now)
+            self._grow()
 
 
 class WindowGate:
