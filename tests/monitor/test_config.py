@@ -33,6 +33,7 @@ key = "k2"
 api = "v1"
 poll_interval = 1.5
 max_batch = 1000
+concurrency = 8
 
 [watchlist]
 digests = ["sha256:00ff"]
@@ -76,6 +77,8 @@ def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         1.5,
         1000,
     )
+    # no concurrency: reads adapt to the link (up to ADAPTIVE_CEILING); a number fixes it
+    assert (a.concurrency, b.concurrency) == (None, 8)
     assert cfg.watchlist.digests == {"00ff"} and cfg.watchlist.fingerprints == {"abcd"}
     assert [type(p) for p in cfg.publishers] == [
         JsonLinesPublisher,
@@ -93,6 +96,12 @@ def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ('[[logs]]\nurl = "u"\nkey = "k"\napi = "v3"\n', "logs[0]"),
         ('[[logs]]\nurl = "u"\nkey = "k"\nstart = -1\n', "logs[0]"),
         ('[[logs]]\nurl = "u"\nkey = "k"\npoll_interval = "soon"\n', "logs[0]"),
+        # a 0 given is refused, not replaced by the default
+        ('[[logs]]\nurl = "u"\nkey = "k"\nconcurrency = 0\n', "logs[0]"),
+        ('[[logs]]\nurl = "u"\nkey = "k"\nmax_batch = 0\n', "logs[0]"),
+        ('[[logs]]\nurl = "u"\nkey = "k"\ntimeout = 0\n', "logs[0]"),
+        ('[[logs]]\nurl = "u"\nkey = "k"\nerror_alert_after = 0\n', "logs[0]"),
+        ('[[logs]]\nurl = "u"\nkey = "k"\npoll_interval = 0\n', "logs[0]"),
         ('[[logs]]\nurl = "u"\nkey = "k"\nvantage = [{ name = "x" }]\n', "logs[0].vantage[0]"),
         ('[[logs]]\nurl = "u"\nkey = "k"\n[[logs]]\nurl = "u"\nkey = "k"\n', "logs"),
         ('[[logs]]\nurl = "u"\nkey = "k"\n[[publishers]]\ntype = "pager"\n', "publishers[0]"),
