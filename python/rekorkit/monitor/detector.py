@@ -10,6 +10,10 @@ third party re-checks offline, without trusting us:
   data): they hash up to the newer signed root, yet their first ``old_size``
   leaves do not hash to the older signed root (RFC 9162 §2.1.4.2, the
   c2sp.org/tlog-tiles layout), so the log signed two incompatible trees;
+* for a Rekor v1 log (no tiles), the consistency proof the log that is ahead
+  served through its v1 API (``GET /api/v1/log/proof``, the Rekor OpenAPI
+  getLogProof), as hex, and the check it failed: a third party re-runs the
+  RFC 9162 §2.1.4.2 verification from the two notes and the proof alone;
 * rollback and same-size forks need only the two notes.
 """
 
@@ -19,8 +23,8 @@ import datetime as _dt
 from typing import Any
 
 from rekorkit import merkle, tiles
-from rekorkit.checkpoint import SignedCheckpoint
-from rekorkit.client import AsyncTileReader
+from rekorkit.checkpoint import SignedCheckpoint, parse_rekor_v1_origin
+from rekorkit.client import AsyncRekorV1Client, AsyncTileReader
 from rekorkit.errors import ConsistencyError, MalformedError, VerificationError
 from rekorkit.monitor.alerts import Alert, AlertKind
 from rekorkit.store import StoredCheckpoint
@@ -28,6 +32,8 @@ from rekorkit.store import StoredCheckpoint
 __all__ = ["DivergenceDetector", "TileRecorder"]
 
 CheckpointLike = SignedCheckpoint | StoredCheckpoint
+# How a log is read: its tiles (c2sp.org/tlog-tiles) or its Rekor v1 API.
+LogView = AsyncTileReader | AsyncRekorV1Client
 
 
 def _note(cp: CheckpointLike) -> str:
@@ -141,6 +147,86 @@ class DivergenceDetector:
             )
         return None
 
+    async def _v1_extension_alert(
+        self,
+        old: CheckpointLike,
+        new: CheckpointLike,
+        client: AsyncRekorV1Client,
+        *,
+        source: str,
+        old_source: str,
+    ) -> Alert | None:
+        """Prove with the v1 API of ``source`` (the log at ``new``) that ``new`` extends ``old``.
+
+        The proof is verified against both signed roots; one that does not
+        verify is a split view. Network errors propagate: an unreachable log
+        proves nothing either way.
+        """
+        origin = new.origin
+        if old.size == 0:
+            # The empty tree is a prefix of every tree: nothing to prove
+            # beyond its root (RFC 9162 §2.1.4).
+            proof: list[bytes] = []
+            failed = (
+                None if _root(old) == merkle.EMPTY_ROOT else "the old root is not the empty root"
+            )
+        else:
+            parsed = parse_rekor_v1_origin(origin)
+            try:
+                proof = await client.consistency_proof(
+                    old.size, new.size, parsed[1] if parsed else None
+                )
+            except MalformedError as exc:
+                return Alert.make(
+                    AlertKind.ENTRY_VERIFICATION,
+                    self.log,
+                    origin,
+                    f"{origin}: the consistency proof from {old.size} to {new.size} that "
+                    f"{source} serves does not parse: {exc}",
+                    self._pair(old, new, source=source, old_source=old_source, error=str(exc)),
+                    identity=("proof", source, old.size, new.size, _root(new).hex()),
+                )
+            try:
+                merkle.verify_consistency(old.size, new.size, _root(old), _root(new), proof)
+                failed = None
+            except ConsistencyError as exc:
+                failed = str(exc.evidence.get("reason") or exc)
+        if failed is None:
+            return None
+        return Alert.make(
+            AlertKind.SPLIT_VIEW,
+            self.log,
+            origin,
+            f"{origin}: checkpoint {new.size} from {source} is not consistent with "
+            f"checkpoint {old.size} from {old_source} (split view): {failed}",
+            self._pair(
+                old,
+                new,
+                source=source,
+                old_source=old_source,
+                proof=[h.hex() for h in proof],
+                check=failed,
+            ),
+            identity=(old.size, _root(old).hex(), new.size, _root(new).hex()),
+        )
+
+    async def _split_alert(
+        self,
+        old: CheckpointLike,
+        new: CheckpointLike,
+        view: LogView,
+        *,
+        source: str,
+        old_source: str,
+    ) -> Alert | None:
+        """Prove that ``new``, served through ``view``, extends ``old``: from the tiles of
+        a tile log, with the consistency-proof endpoint of a Rekor v1 log."""
+        if isinstance(view, AsyncTileReader):
+            return await self._extension_alert(
+                old, new, view, kind=AlertKind.SPLIT_VIEW, source=source, old_source=old_source
+            )
+        return await self._v1_extension_alert(old, new, view, source=source, old_source=old_source)
+
     def _ordered(
         self,
         stored: CheckpointLike,
@@ -206,34 +292,26 @@ class DivergenceDetector:
     async def check_vantage(
         self,
         ours: CheckpointLike,
-        our_reader: AsyncTileReader,
+        our_view: LogView,
         theirs: SignedCheckpoint,
-        their_reader: AsyncTileReader,
+        their_view: LogView,
         *,
         source: str,
         our_source: str,
     ) -> Alert | None:
-        """Check a second vantage point's checkpoint against ours (either may be ahead)."""
+        """Check a second vantage point's checkpoint against ours (either may be ahead).
+
+        The views are tile readers for a tile log, v1 API clients for a Rekor v1
+        log; the proof comes from the one that is ahead.
+        """
         found = self._ordered(ours, theirs, source=source, stored_source=our_source, split=True)
         if found is not None or theirs.size == ours.size:
             return found
         if theirs.size > ours.size:
-            return await self._extension_alert(
-                ours,
-                theirs,
-                their_reader,
-                kind=AlertKind.SPLIT_VIEW,
-                source=source,
-                old_source=our_source,
+            return await self._split_alert(
+                ours, theirs, their_view, source=source, old_source=our_source
             )
-        return await self._extension_alert(
-            theirs,
-            ours,
-            our_reader,
-            kind=AlertKind.SPLIT_VIEW,
-            source=our_source,
-            old_source=source,
-        )
+        return await self._split_alert(theirs, ours, our_view, source=our_source, old_source=source)
 
     def _note_growth(self, cp: SignedCheckpoint, now: _dt.datetime | None = None) -> None:
         now = now or _dt.datetime.now(_dt.UTC)

@@ -5,7 +5,9 @@ Each round, per log:
 1. fetch the signed checkpoint and verify it (signature, origin, witness policy);
 2. run the :class:`DivergenceDetector` against the stored history (rollback,
    same size with another root, a history the new tree does not extend) and
-   against every second vantage point (split view);
+   against every second vantage point (split view): a vantage of a tile log
+   serves ``/checkpoint`` and tiles, a vantage of a Rekor v1 log is another v1
+   API root (``/api/v1/log`` and ``/api/v1/log/proof``);
 3. verify and store the new entries with the bulk engine
    (:func:`rekorkit.audit.verify_tile_log` or :func:`rekorkit.audit.verify_v1_log`),
    in steps of ``max_batch`` entries, each step committed with its verified range;
@@ -41,7 +43,7 @@ import contextlib
 import datetime as _dt
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -60,6 +62,7 @@ from rekorkit.client import (
 from rekorkit.client.adaptive import ADAPTIVE_CEILING
 from rekorkit.errors import (
     DivergenceError,
+    MalformedError,
     RekorAPIError,
     RekorKitError,
     StoreError,
@@ -68,7 +71,7 @@ from rekorkit.errors import (
 )
 from rekorkit.monitor.alerts import Alert, AlertKind, AlertStorage, AlertStore
 from rekorkit.monitor.config import LogConfig, MonitorConfig, Vantage
-from rekorkit.monitor.detector import DivergenceDetector
+from rekorkit.monitor.detector import DivergenceDetector, LogView
 from rekorkit.monitor.metrics import MetricsServer, MonitorMetrics
 from rekorkit.monitor.publishers import AlertPublisher, Dispatcher
 from rekorkit.monitor.watchlist import Watchlist, WatchMatch
@@ -136,6 +139,15 @@ class _HeaderTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+async def _view_checkpoint(view: LogView) -> bytes:
+    """The signed checkpoint a log view serves, not verified yet: ``/checkpoint`` of a
+    tile log, the active tree head of a Rekor v1 log's ``/api/v1/log``."""
+    if isinstance(view, AsyncTileReader):
+        return await view.checkpoint()
+    info = await view.log_info()
+    return info.active.checkpoint.raw
+
+
 def _resolve_verifier(cfg: LogConfig) -> NoteVerifier:
     from rekorkit.audit.command import resolve_verifier
 
@@ -178,6 +190,16 @@ class _Follower:
         for _, r in self.vantage_readers:
             await r.aclose()
 
+    def _v1_client(self, url: str, headers: Mapping[str, str] | None = None) -> AsyncRekorV1Client:
+        """A client for a Rekor v1 API root that checks nothing itself: what it reads
+        is verified here, with the configured key and witness policy."""
+        return AsyncRekorV1Client(
+            url,
+            verify=VerifyOptions.none(),
+            transport=_HeaderTransport(dict(headers)) if headers else None,
+            **self._client_args,
+        )
+
     # -- one round ---------------------------------------------------------------
 
     async def _signed_checkpoint(self) -> SignedCheckpoint | None:
@@ -187,13 +209,10 @@ class _Follower:
 
             self.api = await detect_api(self.cfg.url, **self._client_args)
         if self.api == "v1":
-            # The checkpoint is verified below, with the configured key and policy.
-            none = VerifyOptions.none()
-            async with AsyncRekorV1Client(self.cfg.url, verify=none, **self._client_args) as client:
-                info = await client.log_info()
-            raw = info.active.checkpoint.raw
+            async with self._v1_client(self.cfg.url) as client:
+                raw = await _view_checkpoint(client)
         else:
-            raw = await self.reader.checkpoint()
+            raw = await _view_checkpoint(self.reader)
         try:
             return open_checkpoint(raw, self.verifier, origin=self.origin, policy=self.policy)
         except VerificationError as exc:
@@ -325,11 +344,38 @@ class _Follower:
     async def _check_vantage(
         self, ours: SignedCheckpoint, vantage: Vantage, vreader: AsyncTileReader
     ) -> None:
+        """Compare ``vantage``'s checkpoint with ours through the API the log speaks."""
+        if self.api != "v1":
+            await self._compare_view(ours, vantage, self.reader, vreader)
+            return
+        # A vantage of a v1 log is another v1 API root: no /checkpoint, no tiles.
+        async with (
+            self._v1_client(self.cfg.url) as our_api,
+            self._v1_client(vantage.url, vantage.headers) as their_api,
+        ):
+            try:
+                await self._compare_view(ours, vantage, our_api, their_api)
+            except _NETWORK_ERRORS as exc:
+                # The consistency proof could not be fetched: it proves nothing either way.
+                log.warning(
+                    "%s: vantage %s: no consistency proof: %s", self.cfg.name, vantage.name, exc
+                )
+
+    async def _compare_view(
+        self, ours: SignedCheckpoint, vantage: Vantage, our_view: LogView, their_view: LogView
+    ) -> None:
         svc = self.service
         try:
-            raw = await vreader.checkpoint()
+            raw = await _view_checkpoint(their_view)
         except _NETWORK_ERRORS as exc:
             log.warning("%s: vantage %s unreachable: %s", self.cfg.name, vantage.name, exc)
+            return
+        except (MalformedError, VerificationError) as exc:
+            # A v1 answer that does not parse, or whose fields contradict the tree
+            # head it carries: nothing signed to hold against the log.
+            log.warning(
+                "%s: vantage %s answers no usable checkpoint: %s", self.cfg.name, vantage.name, exc
+            )
             return
         try:
             theirs = open_checkpoint(raw, self.verifier, origin=ours.origin, policy=self.policy)
@@ -338,7 +384,7 @@ class _Follower:
             await svc._raise(self.detector.verification_alert(ours.origin, exc, source=vantage.url))
             return
         alert = await self.detector.check_vantage(
-            ours, self.reader, theirs, vreader, source=vantage.url, our_source=self.cfg.url
+            ours, our_view, theirs, their_view, source=vantage.url, our_source=self.cfg.url
         )
         if alert is not None:
             await svc._raise(alert)
