@@ -12,8 +12,10 @@ from rekorkit.client._http import (
     RequestSpec,
     build_request,
     error_from_response,
+    join_url,
     parse_error_body,
     parse_retry_after,
+    request_url,
     translate_errors,
 )
 from rekorkit.client._session import SessionConfig, SyncSession
@@ -205,3 +207,30 @@ def test_tls_verification_on_for_https_backends() -> None:
     transport = secure.transport_for("https://rekor.test")
     assert transport._pool._ssl_context.verify_mode == ssl.CERT_REQUIRED  # type: ignore[attr-defined]
     secure.close()
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "http://127.0.0.1:8080",
+        "http://127.0.0.1:8080/",
+        "http://log.example/prefix/",
+        "https://log.example:8443/a/b",
+        "http://[::1]:9/x",
+        "http://log.example/p?view=eu",
+    ],
+)
+@pytest.mark.parametrize(
+    "path",
+    ["tile/0/x001/234", "/checkpoint", "tile/entries/000.p/7", "a b/ü", "q?x=1", "", "/"],
+)
+def test_request_url_is_the_joined_url_parsed_whole(base: str, path: str) -> None:
+    """The bulk-read shortcut (a plain path set on a parsed base) builds the URL httpx would."""
+    fast, whole = request_url(base, path), httpx.URL(join_url(base, path))
+    assert fast == whole
+    assert (fast.raw_path, fast.host, fast.port, fast.scheme) == (
+        whole.raw_path,
+        whole.host,
+        whole.port,
+        whole.scheme,
+    )

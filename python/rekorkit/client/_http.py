@@ -109,6 +109,32 @@ def _parsed_url(base_url: str, path: str) -> httpx.URL:
     return httpx.URL(join_url(base_url, path))
 
 
+# Unreserved characters and "/" (RFC 3986 §2.3): a path of these needs no
+# percent-encoding, so it can be set on a parsed base as it is.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9._~/-]*")
+
+
+def request_url(base_url: str, path: str) -> httpx.URL:
+    """``join_url(base_url, path)`` as an :class:`httpx.URL`, without parsing it whole.
+
+    A bulk read sends thousands of distinct tile paths under one base URL;
+    httpx parses and validates each URL from its string (host, port and
+    path), about 7 µs a time, a tenth of a loopback audit's client CPU. The
+    base is parsed once and a plain path set on it; anything else (a path
+    to quote, a base with a query) is parsed as usual.
+    """
+    base = _parsed_url(base_url, "")
+    ref: Any = getattr(base, "_uri_reference", None)
+    replace = getattr(ref, "_replace", None)
+    if replace is None or ref.query is not None or ref.fragment is not None:
+        return _parsed_url(base_url, path)
+    if not _PLAIN_PATH.fullmatch(path):
+        return _parsed_url(base_url, path)
+    url = httpx.URL.__new__(httpx.URL)
+    url._uri_reference = replace(path=ref.path.rstrip("/") + "/" + path.lstrip("/"))
+    return url
+
+
 def build_request(base_url: str, spec: RequestSpec) -> httpx.Request:
     """The :class:`httpx.Request` for ``spec`` against ``base_url``."""
     headers = {"User-Agent": USER_AGENT, **spec.headers}
@@ -123,7 +149,7 @@ def build_request(base_url: str, spec: RequestSpec) -> httpx.Request:
     if spec.json_body is not None:
         kwargs["content"] = json.dumps(spec.json_body, separators=(",", ":")).encode()
         headers["Content-Type"] = "application/json"
-    return httpx.Request(spec.method, _parsed_url(base_url, spec.path), **kwargs)
+    return httpx.Request(spec.method, request_url(base_url, spec.path), **kwargs)
 
 
 @contextmanager

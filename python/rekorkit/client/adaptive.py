@@ -18,7 +18,7 @@ draft-cardwell-iccrg-bbr-congestion-control):
 * **latency**: a round whose median latency exceeds ``tolerance`` times the
   path's base round trip plus ``slack``, while the requests it had in flight
   (Little's law: rate x mean latency) delivered no more than ``payoff`` per
-  doubling over the nearest smaller load seen, is building a queue somewhere
+  doubling over the best rate seen at a smaller load, is building a queue somewhere
   (server, proxy, the client's own CPU); two such rounds in a row shrink the
   window by at least ``ease``, to what the measured rate needs to keep half
   the allowed queue (Little's law, as BBR drains to its estimate of the
@@ -335,13 +335,15 @@ class AdaptiveWindow:
         # under load answer more per second with more in flight even as each
         # answer waits longer. In flight is what the round had (Little's law:
         # rate x mean latency), not the window: a round just after a change
-        # mixes both. The comparison is local: the nearest smaller load seen.
+        # mixes both. The comparison is with the best rate seen at a smaller
+        # load: one slow round (a pause anywhere) must not make the next look
+        # like more in flight pays.
         load = rate * fmean(self._latencies)
         first = self.slow_start and not self._points  # nothing to compare with yet
         lower = [pt for pt in self._points if pt[0] <= 0.8 * load]
         pays = False
         if lower:
-            ref_load, ref_rate = max(lower)
+            ref_load, ref_rate = max(lower, key=lambda pt: pt[1])
             pays = rate >= ref_rate * p.payoff ** math.log2(load / ref_load)
         self._points.append((load, rate))
         target = base * p.tolerance + p.slack
