@@ -41,13 +41,14 @@ def _v1_config(srv: LocalRekor, db: Path, *vantage: Vantage) -> MonitorConfig:
 
 
 def _run_once(cfg: MonitorConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One round; the alerts delivered and the log's status."""
+    """One round of a one-log configuration; the alerts delivered and the log's status."""
     delivered: list[dict[str, Any]] = []
 
     async def go() -> dict[str, Any]:
         svc = RekorSyncService(cfg, publishers=[CallbackPublisher(delivered.append)])
         try:
-            return (await svc.sync_once())["v1"].to_json()
+            (status,) = (await svc.sync_once()).values()
+            return status.to_json()
         finally:
             await svc.stop()
 

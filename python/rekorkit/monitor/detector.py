@@ -97,13 +97,14 @@ class DivergenceDetector:
         source: str,
         old_source: str,
     ) -> Alert | None:
-        """Prove that ``new`` (read through ``reader``) extends ``old``; an alert if it does not."""
+        """Prove that ``new`` (read through ``reader``) extends a non-empty ``old``; an
+        alert if it does not."""
         recorder = TileRecorder(reader)
         builder = tiles.AsyncProofBuilder(new.size, recorder.read_tile)
         origin = new.origin
         try:
             computed = await builder.root()
-            proof = await builder.consistency_proof(old.size) if old.size else []
+            proof = await builder.consistency_proof(old.size)
         except (MalformedError, VerificationError) as exc:
             return Alert.make(
                 AlertKind.ENTRY_VERIFICATION,
@@ -156,43 +157,48 @@ class DivergenceDetector:
         source: str,
         old_source: str,
     ) -> Alert | None:
-        """Prove with the v1 API of ``source`` (the log at ``new``) that ``new`` extends ``old``.
+        """Prove with the v1 API of ``source`` (the log at ``new``) that ``new`` extends a
+        non-empty ``old``.
 
         The proof is verified against both signed roots; one that does not
         verify is a split view. Network errors propagate: an unreachable log
         proves nothing either way.
         """
         origin = new.origin
-        if old.size == 0:
-            # The empty tree is a prefix of every tree: nothing to prove
-            # beyond its root (RFC 9162 §2.1.4).
-            proof: list[bytes] = []
-            failed = (
-                None if _root(old) == merkle.EMPTY_ROOT else "the old root is not the empty root"
+        parsed = parse_rekor_v1_origin(origin)
+        try:
+            proof = await client.consistency_proof(
+                old.size, new.size, parsed[1] if parsed else None
             )
-        else:
-            parsed = parse_rekor_v1_origin(origin)
-            try:
-                proof = await client.consistency_proof(
-                    old.size, new.size, parsed[1] if parsed else None
-                )
-            except MalformedError as exc:
-                return Alert.make(
-                    AlertKind.ENTRY_VERIFICATION,
-                    self.log,
-                    origin,
-                    f"{origin}: the consistency proof from {old.size} to {new.size} that "
-                    f"{source} serves does not parse: {exc}",
-                    self._pair(old, new, source=source, old_source=old_source, error=str(exc)),
-                    identity=("proof", source, old.size, new.size, _root(new).hex()),
-                )
-            try:
-                merkle.verify_consistency(old.size, new.size, _root(old), _root(new), proof)
-                failed = None
-            except ConsistencyError as exc:
-                failed = str(exc.evidence.get("reason") or exc)
-        if failed is None:
-            return None
+        except MalformedError as exc:
+            return Alert.make(
+                AlertKind.ENTRY_VERIFICATION,
+                self.log,
+                origin,
+                f"{origin}: the consistency proof from {old.size} to {new.size} that "
+                f"{source} serves does not parse: {exc}",
+                self._pair(old, new, source=source, old_source=old_source, error=str(exc)),
+                identity=("proof", source, old.size, new.size, _root(new).hex()),
+            )
+        try:
+            merkle.verify_consistency(old.size, new.size, _root(old), _root(new), proof)
+        except ConsistencyError as exc:
+            failed = str(exc.evidence.get("reason") or exc)
+            return self._split_view(old, new, proof, failed, source=source, old_source=old_source)
+        return None
+
+    def _split_view(
+        self,
+        old: CheckpointLike,
+        new: CheckpointLike,
+        proof: list[bytes],
+        failed: str,
+        *,
+        source: str,
+        old_source: str,
+    ) -> Alert:
+        """A split view shown without tiles: both notes, the proof and the check it failed."""
+        origin = new.origin
         return Alert.make(
             AlertKind.SPLIT_VIEW,
             self.log,
@@ -221,6 +227,14 @@ class DivergenceDetector:
     ) -> Alert | None:
         """Prove that ``new``, served through ``view``, extends ``old``: from the tiles of
         a tile log, with the consistency-proof endpoint of a Rekor v1 log."""
+        if old.size == 0:
+            # The empty tree is a prefix of every tree: no proof exists or is needed
+            # (RFC 9162 §2.1.4), only its root to check (RFC 9162 §2.1.1), whichever
+            # side is empty and whatever API the log speaks.
+            if _root(old) == merkle.EMPTY_ROOT:
+                return None
+            failed = "the old root is not the empty root"
+            return self._split_view(old, new, [], failed, source=source, old_source=old_source)
         if isinstance(view, AsyncTileReader):
             return await self._extension_alert(
                 old, new, view, kind=AlertKind.SPLIT_VIEW, source=source, old_source=old_source

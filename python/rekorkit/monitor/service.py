@@ -344,44 +344,67 @@ class _Follower:
     async def _check_vantage(
         self, ours: SignedCheckpoint, vantage: Vantage, vreader: AsyncTileReader
     ) -> None:
-        """Compare ``vantage``'s checkpoint with ours through the API the log speaks."""
-        if self.api != "v1":
-            await self._compare_view(ours, vantage, self.reader, vreader)
-            return
-        # A vantage of a v1 log is another v1 API root: no /checkpoint, no tiles.
-        async with (
-            self._v1_client(self.cfg.url) as our_api,
-            self._v1_client(vantage.url, vantage.headers) as their_api,
-        ):
-            try:
+        """Compare ``vantage``'s checkpoint with ours through the API the log speaks.
+
+        A vantage point is a third party: what it serves never fails our round.
+        """
+        try:
+            if self.api != "v1":
+                await self._compare_view(ours, vantage, self.reader, vreader)
+                return
+            # A vantage of a v1 log is another v1 API root: no /checkpoint, no tiles.
+            async with (
+                self._v1_client(self.cfg.url) as our_api,
+                self._v1_client(vantage.url, vantage.headers) as their_api,
+            ):
                 await self._compare_view(ours, vantage, our_api, their_api)
-            except _NETWORK_ERRORS as exc:
-                # The consistency proof could not be fetched: it proves nothing either way.
-                log.warning(
-                    "%s: vantage %s: no consistency proof: %s", self.cfg.name, vantage.name, exc
+        except _NETWORK_ERRORS as exc:
+            # The tiles or the consistency proof could not be read: that proves nothing
+            # either way. Tiles that were read and do not verify are alerts (detector).
+            log.warning(
+                "%s: vantage %s: no consistency proof: %s", self.cfg.name, vantage.name, exc
+            )
+
+    async def _vantage_checkpoint(
+        self, ours: SignedCheckpoint, vantage: Vantage, their_view: LogView
+    ) -> SignedCheckpoint | None:
+        """``vantage``'s checkpoint, verified like ours; ``None`` (after a warning, or an
+        alert for a well-formed note that does not verify) when it has none to use."""
+        unusable: RekorKitError
+        try:
+            raw = await _view_checkpoint(their_view)
+        except _NETWORK_ERRORS as exc:
+            log.warning("%s: vantage %s unreachable: %s", self.cfg.name, vantage.name, exc)
+            return None
+        except (MalformedError, VerificationError) as exc:
+            # A v1 answer that does not parse, or whose fields contradict the tree
+            # head it carries: nothing signed to hold against the log.
+            unusable = exc
+        else:
+            try:
+                return open_checkpoint(raw, self.verifier, origin=ours.origin, policy=self.policy)
+            except MalformedError as exc:
+                # Not a signed note, not UTF-8, or a body that is no checkpoint (the
+                # signature is checked first): an error page or a broken mirror,
+                # nothing signed to hold against the log.
+                unusable = exc
+            except VerificationError as exc:
+                exc.evidence.setdefault("note", raw.decode("utf-8", "replace"))
+                await self.service._raise(
+                    self.detector.verification_alert(ours.origin, exc, source=vantage.url)
                 )
+                return None
+        log.warning(
+            "%s: vantage %s answers no usable checkpoint: %s", self.cfg.name, vantage.name, unusable
+        )
+        return None
 
     async def _compare_view(
         self, ours: SignedCheckpoint, vantage: Vantage, our_view: LogView, their_view: LogView
     ) -> None:
         svc = self.service
-        try:
-            raw = await _view_checkpoint(their_view)
-        except _NETWORK_ERRORS as exc:
-            log.warning("%s: vantage %s unreachable: %s", self.cfg.name, vantage.name, exc)
-            return
-        except (MalformedError, VerificationError) as exc:
-            # A v1 answer that does not parse, or whose fields contradict the tree
-            # head it carries: nothing signed to hold against the log.
-            log.warning(
-                "%s: vantage %s answers no usable checkpoint: %s", self.cfg.name, vantage.name, exc
-            )
-            return
-        try:
-            theirs = open_checkpoint(raw, self.verifier, origin=ours.origin, policy=self.policy)
-        except VerificationError as exc:
-            exc.evidence.setdefault("note", raw.decode("utf-8", "replace"))
-            await svc._raise(self.detector.verification_alert(ours.origin, exc, source=vantage.url))
+        theirs = await self._vantage_checkpoint(ours, vantage, their_view)
+        if theirs is None:
             return
         alert = await self.detector.check_vantage(
             ours, our_view, theirs, their_view, source=vantage.url, our_source=self.cfg.url
