@@ -2,113 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import shutil
-import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from monitor_support import submit_signed
 from rekorkit import merkle
 from rekorkit.checkpoint import open_checkpoint
 from rekorkit.errors import ConsistencyError
 from rekorkit.monitor import (
     AlertKind,
-    CallbackPublisher,
-    LogConfig,
-    MonitorConfig,
-    RekorSyncService,
     Vantage,
 )
 from rekorkit.note import parse_verifier_key
 from rekorkit.store.duckdb import DuckDBStore
-from rekorkit.testing import LocalRekor, start_server
-
-FORK_VIEW = {"x-rekorkit-view": "fork"}
-
-
-def _v1_config(srv: LocalRekor, db: Path, *vantage: Vantage) -> MonitorConfig:
-    log = LogConfig("v1", srv.url, srv.v1_vkey, api="v1", vantage=vantage, timeout=5.0)
-    return MonitorConfig(db=str(db), logs=(log,))
-
-
-def _run_once(cfg: MonitorConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One round of a one-log configuration; the alerts delivered and the log's status."""
-    delivered: list[dict[str, Any]] = []
-
-    async def go() -> dict[str, Any]:
-        svc = RekorSyncService(cfg, publishers=[CallbackPublisher(delivered.append)])
-        try:
-            (status,) = (await svc.sync_once()).values()
-            return status.to_json()
-        finally:
-            await svc.stop()
-
-    status = asyncio.run(go())
-    return delivered, status
-
-
-def _sources(db: Path, origin: str) -> dict[str, set[int]]:
-    """Per source, the sizes recorded as seen there."""
-    out: dict[str, set[int]] = {}
-    with DuckDBStore(db, read_only=True) as store:
-        for size, _root, source, _first, _last in store.sightings(origin):
-            out.setdefault(source, set()).add(size)
-    return out
-
-
-@contextmanager
-def _two_copies(tmp: Path, seed: int, more: int) -> Iterator[tuple[LocalRekor, LocalRekor]]:
-    """The same log twice: ``seed`` entries, and a copy of it ``more`` entries ahead."""
-    with start_server(tmp / "base", seed=seed):
-        pass
-    shutil.copytree(tmp / "base", tmp / "ahead")
-    with start_server(tmp / "base") as base, start_server(tmp / "ahead") as ahead:
-        submit_signed(ahead, more)
-        yield base, ahead
-
-
-@contextmanager
-def _closed_port() -> Iterator[str]:
-    """A loopback URL whose port is bound but not listening: connections are refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        yield f"http://127.0.0.1:{s.getsockname()[1]}"
-
-
-@contextmanager
-def _fixed_answers(answers: dict[str, bytes]) -> Iterator[str]:
-    """A loopback HTTP server answering 200 with a fixed body per path (404 otherwise)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = answers.get(self.path.split("?", 1)[0])
-            self.send_response(404 if body is None else 200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+from rekorkit.testing import start_server
+from vantage_support import (
+    FORK_VIEW,
+    closed_port,
+    fixed_answers,
+    run_once,
+    sightings,
+    two_copies,
+    v1_config,
+)
 
 
 def _recheck_offline(alert: dict[str, Any], vkey: str) -> None:
@@ -131,15 +50,15 @@ def _recheck_offline(alert: dict[str, Any], vkey: str) -> None:
 
 
 def test_consistent_vantages_same_size_and_ahead(tmp_path: Path) -> None:
-    with _two_copies(tmp_path, 500, 4) as (base, ahead):
+    with two_copies(tmp_path, 500, 4) as (base, ahead):
         twin = Vantage("twin", base.url + "/")  # the same API root, named apart
         mirror = Vantage("mirror", ahead.url)
-        alerts, status = _run_once(_v1_config(base, tmp_path / "m.duckdb", twin, mirror))
+        alerts, status = run_once(v1_config(base, tmp_path / "m.duckdb", twin, mirror))
         origin = base.v1_origin
     assert alerts == []
     assert status["frontier"] == 500 and status["failures"] == 0
     # The proof 500 -> 504 came from the mirror (ahead) and verified.
-    assert _sources(tmp_path / "m.duckdb", origin) == {
+    assert sightings(tmp_path / "m.duckdb", origin) == {
         base.url: {500},
         base.url + "/": {500},
         ahead.url: {504},
@@ -147,20 +66,20 @@ def test_consistent_vantages_same_size_and_ahead(tmp_path: Path) -> None:
 
 
 def test_consistent_vantage_behind(tmp_path: Path) -> None:
-    with _two_copies(tmp_path, 500, 4) as (base, ahead):
-        cfg = _v1_config(ahead, tmp_path / "m.duckdb", Vantage("old-mirror", base.url))
-        alerts, status = _run_once(cfg)
+    with two_copies(tmp_path, 500, 4) as (base, ahead):
+        cfg = v1_config(ahead, tmp_path / "m.duckdb", Vantage("old-mirror", base.url))
+        alerts, status = run_once(cfg)
     assert alerts == []
     assert status["frontier"] == 504
     # The proof 500 -> 504 came from our log (ahead) and verified.
-    assert _sources(tmp_path / "m.duckdb", ahead.v1_origin) == {ahead.url: {504}, base.url: {500}}
+    assert sightings(tmp_path / "m.duckdb", ahead.v1_origin) == {ahead.url: {504}, base.url: {500}}
 
 
 def test_forked_vantage_same_size_is_a_split_view(tmp_path: Path) -> None:
     with start_server(seed=1000) as srv:
         srv.fork(at=400, extra=600, readers="header")
         fork = Vantage("fork", srv.url, FORK_VIEW)
-        alerts, status = _run_once(_v1_config(srv, tmp_path / "m.duckdb", fork))
+        alerts, status = run_once(v1_config(srv, tmp_path / "m.duckdb", fork))
         ours = httpx.get(srv.url + "/api/v1/log").json()
     assert [a["kind"] for a in alerts] == [AlertKind.SPLIT_VIEW.value]
     ev = alerts[0]["evidence"]
@@ -170,7 +89,7 @@ def test_forked_vantage_same_size_is_a_split_view(tmp_path: Path) -> None:
     assert old.root != new.root
     assert old.root.hex() == ours["rootHash"] and ev["old"] == ours["signedTreeHead"]
     assert status["frontier"] == 1000  # our own log is still followed
-    assert _sources(tmp_path / "m.duckdb", srv.v1_origin) == {srv.url: {1000}}
+    assert sightings(tmp_path / "m.duckdb", srv.v1_origin) == {srv.url: {1000}}
 
 
 @pytest.mark.parametrize(("extra", "ahead"), [(700, True), (300, False)])
@@ -180,7 +99,7 @@ def test_forked_vantage_other_size_alert_rechecks_offline(
     with start_server(seed=1000) as srv:
         srv.fork(at=400, extra=extra, readers="header")
         fork = Vantage("fork", srv.url, FORK_VIEW)
-        alerts, status = _run_once(_v1_config(srv, tmp_path / "m.duckdb", fork))
+        alerts, status = run_once(v1_config(srv, tmp_path / "m.duckdb", fork))
     assert [a["kind"] for a in alerts] == [AlertKind.SPLIT_VIEW.value]
     ev = alerts[0]["evidence"]
     sizes = (1000, 400 + extra) if ahead else (400 + extra, 1000)
@@ -205,33 +124,33 @@ def test_forked_vantage_other_size_alert_rechecks_offline(
 
 def test_unreachable_vantage_is_no_alert(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "rekorkit.monitor")
-    with start_server(seed=300) as srv, _closed_port() as url:
-        alerts, status = _run_once(_v1_config(srv, tmp_path / "m.duckdb", Vantage("gone", url)))
+    with start_server(seed=300) as srv, closed_port() as url:
+        alerts, status = run_once(v1_config(srv, tmp_path / "m.duckdb", Vantage("gone", url)))
         origin = srv.v1_origin
     assert alerts == []
     assert status["failures"] == 0 and status["frontier"] == 300
     assert any("vantage gone unreachable" in r.getMessage() for r in caplog.records)
     with DuckDBStore(tmp_path / "m.duckdb", read_only=True) as store:
         assert store.verified_ranges(origin) == [(0, 300)]
-    assert url not in _sources(tmp_path / "m.duckdb", origin)
+    assert url not in sightings(tmp_path / "m.duckdb", origin)
 
 
 def test_proof_fetch_failure_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "rekorkit.monitor")
-    with _two_copies(tmp_path, 200, 3) as (base, ahead):
+    with two_copies(tmp_path, 200, 3) as (base, ahead):
         ahead.set_faults({"action": "status", "status": 503, "path_prefix": "/api/v1/log/proof"})
         mirror = Vantage("mirror", ahead.url)
-        alerts, status = _run_once(_v1_config(base, tmp_path / "m.duckdb", mirror))
+        alerts, status = run_once(v1_config(base, tmp_path / "m.duckdb", mirror))
         origin = base.v1_origin
     assert alerts == []
     assert status["failures"] == 0 and status["frontier"] == 200
     assert any("vantage mirror: no consistency proof" in r.getMessage() for r in caplog.records)
-    assert ahead.url not in _sources(tmp_path / "m.duckdb", origin)  # not proved, not seen
+    assert ahead.url not in sightings(tmp_path / "m.duckdb", origin)  # not proved, not seen
 
 
 def test_bad_vantage_answers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "rekorkit.monitor")
-    with _two_copies(tmp_path, 200, 3) as (base, ahead), start_server(seed=5) as other:
+    with two_copies(tmp_path, 200, 3) as (base, ahead), start_server(seed=5) as other:
         good_ahead = httpx.get(ahead.url + "/api/v1/log").content
         garbage = {"/api/v1/log": b'{"treeSize": 12, "rootHash'}
         bad_note = json.loads(good_ahead)
@@ -242,10 +161,10 @@ def test_bad_vantage_answers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
         }
         empty_proof = {"/api/v1/log": good_ahead, "/api/v1/log/proof": b'{"hashes": []}'}
         with (
-            _fixed_answers(garbage) as garbage_url,
-            _fixed_answers({"/api/v1/log": json.dumps(bad_note).encode()}) as bad_note_url,
-            _fixed_answers(proofs) as bad_proof_url,
-            _fixed_answers(empty_proof) as empty_proof_url,
+            fixed_answers(garbage) as garbage_url,
+            fixed_answers({"/api/v1/log": json.dumps(bad_note).encode()}) as bad_note_url,
+            fixed_answers(proofs) as bad_proof_url,
+            fixed_answers(empty_proof) as empty_proof_url,
         ):
             vantage = (
                 Vantage("garbage", garbage_url),
@@ -254,7 +173,7 @@ def test_bad_vantage_answers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
                 Vantage("bad-proof", bad_proof_url),
                 Vantage("empty-proof", empty_proof_url),
             )
-            alerts, status = _run_once(_v1_config(base, tmp_path / "m.duckdb", *vantage))
+            alerts, status = run_once(v1_config(base, tmp_path / "m.duckdb", *vantage))
         origin = base.v1_origin
     # Unparsable answers are warnings; a head under another key and proofs that do
     # not parse or verify are alerts; the round completes either way.
@@ -274,4 +193,4 @@ def test_bad_vantage_answers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     assert status["failures"] == 0 and status["frontier"] == 200
     with DuckDBStore(tmp_path / "m.duckdb", read_only=True) as store:
         assert store.verified_ranges(origin) == [(0, 200)]
-    assert _sources(tmp_path / "m.duckdb", origin) == {base.url: {200}}
+    assert sightings(tmp_path / "m.duckdb", origin) == {base.url: {200}}

@@ -29,7 +29,7 @@ from rekorkit.monitor import AlertKind, MonitorConfig, Vantage
 from rekorkit.note import Ed25519Signer, parse_verifier_key, sign_note
 from rekorkit.store.duckdb import DuckDBStore
 from rekorkit.testing import LocalRekor, start_server
-from test_v1_vantage import FORK_VIEW, _fixed_answers, _run_once, _sources, _two_copies, _v1_config
+from vantage_support import FORK_VIEW, fixed_answers, run_once, sightings, two_copies, v1_config
 
 Messages = list[str]
 
@@ -116,22 +116,22 @@ def test_v2_vantage_garbage_checkpoint_is_a_warning(
     caplog.set_level(logging.WARNING, "rekorkit.monitor")
     db = tmp_path / "m.duckdb"
     with start_server(seed=200) as srv:
-        with _fixed_answers({"/checkpoint": _garbage(kind, srv)}) as junk_url:
-            alerts, status = _run_once(config(srv, db, vantage=(Vantage("junk", junk_url),)))
+        with fixed_answers({"/checkpoint": _garbage(kind, srv)}) as junk_url:
+            alerts, status = run_once(config(srv, db, vantage=(Vantage("junk", junk_url),)))
         origin = srv.origin
     assert alerts == []
     _assert_round_completed(status, 200)
     assert _stored(db, origin) == [(0, 200)]
     assert any("vantage junk answers no usable checkpoint" in m for m in _warnings(caplog))
     assert not any("round failed" in m for m in _warnings(caplog))
-    assert _sources(db, origin) == {srv.url: {200}}
+    assert sightings(db, origin) == {srv.url: {200}}
 
 
 def test_v2_vantage_note_under_another_key_is_an_alert(tmp_path: Path) -> None:
     """A well-formed note the log key did not sign stays the verification alert."""
     db = tmp_path / "m.duckdb"
     with start_server(seed=200) as srv, start_server(seed=5) as other:
-        alerts, status = _run_once(config(srv, db, vantage=(Vantage("other", other.url),)))
+        alerts, status = run_once(config(srv, db, vantage=(Vantage("other", other.url),)))
         origin = srv.origin
     assert [a["kind"] for a in alerts] == [AlertKind.ENTRY_VERIFICATION.value]
     ev = alerts[0]["evidence"]
@@ -158,24 +158,24 @@ def test_v2_vantage_tile_read_failure_is_a_warning(
 ) -> None:
     caplog.set_level(logging.WARNING, "rekorkit.monitor")
     db = tmp_path / "m.duckdb"
-    with _two_copies(tmp_path, 200, 3) as (base, ahead):
+    with two_copies(tmp_path, 200, 3) as (base, ahead):
         ahead.set_faults(fault)
-        alerts, status = _run_once(config(base, db, vantage=(Vantage("mirror", ahead.url),)))
+        alerts, status = run_once(config(base, db, vantage=(Vantage("mirror", ahead.url),)))
         origin = base.origin
     assert alerts == []
     _assert_round_completed(status, 200)
     assert _stored(db, origin) == [(0, 200)]
     assert any("vantage mirror: no consistency proof" in m for m in _warnings(caplog))
-    assert ahead.url not in _sources(db, origin)  # not proved, so not recorded as seen
+    assert ahead.url not in sightings(db, origin)  # not proved, so not recorded as seen
 
 
 def test_v2_vantage_tampered_tile_is_still_an_alert(tmp_path: Path) -> None:
     db = tmp_path / "m.duckdb"
     with (
-        _two_copies(tmp_path, 200, 3) as (base, ahead),
+        two_copies(tmp_path, 200, 3) as (base, ahead),
         _tampering_proxy(ahead.url, "/tile/0/") as url,
     ):
-        alerts, status = _run_once(config(base, db, vantage=(Vantage("tampered", url),)))
+        alerts, status = run_once(config(base, db, vantage=(Vantage("tampered", url),)))
         origin, vkey = base.origin, base.checkpoint_vkey
     assert [a["kind"] for a in alerts] == [AlertKind.ENTRY_VERIFICATION.value]
     assert "do not hash to its signed root" in alerts[0]["summary"]
@@ -196,7 +196,7 @@ def test_v2_vantage_fork_is_still_a_split_view(tmp_path: Path, extra: int) -> No
     with start_server(seed=1000) as srv:
         srv.fork(at=400, extra=extra, readers="header")
         ours = httpx.get(srv.url + "/checkpoint").content
-        alerts, status = _run_once(config(srv, db, vantage=(Vantage("fork", srv.url, FORK_VIEW),)))
+        alerts, status = run_once(config(srv, db, vantage=(Vantage("fork", srv.url, FORK_VIEW),)))
     assert [a["kind"] for a in alerts] == [AlertKind.SPLIT_VIEW.value]
     ev = alerts[0]["evidence"]
     verifier = parse_verifier_key(srv.checkpoint_vkey)
@@ -222,7 +222,7 @@ def test_v2_vantage_fork_is_still_a_split_view(tmp_path: Path, extra: int) -> No
 
 def _one_log(api: str, srv: LocalRekor, db: Path, vantage: Vantage) -> tuple[MonitorConfig, str]:
     if api == "v1":
-        return _v1_config(srv, db, vantage), srv.v1_origin
+        return v1_config(srv, db, vantage), srv.v1_origin
     return config(srv, db, vantage=(vantage,)), srv.origin
 
 
@@ -230,23 +230,23 @@ def _one_log(api: str, srv: LocalRekor, db: Path, vantage: Vantage) -> tuple[Mon
 def test_our_empty_log_and_a_vantage_with_entries(tmp_path: Path, api: str) -> None:
     """RFC 9162 §2.1.4: the empty tree is a prefix of every tree, no proof needed."""
     db = tmp_path / "m.duckdb"
-    with _two_copies(tmp_path, 0, 3) as (empty, ahead):
+    with two_copies(tmp_path, 0, 3) as (empty, ahead):
         cfg, origin = _one_log(api, empty, db, Vantage("mirror", ahead.url))
-        alerts, status = _run_once(cfg)
+        alerts, status = run_once(cfg)
     assert alerts == []
     _assert_round_completed(status, 0)
     assert _stored(db, origin) == []
     # The vantage's head was compared and accepted as an extension of ours.
-    assert _sources(db, origin) == {ahead.url: {3}}
+    assert sightings(db, origin) == {ahead.url: {3}}
 
 
 @pytest.mark.parametrize("api", ["v2", "v1"])
 def test_our_log_with_entries_and_an_empty_vantage(tmp_path: Path, api: str) -> None:
     db = tmp_path / "m.duckdb"
-    with _two_copies(tmp_path, 0, 3) as (empty, ahead):
+    with two_copies(tmp_path, 0, 3) as (empty, ahead):
         cfg, origin = _one_log(api, ahead, db, Vantage("new-mirror", empty.url))
-        alerts, status = _run_once(cfg)
+        alerts, status = run_once(cfg)
     assert alerts == []
     _assert_round_completed(status, 3)
     assert _stored(db, origin) == [(0, 3)]
-    assert _sources(db, origin) == {ahead.url: {3}, empty.url: {0}}
+    assert sightings(db, origin) == {ahead.url: {3}, empty.url: {0}}
