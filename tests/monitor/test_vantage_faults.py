@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,15 @@ from rekorkit.monitor import AlertKind, MonitorConfig, Vantage
 from rekorkit.note import Ed25519Signer, parse_verifier_key, sign_note
 from rekorkit.store.duckdb import DuckDBStore
 from rekorkit.testing import LocalRekor, start_server
-from vantage_support import FORK_VIEW, fixed_answers, run_once, sightings, two_copies, v1_config
+from vantage_support import (
+    FORK_VIEW,
+    fixed_answers,
+    run_once,
+    serve,
+    sightings,
+    two_copies,
+    v1_config,
+)
 
 Messages = list[str]
 
@@ -63,15 +70,8 @@ def _tampering_proxy(upstream: str, prefix: str) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serve(Handler) as url:
+        yield url
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> Messages:

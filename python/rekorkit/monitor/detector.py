@@ -129,22 +129,15 @@ class DivergenceDetector:
         try:
             merkle.verify_consistency(old.size, new.size, _root(old), _root(new), proof)
         except ConsistencyError as exc:
-            what = "split view" if kind is AlertKind.SPLIT_VIEW else "rewritten history"
-            return Alert.make(
+            return self._inconsistent(
                 kind,
-                self.log,
-                origin,
-                f"{origin}: checkpoint {new.size} from {source} is not consistent with "
-                f"checkpoint {old.size} from {old_source} ({what}): {exc}",
-                self._pair(
-                    old,
-                    new,
-                    source=source,
-                    old_source=old_source,
-                    proof=[h.hex() for h in proof],
-                    tiles=recorder.evidence(),
-                ),
-                identity=(old.size, _root(old).hex(), new.size, _root(new).hex()),
+                old,
+                new,
+                proof,
+                str(exc),
+                source=source,
+                old_source=old_source,
+                tiles=recorder.evidence(),
             )
         return None
 
@@ -187,6 +180,39 @@ class DivergenceDetector:
             return self._split_view(old, new, proof, failed, source=source, old_source=old_source)
         return None
 
+    def _inconsistent(
+        self,
+        kind: AlertKind,
+        old: CheckpointLike,
+        new: CheckpointLike,
+        proof: list[bytes],
+        failed: str,
+        *,
+        source: str,
+        old_source: str,
+        **evidence: Any,
+    ) -> Alert:
+        """``new`` does not extend ``old``: both notes, the proof (hex) and more evidence
+        (the tiles it was built from, or the check it failed)."""
+        origin = new.origin
+        what = "split view" if kind is AlertKind.SPLIT_VIEW else "rewritten history"
+        return Alert.make(
+            kind,
+            self.log,
+            origin,
+            f"{origin}: checkpoint {new.size} from {source} is not consistent with "
+            f"checkpoint {old.size} from {old_source} ({what}): {failed}",
+            self._pair(
+                old,
+                new,
+                source=source,
+                old_source=old_source,
+                proof=[h.hex() for h in proof],
+                **evidence,
+            ),
+            identity=(old.size, _root(old).hex(), new.size, _root(new).hex()),
+        )
+
     def _split_view(
         self,
         old: CheckpointLike,
@@ -198,22 +224,15 @@ class DivergenceDetector:
         old_source: str,
     ) -> Alert:
         """A split view shown without tiles: both notes, the proof and the check it failed."""
-        origin = new.origin
-        return Alert.make(
+        return self._inconsistent(
             AlertKind.SPLIT_VIEW,
-            self.log,
-            origin,
-            f"{origin}: checkpoint {new.size} from {source} is not consistent with "
-            f"checkpoint {old.size} from {old_source} (split view): {failed}",
-            self._pair(
-                old,
-                new,
-                source=source,
-                old_source=old_source,
-                proof=[h.hex() for h in proof],
-                check=failed,
-            ),
-            identity=(old.size, _root(old).hex(), new.size, _root(new).hex()),
+            old,
+            new,
+            proof,
+            failed,
+            source=source,
+            old_source=old_source,
+            check=failed,
         )
 
     async def _split_alert(
