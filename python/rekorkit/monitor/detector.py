@@ -177,7 +177,16 @@ class DivergenceDetector:
             merkle.verify_consistency(old.size, new.size, _root(old), _root(new), proof)
         except ConsistencyError as exc:
             failed = str(exc.evidence.get("reason") or exc)
-            return self._split_view(old, new, proof, failed, source=source, old_source=old_source)
+            return self._inconsistent(
+                AlertKind.SPLIT_VIEW,
+                old,
+                new,
+                proof,
+                failed,
+                source=source,
+                old_source=old_source,
+                check=failed,
+            )
         return None
 
     def _inconsistent(
@@ -213,28 +222,6 @@ class DivergenceDetector:
             identity=(old.size, _root(old).hex(), new.size, _root(new).hex()),
         )
 
-    def _split_view(
-        self,
-        old: CheckpointLike,
-        new: CheckpointLike,
-        proof: list[bytes],
-        failed: str,
-        *,
-        source: str,
-        old_source: str,
-    ) -> Alert:
-        """A split view shown without tiles: both notes, the proof and the check it failed."""
-        return self._inconsistent(
-            AlertKind.SPLIT_VIEW,
-            old,
-            new,
-            proof,
-            failed,
-            source=source,
-            old_source=old_source,
-            check=failed,
-        )
-
     async def _split_alert(
         self,
         old: CheckpointLike,
@@ -253,7 +240,16 @@ class DivergenceDetector:
             if _root(old) == merkle.EMPTY_ROOT:
                 return None
             failed = "the old root is not the empty root"
-            return self._split_view(old, new, [], failed, source=source, old_source=old_source)
+            return self._inconsistent(
+                AlertKind.SPLIT_VIEW,
+                old,
+                new,
+                [],
+                failed,
+                source=source,
+                old_source=old_source,
+                check=failed,
+            )
         if isinstance(view, AsyncTileReader):
             return await self._extension_alert(
                 old, new, view, kind=AlertKind.SPLIT_VIEW, source=source, old_source=old_source
