@@ -22,7 +22,7 @@ from rekorkit.client._base import AsyncShell, SyncShell, bounded_map
 from rekorkit.client._flow import Flow
 from rekorkit.client._http import RawResponse, RequestSpec
 from rekorkit.client._session import HTTP2, SessionConfig
-from rekorkit.client.adaptive import AdaptiveWindow, WindowGate, WindowPolicy
+from rekorkit.client.adaptive import ADAPTIVE_CEILING, AdaptiveWindow, WindowGate, WindowPolicy
 from rekorkit.client.resilience import Failover, RetryPolicy, Timeouts
 from rekorkit.errors import MalformedError, NotFoundError
 from rekorkit.tiles import HASH_SIZE, TILE_WIDTH, TileID, bundle_prefix_len, entries_path
@@ -268,7 +268,7 @@ class TileReader(SyncShell):
         timeout: float | Timeouts | None = None,
         failover: Failover | None = None,
         http2: HTTP2 = "auto",
-        max_concurrency: int = 16,
+        max_concurrency: int = ADAPTIVE_CEILING,
         trust_env: bool = True,
         cache_tiles: int = 0,
         cache: TileCache | None = None,
@@ -340,7 +340,8 @@ class AsyncTileReader(AsyncShell):
     """Awaitable twin of :class:`TileReader` with adaptive-concurrency batch reads.
 
     Args: as :class:`TileReader`; ``max_concurrency`` is the most requests in
-    flight (and the connection-pool size).
+    flight (and the connection-pool size), 256 by default: batch reads adapt
+    to the link below it.
 
     Attributes:
         gate: the bound on the batch calls' (:meth:`tiles`, :meth:`entry_bundles`)
@@ -360,7 +361,7 @@ class AsyncTileReader(AsyncShell):
         timeout: float | Timeouts | None = None,
         failover: Failover | None = None,
         http2: HTTP2 = "auto",
-        max_concurrency: int = 16,
+        max_concurrency: int = ADAPTIVE_CEILING,
         trust_env: bool = True,
         cache_tiles: int = 0,
         cache: TileCache | None = None,
