@@ -108,6 +108,27 @@ def test_concurrency_flag_is_a_fixed_override(
     assert "--concurrency must be >= 1" in capsys.readouterr().err
 
 
+def test_max_concurrency_caps_the_adapted_window(
+    log: LocalRekor, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--max-concurrency N`` is the adaptive window's ceiling: it adapts, never past N."""
+    seen: list[tuple[int, int]] = []
+    real = AdaptiveWindow.on_sample
+
+    def watched(self: AdaptiveWindow, latency: float, now: float, **kw: bool) -> None:
+        real(self, latency, now, **kw)
+        seen.append((self.policy.ceiling, self.limit))
+
+    monkeypatch.setattr(AdaptiveWindow, "on_sample", watched)
+    report = _verify(capsys, log.url, "--key", log.checkpoint_vkey, "--max-concurrency", "5")
+    assert report["entries"] == SEEDED
+    assert seen and {c for c, _ in seen} == {5}
+    assert max(limit for _, limit in seen) <= 5
+    status = main(["verify", log.url, "--key", log.checkpoint_vkey, "--max-concurrency", "0"])
+    assert status == 2
+    assert "--max-concurrency must be >= 1" in capsys.readouterr().err
+
+
 def test_fixed_concurrency_bounds_requests_in_flight(log: LocalRekor) -> None:
     """``concurrency=N`` never has more than N tile and bundle reads in flight."""
     peak = in_flight = 0

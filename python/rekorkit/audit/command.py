@@ -79,6 +79,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         f"for tile logs, {V1_CONCURRENCY} for v1 logs)",
     )
     parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=ADAPTIVE_CEILING,
+        metavar="N",
+        help="without --concurrency: the most requests in flight the adapted window may "
+        f"reach (default {ADAPTIVE_CEILING}; tile logs)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=DEFAULT_TIMEOUT,
@@ -218,7 +226,7 @@ async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> An
                 args.url, verifier, scheduler=args.dask, workers=args.workers, store=store,
                 parquet=args.parquet, start=args.start, end=args.end, origin=args.origin,
                 progress=progress, on_plan=on_plan, fetch_level0=not args.derive_level0_tiles,
-                concurrency=args.concurrency or ADAPTIVE_CEILING,
+                concurrency=args.concurrency or args.max_concurrency,
             )  # fmt: skip
         if api == "v2":
             from rekorkit.audit.tilelog import verify_tile_log
@@ -229,7 +237,7 @@ async def _run(args: argparse.Namespace, verifier: NoteVerifier, api: str) -> An
 
             async with AsyncTileReader(
                 args.url,
-                max_concurrency=args.concurrency or ADAPTIVE_CEILING,
+                max_concurrency=args.concurrency or args.max_concurrency,
                 timeout=args.timeout,
                 cache=tile_cache,
             ) as reader:
@@ -337,6 +345,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.concurrency is not None and args.concurrency < 1:
         return _fail(args, 2, "usage error", ValueError("--concurrency must be >= 1"))
+    if args.max_concurrency < 1:
+        return _fail(args, 2, "usage error", ValueError("--max-concurrency must be >= 1"))
     if (args.dask or args.workers or args.parquet) and (
         args.api == "v1" or not (args.dask or args.workers) or (args.workers or 1) < 1
     ):
