@@ -34,6 +34,7 @@ api = "v1"
 poll_interval = 1.5
 max_batch = 1000
 concurrency = 8
+max_concurrency = 64
 
 [watchlist]
 digests = ["sha256:00ff"]
@@ -79,6 +80,7 @@ def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )
     # no concurrency: reads adapt to the link (up to ADAPTIVE_CEILING); a number fixes it
     assert (a.concurrency, b.concurrency) == (None, 8)
+    assert (a.max_concurrency, b.max_concurrency) == (256, 64)
     assert cfg.watchlist.digests == {"00ff"} and cfg.watchlist.fingerprints == {"abcd"}
     assert [type(p) for p in cfg.publishers] == [
         JsonLinesPublisher,
@@ -98,6 +100,7 @@ def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ('[[logs]]\nurl = "u"\nkey = "k"\npoll_interval = "soon"\n', "logs[0]"),
         # a 0 given is refused, not replaced by the default
         ('[[logs]]\nurl = "u"\nkey = "k"\nconcurrency = 0\n', "logs[0]"),
+        ('[[logs]]\nurl = "u"\nkey = "k"\nmax_concurrency = 0\n', "logs[0]"),
         ('[[logs]]\nurl = "u"\nkey = "k"\nmax_batch = 0\n', "logs[0]"),
         ('[[logs]]\nurl = "u"\nkey = "k"\ntimeout = 0\n', "logs[0]"),
         ('[[logs]]\nurl = "u"\nkey = "k"\nerror_alert_after = 0\n', "logs[0]"),

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rekorkit.client.adaptive import ADAPTIVE_CEILING
 from rekorkit.errors import MalformedError
 from rekorkit.monitor.publishers import (
     AlertPublisher,
@@ -84,8 +85,10 @@ class LogConfig:
         stale_after: seconds without a new checkpoint before a stale-log alert.
         max_batch: entries verified and committed per step of a catch-up.
         concurrency: requests in flight, fixed; ``None`` (default): tile
-            reads adapt to the link up to ``ADAPTIVE_CEILING`` (256) in
-            flight, Rekor v1 reads keep 16.
+            reads adapt to the link up to ``max_concurrency`` in flight,
+            Rekor v1 reads keep 16.
+        max_concurrency: the most tile reads in flight the adapted window may
+            reach (default ``ADAPTIVE_CEILING``, 256).
         error_alert_after: failed rounds in a row before a log-error alert.
         timeout: seconds per HTTP request.
         witnesses: witness verifier keys for a k-of-n policy (c2sp.org/tlog-witness).
@@ -103,6 +106,7 @@ class LogConfig:
     stale_after: float | None = None
     max_batch: int = 250_000
     concurrency: int | None = None
+    max_concurrency: int = ADAPTIVE_CEILING
     error_alert_after: int = 3
     timeout: float = 30.0
     witnesses: tuple[str, ...] = ()
@@ -191,6 +195,7 @@ def _log(doc: Any, i: int, defaults: Mapping[str, Any]) -> LogConfig:
         stale_after=_get(doc, "stale_after", num, where),
         max_batch=int(_given(_get(doc, "max_batch", int, where), 250_000)),
         concurrency=_get(doc, "concurrency", int, where),
+        max_concurrency=int(_given(_get(doc, "max_concurrency", int, where), ADAPTIVE_CEILING)),
         error_alert_after=int(_given(_get(doc, "error_alert_after", int, where), 3)),
         timeout=float(_given(_get(doc, "timeout", num, where), 30.0)),
         witnesses=witnesses,
@@ -203,9 +208,11 @@ def _log(doc: Any, i: int, defaults: Mapping[str, Any]) -> LogConfig:
         or cfg.error_alert_after < 1
         or cfg.timeout <= 0
         or (cfg.concurrency is not None and cfg.concurrency < 1)
+        or cfg.max_concurrency < 1
     ):
         raise MalformedError(
-            "poll_interval, max_batch, concurrency, error_alert_after and timeout must be positive",
+            "poll_interval, max_batch, concurrency, max_concurrency, error_alert_after"
+            " and timeout must be positive",
             where=where,
         )
     return cfg

@@ -59,7 +59,6 @@ from rekorkit.client import (
     Timeouts,
     VerifyOptions,
 )
-from rekorkit.client.adaptive import ADAPTIVE_CEILING
 from rekorkit.errors import (
     DivergenceError,
     MalformedError,
@@ -169,7 +168,7 @@ class _Follower:
         timeouts = Timeouts(connect=min(5.0, cfg.timeout), read=cfg.timeout, total=cfg.timeout)
         self._client_args: dict[str, Any] = {"retry": retry, "timeout": timeouts}
         self.reader = AsyncTileReader(
-            cfg.url, max_concurrency=cfg.concurrency or ADAPTIVE_CEILING, **self._client_args
+            cfg.url, max_concurrency=cfg.concurrency or cfg.max_concurrency, **self._client_args
         )
         self.vantage_readers = [
             (
