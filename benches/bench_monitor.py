@@ -13,7 +13,10 @@
   loop over rows fetched from DuckDB;
 * the watch index (:mod:`rekorkit.monitor.watchindex`): building it (once
   per stored entry), and back-scanning 1 M entries over it
-  (:meth:`Watchlist.scan_store`), beside the same baseline.
+  (:meth:`Watchlist.scan_store`), beside the same baseline;
+* the same back-scan over the watch index of a PostgreSQL store (a real
+  PostgreSQL 16 on loopback, the tests' helper; entries and index loaded
+  outside the timings), beside the same baseline.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pytest
 from conftest import measure, scaled
+from pg import start_postgres
 from rekorkit import AsyncTileReader, parse_verifier_key, verify_tile_log
 from rekorkit.monitor import (
     IdentityWatch,
@@ -38,6 +43,7 @@ from rekorkit.monitor import (
 )
 from rekorkit.monitor.watchindex import refresh_watch_index
 from rekorkit.store.duckdb import DuckDBStore, entry_batch
+from rekorkit.store.postgres import PostgresStore
 
 N_LOG = scaled(200_000, 3_000)
 N_MATCH = scaled(1_000_000, 20_000)
@@ -277,6 +283,42 @@ def test_backscan_watch_index(benchmark: Any, stored: Any, served: Any) -> None:
         ops=N_MATCH,
         baseline="test_backscan_python_baseline",
         note="Watchlist.scan_store: distinct verifiers judged once, joins over the watch index",
+    )
+    assert [(m.log_index, m.watch) for m in matches] == [
+        (m.log_index, m.watch) for m in watch.match(table)
+    ]
+
+
+@pytest.fixture(scope="module")
+def pg_indexed(stored: Any, served: Any) -> Iterator[str]:
+    """The stored entries in a PostgreSQL database, their watch index built: its URL."""
+    _db, table, _watch, _digest = stored
+    with start_postgres() as server:
+        url = server.create_database()
+        with PostgresStore(url) as store:
+            store.commit_entries(served.origin, [table], start=0, end=N_MATCH)
+            assert refresh_watch_index(store) == N_MATCH
+        yield url
+
+
+def test_backscan_watch_index_postgres(
+    benchmark: Any, stored: Any, served: Any, pg_indexed: str
+) -> None:
+    _db, table, watch, _digest = stored
+
+    def run() -> list[Any]:
+        with PostgresStore(pg_indexed) as store:
+            return watch.scan_store(store, served.origin, 0, N_MATCH)
+
+    matches = measure(
+        benchmark,
+        run,
+        ops=N_MATCH,
+        baseline="test_backscan_python_baseline",
+        note=(
+            "Watchlist.scan_store on PostgreSQL: distinct verifiers judged once, "
+            "joins over the watch index (index scans, loopback)"
+        ),
     )
     assert [(m.log_index, m.watch) for m in matches] == [
         (m.log_index, m.watch) for m in watch.match(table)

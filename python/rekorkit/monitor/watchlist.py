@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cachetools
 import numpy as np
@@ -38,6 +38,9 @@ from rekorkit.monitor.bodyfields import body_fields
 from rekorkit.monitor.watchindex import scan_watch_index
 from rekorkit.store import normalize_digest
 from rekorkit.store.duckdb import DuckDBStore
+
+if TYPE_CHECKING:
+    from rekorkit.store.postgres import PostgresStore
 
 __all__ = [
     "OID_ISSUER",
@@ -287,11 +290,19 @@ class Watchlist:
         low = text.lower()  # hex in any case; base64 as is
         return low if low in self.digests else base64.b64decode(text).hex()
 
-    def scan_store(self, store: DuckDBStore, origin: str, start: int, end: int) -> list[WatchMatch]:
+    def scan_store(
+        self, store: DuckDBStore | PostgresStore, origin: str, start: int, end: int
+    ) -> list[WatchMatch]:
         """The matches among the stored entries ``[start, end)`` of ``origin``.
 
-        Over the watch index (:mod:`rekorkit.monitor.watchindex`): the fields
-        of entries not indexed yet are read once, then matching is a join.
+        Over the watch index (:mod:`rekorkit.monitor.watchindex`) of a DuckDB
+        or a PostgreSQL store: the fields of entries not indexed yet are read
+        once, then matching is a join; the same matches as :meth:`match` over
+        those entries.
+
+        Raises:
+            TypeError: ``store`` is neither a DuckDB nor a PostgreSQL store.
+            StoreError: the database failed.
         """
         return [
             WatchMatch(watch, origin, index, leaf, value, fp)

@@ -56,6 +56,7 @@ __all__ = [
     "apply_migrations",
     "copy_into",
     "copy_stream",
+    "fetch_table",
     "safe_url",
 ]
 
@@ -238,6 +239,23 @@ def copy_into(cur: psycopg.Cursor[Any], target: str, rows: pa.Table) -> None:
         for start in range(0, rows.num_rows, _COPY_ROWS):
             copy.write(memoryview(copy_stream(rows.slice(start, _COPY_ROWS))))
         copy.write(_COPY_TRAILER)
+
+
+def fetch_table(
+    cur: psycopg.Cursor[Any], query: str, params: Sequence[Any], schema: pa.Schema
+) -> pa.Table:
+    """The rows of ``query`` as an Arrow table of ``schema``, in ``cur``'s transaction.
+
+    Read by a binary cursor on the same connection: ``bytea`` values arrive as
+    their bytes, not as hex text to decode (several times faster for bodies).
+    """
+    with cur.connection.cursor(binary=True) as read:
+        read.execute(query.encode(), params)
+        rows = read.fetchall()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
+    return pa.table(
+        [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
+    )
 
 
 def apply_migrations(
