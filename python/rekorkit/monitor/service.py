@@ -537,11 +537,9 @@ class RekorSyncService:
         return new
 
     def _matches(self, origin: str, a: int, b: int) -> list[WatchMatch]:
-        """Watch matches among stored entries ``[a, b)``: over the watch index on DuckDB
-        (fields read once per entry, then one join), over the bodies elsewhere."""
-        if isinstance(self.store, DuckDBStore):
-            return self.watchlist.scan_store(self.store, origin, a, b)
-        return self.watchlist.match(self.store.entries_table(origin, a, b))
+        """Watch matches among stored entries ``[a, b)``, over the watch index (DuckDB or
+        PostgreSQL: fields read once per entry, then one join)."""
+        return self.watchlist.scan_store(self.store, origin, a, b)
 
     def _entry_evidence(
         self, origin: str, table: Any, row: int, notes: dict[int, str | None]
