@@ -47,11 +47,15 @@ MAX_HEADER_BYTES = 100 * 1024
 # with 5), and each dropped SYN costs a one-second retransmit (RFC 6298 §2);
 # opened a few at a time and reused, connections never queue there. Over a
 # real link each connect takes a round trip, so four at a time would need 64
-# round trips (3 s at 50 ms) to open the 256 a long link needs: the number
-# grows like TCP's slow start while connects stay fast (one more per fast
-# connect, so it doubles per round trip) and halves on a slow one.
+# round trips (3 s at 50 ms) to open the 256 a long link needs: there the
+# number grows like TCP's slow start (one more per connect that took at least
+# GROW_CONNECTING seconds and was not slow, so it doubles per round trip) and
+# halves on a slow one. A connect that takes less is on loopback or a LAN:
+# four at a time open thousands a second there, and a burst would only
+# overflow the small listen queue of a busy local server.
 MAX_CONNECTING = 4
 MOST_CONNECTING = 64
+GROW_CONNECTING = 0.005
 # Connections open at once to an origin that closes every connection after one
 # response (HTTP/1.0, ``Connection: close``), or that has not yet answered with
 # a kept-alive response. Each request there costs a new connect, and a busy
@@ -277,10 +281,11 @@ class _ResponseStream(httpx.AsyncByteStream):
 class _ConnectPacer:
     """How many new connections may be opening at once: slow start, for connects.
 
-    From ``MAX_CONNECTING``, one more per connect no slower than the window's
-    threshold for a slow one (``WindowPolicy.connect_factor`` times the
-    fastest seen, plus ``connect_slack``), up to ``MOST_CONNECTING``; half as
-    many after a slow one (a dropped SYN waits out a retransmission timeout).
+    From ``MAX_CONNECTING``, one more per connect that took a network round
+    trip (at least ``GROW_CONNECTING``) but no more than the window's threshold
+    for a slow one (``WindowPolicy.connect_factor`` times the fastest seen,
+    plus ``connect_slack``), up to ``MOST_CONNECTING``; half as many after a
+    slow one (a dropped SYN waits out a retransmission timeout).
     """
 
     def __init__(self) -> None:
@@ -301,7 +306,7 @@ class _ConnectPacer:
         )
         if slow:
             self.failed()
-        else:
+        elif seconds >= GROW_CONNECTING:
             self.gate.window = min(MOST_CONNECTING, self.limit + 1)
 
     def failed(self) -> None:
