@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -268,25 +268,30 @@ def test_watch_index_build(benchmark: Any, stored: Any, served: Any) -> None:
     assert indexed == N_MATCH
 
 
-def test_backscan_watch_index(benchmark: Any, stored: Any, served: Any) -> None:
-    db, table, watch, _digest = stored
-    with DuckDBStore(db) as store:
-        refresh_watch_index(store)
+def _backscan(
+    benchmark: Any, stored: Any, served: Any, open_store: Callable[[], Any], note: str
+) -> None:
+    """Time ``Watchlist.scan_store`` over all stored entries; check it against body parsing."""
+    _db, table, watch, _digest = stored
 
     def run() -> list[Any]:
-        with DuckDBStore(db) as store:
+        with open_store() as store:
             return watch.scan_store(store, served.origin, 0, N_MATCH)
 
     matches = measure(
-        benchmark,
-        run,
-        ops=N_MATCH,
-        baseline="test_backscan_python_baseline",
-        note="Watchlist.scan_store: distinct verifiers judged once, joins over the watch index",
+        benchmark, run, ops=N_MATCH, baseline="test_backscan_python_baseline", note=note
     )
     assert [(m.log_index, m.watch) for m in matches] == [
         (m.log_index, m.watch) for m in watch.match(table)
     ]
+
+
+def test_backscan_watch_index(benchmark: Any, stored: Any, served: Any) -> None:
+    db = stored[0]
+    with DuckDBStore(db) as store:
+        refresh_watch_index(store)
+    note = "Watchlist.scan_store: distinct verifiers judged once, joins over the watch index"
+    _backscan(benchmark, stored, served, lambda: DuckDBStore(db), note)
 
 
 @pytest.fixture(scope="module")
@@ -304,22 +309,8 @@ def pg_indexed(stored: Any, served: Any) -> Iterator[str]:
 def test_backscan_watch_index_postgres(
     benchmark: Any, stored: Any, served: Any, pg_indexed: str
 ) -> None:
-    _db, table, watch, _digest = stored
-
-    def run() -> list[Any]:
-        with PostgresStore(pg_indexed) as store:
-            return watch.scan_store(store, served.origin, 0, N_MATCH)
-
-    matches = measure(
-        benchmark,
-        run,
-        ops=N_MATCH,
-        baseline="test_backscan_python_baseline",
-        note=(
-            "Watchlist.scan_store on PostgreSQL: distinct verifiers judged once, "
-            "joins over the watch index (index scans, loopback)"
-        ),
+    note = (
+        "Watchlist.scan_store on PostgreSQL: distinct verifiers judged once, "
+        "joins over the watch index (index scans, loopback)"
     )
-    assert [(m.log_index, m.watch) for m in matches] == [
-        (m.log_index, m.watch) for m in watch.match(table)
-    ]
+    _backscan(benchmark, stored, served, lambda: PostgresStore(pg_indexed), note)
