@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from concurrently import in_threads
 from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 from rekorkit.monitor import Alert, AlertKind, AlertStore, CallbackPublisher, Dispatcher
 from rekorkit.monitor.postgres_alerts import PostgresAlertStore
@@ -96,11 +97,7 @@ def test_two_monitors_on_one_postgres_outbox_deliver_each_alert_once(pg_url: str
         barrier.wait()
         counts[k] = asyncio.run(d.deliver())
 
-    threads = [threading.Thread(target=monitor, args=(k,)) for k in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    in_threads(monitor, range(2))
     assert sum(counts) == 200
     assert len(receiver.got) == 200 and set(receiver.got.values()) == {1}
     assert outboxes[1].pending("hook") == []

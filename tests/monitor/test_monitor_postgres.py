@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 import psycopg
+from concurrently import in_threads
 from pg import pg_server, pg_url  # noqa: F401  (fixtures)
 from rekorkit.monitor import Alert, AlertKind, CallbackPublisher, Dispatcher
 from rekorkit.monitor.postgres_alerts import PostgresAlertStore
@@ -76,11 +77,7 @@ def test_two_monitors_finding_the_same_things_store_each_alert_once(pg_url: str)
             batch = [_alert(n) for n in range(start, start + 12)]
             added[k] += alert_stores[k].add(batch if k else batch[::-1], matched=("origin", start))
 
-    threads = [threading.Thread(target=monitor, args=(k,)) for k in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    in_threads(monitor, range(2))
     assert sum(added) == 66  # alerts 0..65, each counted by exactly one monitor
     stored = alert_stores[0].alerts()
     assert sorted(a.alert.evidence["n"] for a in stored) == list(range(66))

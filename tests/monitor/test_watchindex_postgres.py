@@ -17,6 +17,7 @@ import numpy as np
 import psycopg
 import pyarrow as pa  # type: ignore[import-untyped]
 import pytest
+from concurrently import in_threads
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
@@ -340,11 +341,7 @@ def test_two_stores_creating_the_index_at_once_create_it_once(logged: Any, pg_ur
         except BaseException as exc:
             got.append(exc)
 
-    threads = [threading.Thread(target=refresh, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    in_threads(refresh, stores)
     for s in stores:
         s.close()
     assert sorted(got, key=str) == sorted([0, table.num_rows], key=str)

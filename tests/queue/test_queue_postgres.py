@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import psycopg
 import pytest
+from concurrently import in_threads
 from pg import PostgresServer, pg_server, pg_url  # noqa: F401  (fixtures)
 from queue_requests import dsse, hashedrekord_v2, v1_backend, v2_backend
 from rekorkit.errors import StoreError
@@ -70,11 +71,7 @@ def test_racing_claims_never_lease_one_item_twice(pg_url: str) -> None:
             claims = stores[k].claim(limit=3, lease=60, now=2e9)
             got[k] += [c.submission.id for c in claims]
 
-    threads = [threading.Thread(target=claim, args=(k,)) for k in range(len(stores))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    in_threads(claim, range(len(stores)))
     for s in stores:
         s.close()
     claimed = [sid for ids_k in got for sid in ids_k]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from concurrently import in_threads
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rekorkit.errors import DivergenceError, MalformedError, StoreError
@@ -269,11 +269,7 @@ def test_concurrent_readers_and_writer(store: DuckDBStore) -> None:
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=write, args=(k,)) for k in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(write, range(5))
     assert errors == []
     assert store.verified_ranges(ORIGIN) == [(0, 50)]
 

@@ -9,6 +9,7 @@ import threading
 
 import psycopg
 import pytest
+from concurrently import in_threads
 from pg import PostgresServer, pg_server, pg_url  # noqa: F401  (fixtures)
 from rekorkit.errors import StoreError, WriterConflictError
 from rekorkit.store.postgres import MIGRATIONS, PostgresStore
@@ -44,11 +45,7 @@ def test_two_writers_racing_on_one_range_one_wins(pg_url: str) -> None:
         except WriterConflictError as exc:
             outcomes.append(exc)
 
-    threads = [threading.Thread(target=write, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    in_threads(write, stores, timeout=30)
     assert sorted(map(type, outcomes), key=str) == sorted([int, WriterConflictError], key=str)
     assert stores[0].count(ORIGIN) == 500 and stores[0].verified_ranges(ORIGIN) == [(0, 500)]
     for s in stores:
