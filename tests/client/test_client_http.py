@@ -222,7 +222,23 @@ def test_tls_verification_on_for_https_backends() -> None:
 )
 @pytest.mark.parametrize(
     "path",
-    ["tile/0/x001/234", "/checkpoint", "tile/entries/000.p/7", "a b/ü", "q?x=1", "", "/"],
+    [
+        "tile/0/x001/234",
+        "/checkpoint",
+        "tile/entries/000.p/7",
+        "a b/ü",
+        "q?x=1",
+        "",
+        "/",
+        "a/../b",
+        "./x",
+        "../x",
+        "x/..",
+        "tile/.",
+        "a//b",
+        ".well-known/x",
+        "x../y",
+    ],
 )
 def test_request_url_is_the_joined_url_parsed_whole(base: str, path: str) -> None:
     """The bulk-read shortcut (a plain path set on a parsed base) builds the URL httpx would."""

@@ -110,8 +110,10 @@ def _parsed_url(base_url: str, path: str) -> httpx.URL:
 
 
 # Unreserved characters and "/" (RFC 3986 §2.3): a path of these needs no
-# percent-encoding, so it can be set on a parsed base as it is.
+# percent-encoding, so it can be set on a parsed base as it is, unless it has
+# a "." or ".." segment, which parsing removes (RFC 3986 §5.2.4).
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9._~/-]*")
+_DOT_SEGMENT = re.compile(r"(?:^|/)\.{1,2}(?:/|$)")
 
 
 def request_url(base_url: str, path: str) -> httpx.URL:
@@ -121,14 +123,14 @@ def request_url(base_url: str, path: str) -> httpx.URL:
     httpx parses and validates each URL from its string (host, port and
     path), about 7 µs a time, a tenth of a loopback audit's client CPU. The
     base is parsed once and a plain path set on it; anything else (a path
-    to quote, a base with a query) is parsed as usual.
+    to quote or with dot segments, a base with a query) is parsed as usual.
     """
     base = _parsed_url(base_url, "")
     ref: Any = getattr(base, "_uri_reference", None)
     replace = getattr(ref, "_replace", None)
     if replace is None or ref.query is not None or ref.fragment is not None:
         return _parsed_url(base_url, path)
-    if not _PLAIN_PATH.fullmatch(path):
+    if not _PLAIN_PATH.fullmatch(path) or _DOT_SEGMENT.search(path):
         return _parsed_url(base_url, path)
     url = httpx.URL.__new__(httpx.URL)
     url._uri_reference = replace(path=ref.path.rstrip("/") + "/" + path.lstrip("/"))
