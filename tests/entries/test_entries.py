@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,7 @@ from rekorkit.errors import (
 )
 from rekorkit.note import CosignatureSigner, ECDSASigner, Ed25519Signer
 from rekorkit.trust import load_trusted_root, log_from_key
+from sigstore_bundles import mutate_json
 from vector_files import require_vectors
 
 # --------------------------------------------------------------------------- helpers
@@ -951,45 +953,11 @@ def test_local_v1_log_entry_with_set() -> None:
     assert list(verify_sets(entries, key.public_key())) == [True] * 3
     assert list(verify_sets(entries * 20, key.public_key(), threads=2)) == [True] * 60
     e = entries[1]
-    wrong_tree = LogEntry(
-        f"{tree_id + 1:016x}" + e.uuid,
-        *[
-            getattr(e, f)
-            for f in (
-                "body",
-                "integrated_time",
-                "log_id",
-                "log_index",
-                "inclusion_proof",
-                "signed_entry_timestamp",
-            )
-        ],
-    )
+    wrong_tree = dataclasses.replace(e, entry_id=f"{tree_id + 1:016x}" + e.uuid)
     assert {c.name for c in verify_entry(wrong_tree, log_key=log).failures} == {"checkpoint_origin"}
-    wrong_uuid = LogEntry(
-        f"{tree_id:016x}" + "00" * 32,
-        *[
-            getattr(e, f)
-            for f in (
-                "body",
-                "integrated_time",
-                "log_id",
-                "log_index",
-                "inclusion_proof",
-                "signed_entry_timestamp",
-            )
-        ],
-    )
+    wrong_uuid = dataclasses.replace(e, entry_id=f"{tree_id:016x}" + "00" * 32)
     assert {c.name for c in verify_entry(wrong_uuid, log_key=log).failures} == {"entry_id"}
-    local_index = LogEntry(
-        e.entry_id,
-        e.body,
-        e.integrated_time,
-        e.log_id,
-        1,
-        e.inclusion_proof,
-        e.signed_entry_timestamp,
-    )
+    local_index = dataclasses.replace(e, log_index=1)
     assert {c.name for c in verify_entry(local_index, log_key=log).failures} == {
         "signed_entry_timestamp"
     }
@@ -1004,17 +972,6 @@ def test_verify_entry_input_errors() -> None:
         verify_entry({"a": 1, "b": 2}, log_key=b"")
     with pytest.raises(TypeError):
         verify_entry(_v1_response_from_bundle("bundle_v3.txt.sigstore"))
-
-
-def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix]
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out.extend(_paths(v, (*prefix, k)))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            out.extend(_paths(v, (*prefix, i)))
-    return out
 
 
 _JUNK = (
@@ -1040,19 +997,7 @@ def test_mutated_bundles_never_crash(data: st.DataObject) -> None:
         )
     )
     bundle = copy.deepcopy(_bundle(name))
-    paths = _paths(bundle)[1:]
-    for _ in range(data.draw(st.integers(1, 3))):
-        path = data.draw(st.sampled_from(paths))
-        target = bundle
-        try:
-            for p in path[:-1]:
-                target = target[p]
-            if data.draw(st.booleans()) and isinstance(target, dict):
-                target.pop(path[-1], None)
-            else:
-                target[path[-1]] = data.draw(_JUNK)
-        except (KeyError, IndexError, TypeError):
-            continue
+    mutate_json(data, bundle, data.draw(st.integers(1, 3)), _JUNK)
     try:
         result = verify_entry(bundle, trusted_root=_roots()["staging"])
     except MalformedError:
@@ -1083,16 +1028,8 @@ _REQUESTS = _valid_requests()
 def test_mutated_requests_raise_only_precise_errors(data: st.DataObject) -> None:
     fn, good = data.draw(st.sampled_from(_REQUESTS))
     req = copy.deepcopy(good)
-    paths = _paths(req)[1:]
-    for _ in range(data.draw(st.integers(1, 2))):
-        path = data.draw(st.sampled_from(paths))
-        target = req
-        try:
-            for p in path[:-1]:
-                target = target[p]
-            target[path[-1]] = data.draw(_JUNK | st.sampled_from(["PKIX_ED25519_PH", 8, "e30="]))
-        except (KeyError, IndexError, TypeError):
-            continue
+    junk = _JUNK | st.sampled_from(["PKIX_ED25519_PH", 8, "e30="])
+    mutate_json(data, req, data.draw(st.integers(1, 2)), junk)
     with contextlib.suppress(MalformedError, SignatureError):
         fn(req)
 
